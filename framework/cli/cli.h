@@ -1,0 +1,15 @@
+/* The mmfuse command line: one file per verb. */
+#ifndef MF_CLI_H
+#define MF_CLI_H
+
+#include <mmfuse/host.h>
+
+int mf_cli_run(int argc, char **argv);
+int mf_cli_plugins(int argc, char **argv);
+/* Print each line of err to stderr, prefixed "mmfuse: " unless it already names a place. */
+void mf_cli_report(const mf_error *err);
+/* A usage error: "mmfuse VERB: message" and the usage line; returns MF_EXIT_BAD_INPUT. */
+int mf_cli_usage_error(const char *verb, const char *usage, const char *fmt, ...)
+    MF_PRINTF(3, 4);
+
+#endif

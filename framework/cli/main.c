@@ -1,0 +1,62 @@
+/* mmfuse — multimodal fusion experiments from YAML files, with plugins.
+ * Exit status: 0 done, 1 the run failed (diverged, I/O), 2 bad input (arguments, config,
+ * data, plugins). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char usage[] =
+    "usage: mmfuse run FILE.yaml [-o KEY.PATH=VALUE]... [-q]\n"
+    "       mmfuse plugins\n"
+    "       mmfuse --version | --help\n";
+
+void mf_cli_report(const mf_error *err)
+{
+    const char *line = err->msg;
+    if (!*line)
+        line = "failed without saying why (a plugin returned an error with no message)";
+    while (*line) {
+        size_t len = strcspn(line, "\n");
+        fprintf(stderr, "%.*s\n", (int)len, line);
+        line += len + (line[len] == '\n');
+    }
+}
+
+int mf_cli_usage_error(const char *verb, const char *verb_usage, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "mmfuse %s: ", verb);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nusage: %s\n", verb_usage);
+    return MF_EXIT_BAD_INPUT;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return MF_EXIT_BAD_INPUT;
+    }
+    const char *verb = argv[1];
+    if (strcmp(verb, "run") == 0)
+        return mf_cli_run(argc - 1, argv + 1);
+    if (strcmp(verb, "plugins") == 0)
+        return mf_cli_plugins(argc - 1, argv + 1);
+    if (strcmp(verb, "--version") == 0 || strcmp(verb, "version") == 0) {
+        printf("mmfuse %s (plugin ABI %d.%d)\n", MF_VERSION_STRING, MF_ABI_MAJOR, MF_ABI_MINOR);
+        return MF_EXIT_OK;
+    }
+    if (strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0 || strcmp(verb, "help") == 0) {
+        fputs(usage, stdout);
+        return MF_EXIT_OK;
+    }
+    static const char *const verbs[] = {"run", "plugins", "help", "version", NULL};
+    const char *near = mf_did_you_mean(verb, verbs);
+    fprintf(stderr, "mmfuse: unknown command '%s'%s%s%s\n%s", verb, near ? " (did you mean '" : "",
+            near ? near : "", near ? "'?)" : "", usage);
+    return MF_EXIT_BAD_INPUT;
+}

@@ -1,0 +1,102 @@
+/* Private to framework/core: the graph, its nodes and the op table.
+ *
+ * Every function here is hidden (only mf_* is exported), hence the mfi_ prefix. */
+#ifndef MMFUSE_CORE_INTERNAL_H
+#define MMFUSE_CORE_INTERNAL_H
+
+#include <mmfuse/graph.h>
+#include <mmfuse/nn.h>
+
+/* ---------------------------------------------------------------- ops */
+typedef enum mf_op {
+    MF_OP_INPUT,       /* leaves: no kernel */
+    MF_OP_VARIABLE,
+    MF_OP_PARAM,
+    MF_OP_MATMUL,      /* ops_linalg.c      */
+    MF_OP_ADD,         /* ops_elementwise.c */
+    MF_OP_MUL,
+    MF_OP_SCALE,
+    MF_OP_RELU,
+    MF_OP_TANH,
+    MF_OP_SIGMOID,
+    MF_OP_CONCAT,      /* ops_shape.c       */
+    MF_OP_LOG_SOFTMAX, /* ops_loss.c        */
+    MF_OP_NLL,
+    MF_OP_COUNT
+} mf_op;
+
+/* What an op function is asked to do. */
+enum {
+    MFI_SHAPE,    /* at construction: validate inputs, set n->shape (mfi_op_fail on error) */
+    MFI_SCRATCH,  /* at compile: set n->scratch_bytes (left 0 when none is needed) */
+    MFI_FORWARD,  /* n->value from the inputs' values */
+    MFI_BACKWARD, /* inputs' grads += from n->grad (only inputs whose grad != NULL) */
+};
+
+typedef void (*mfi_op_fn)(mf_node *n, int action);
+
+/* The CPU kernels, one per op (NULL for leaves), indexed by mf_op. */
+extern const mfi_op_fn mfi_cpu_ops[MF_OP_COUNT];
+const char *mfi_op_name(mf_op op);
+
+void mfi_op_matmul(mf_node *n, int action);
+void mfi_op_add(mf_node *n, int action);
+void mfi_op_mul(mf_node *n, int action);
+void mfi_op_scale(mf_node *n, int action);
+void mfi_op_relu(mf_node *n, int action);
+void mfi_op_tanh(mf_node *n, int action);
+void mfi_op_sigmoid(mf_node *n, int action);
+void mfi_op_concat(mf_node *n, int action);
+void mfi_op_log_softmax(mf_node *n, int action);
+void mfi_op_nll(mf_node *n, int action);
+
+/* ---------------------------------------------------------------- graph */
+struct mf_node {
+    mf_graph *graph;
+    int id;              /* index in creation (topological) order */
+    mf_op op;
+    const char *name;    /* leaves only; "" otherwise */
+    mf_shape shape;
+    int64_t numel;
+    int n_in;
+    mf_node **in;
+    int iarg[2];         /* op arguments: matmul trans_a, trans_b */
+    float farg[1];       /* scale factor */
+    mf_param *param;     /* MF_OP_PARAM */
+    float *value, *grad; /* grad NULL when the node takes no gradient */
+    void *scratch;
+    size_t scratch_bytes;
+    int failed;          /* set by mfi_op_fail during MFI_SHAPE */
+    unsigned mark;       /* reachability epoch during backward */
+};
+
+#define MFI_ERROR_CAPACITY 512
+
+struct mf_graph {
+    mf_arena *arena;     /* the graph itself lives in it too */
+    int training, compiled;
+    int n_nodes, cap;
+    mf_node **nodes;
+    unsigned epoch;
+    int has_error;
+    char error[MFI_ERROR_CAPACITY];
+};
+
+/* Record the graph's first error (later ones are ignored). */
+void mfi_graph_fail(mf_graph *g, const char *fmt, ...) MF_PRINTF(2, 3);
+/* For op functions in MFI_SHAPE: mark the node failed and record the error. */
+void mfi_op_fail(mf_node *n, const char *fmt, ...) MF_PRINTF(2, 3);
+/* Append a node of kind `op` with inputs in[0..n_in); runs MFI_SHAPE. Returns NULL (and
+ * records the error) on a bad graph state or bad shapes, and NULL without a new error when
+ * an input is NULL. Op arguments are set by the caller through `init` before the shape
+ * check: iarg/farg are copied from it. */
+mf_node *mfi_node_new(mf_graph *g, mf_op op, int n_in, mf_node *const *in,
+                      const int *iarg, const float *farg);
+/* Reverse pass from `out` with d(L)/d(out) = seed (numel(out) floats; NULL seeds 1). */
+void mfi_graph_backward_seeded(mf_graph *g, mf_node *out, const float *seed);
+
+/* "(4,3)" for a node, in a caller's buffer. */
+#define MFI_SHAPE_STR 64
+const char *mfi_node_shape_str(const mf_node *n, char buf[MFI_SHAPE_STR]);
+
+#endif

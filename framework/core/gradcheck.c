@@ -1,0 +1,174 @@
+/* Finite-difference gradient check of L = Σ w ⊙ out against the analytic backward pass. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core_internal.h"
+
+static double weighted_sum(const mf_node *out, const float *w)
+{
+    double L = 0.0;
+    for (int64_t i = 0; i < out->numel; i++)
+        L += (double)w[i] * (double)out->value[i];
+    return L;
+}
+
+typedef struct leaf_state {
+    mf_node *node;
+    float *analytic;    /* the analytic gradient, copied after the backward pass */
+    float *saved_grad;  /* parameters only: the store's gradient before the check */
+} leaf_state;
+
+int mf_gradcheck(mf_graph *g, mf_node *out, const mf_gradcheck_opts *opts,
+                 mf_gradcheck_result *res)
+{
+    mf_gradcheck_result local;
+    if (!res)
+        res = &local;
+    memset(res, 0, sizeof *res);
+    mf_gradcheck_opts o = opts ? *opts : (mf_gradcheck_opts){0};
+    if (o.eps <= 0)
+        o.eps = 1e-3;
+    if (o.atol <= 0)
+        o.atol = 1e-3;
+    if (o.rtol <= 0)
+        o.rtol = 1e-2;
+    if (!g || !out || out->graph != g || !g->compiled) {
+        snprintf(res->worst, sizeof res->worst,
+                 "gradcheck: needs a compiled graph and one of its nodes");
+        return -1;
+    }
+    if (!out->grad) {
+        snprintf(res->worst, sizeof res->worst,
+                 "gradcheck: the output takes no gradient (an eval graph, or no variable or "
+                 "parameter reaches it)");
+        return -1;
+    }
+
+    int n_leaves = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        mf_node *n = g->nodes[i];
+        n_leaves += n->grad && (n->op == MF_OP_VARIABLE || n->op == MF_OP_PARAM);
+    }
+    int rc = -1;
+    int64_t *idx = NULL;
+    float *w = malloc((size_t)out->numel * sizeof *w);
+    leaf_state *leaves = calloc((size_t)n_leaves + 1, sizeof *leaves);
+    if (!w || !leaves)
+        goto oom;
+
+    mf_rng rng;
+    mf_rng_seed(&rng, o.seed);
+    for (int64_t i = 0; i < out->numel; i++)
+        w[i] = (float)(2.0 * mf_rng_uniform(&rng) - 1.0);
+
+    /* parameter gradients accumulate: save and zero them (in order, so a parameter used by
+     * two nodes is saved once with its real value and restored last) */
+    int k = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        mf_node *n = g->nodes[i];
+        if (!(n->grad && (n->op == MF_OP_VARIABLE || n->op == MF_OP_PARAM)))
+            continue;
+        leaf_state *ls = &leaves[k++];
+        size_t bytes = (size_t)n->numel * sizeof(float);
+        ls->node = n;
+        ls->analytic = malloc(bytes);
+        if (!ls->analytic)
+            goto oom;
+        if (n->op == MF_OP_PARAM) {
+            ls->saved_grad = malloc(bytes);
+            if (!ls->saved_grad)
+                goto oom;
+            memcpy(ls->saved_grad, n->grad, bytes);
+            memset(n->grad, 0, bytes);
+        }
+    }
+
+    /* analytic: one backward pass seeded with w */
+    mf_graph_forward(g);
+    mfi_graph_backward_seeded(g, out, w);
+    for (k = 0; k < n_leaves; k++)
+        memcpy(leaves[k].analytic, leaves[k].node->grad,
+               (size_t)leaves[k].node->numel * sizeof(float));
+
+    /* numeric: central differences, L accumulated in double */
+    double worst_score = -INFINITY;
+    for (k = 0; k < n_leaves; k++) {
+        mf_node *n = leaves[k].node;
+        int64_t m = n->numel;
+        if (o.max_elements_per_leaf > 0 && o.max_elements_per_leaf < n->numel) {
+            m = o.max_elements_per_leaf;
+            free(idx);
+            idx = malloc((size_t)n->numel * sizeof *idx);
+            if (!idx)
+                goto oom;
+            for (int64_t i = 0; i < n->numel; i++)
+                idx[i] = i;
+            for (int64_t i = 0; i < m; i++) { /* partial Fisher-Yates: m distinct elements */
+                int64_t j = i + (int64_t)mf_rng_below(&rng, (uint64_t)(n->numel - i));
+                int64_t t = idx[i];
+                idx[i] = idx[j];
+                idx[j] = t;
+            }
+        }
+        for (int64_t s = 0; s < m; s++) {
+            int64_t e = m < n->numel ? idx[s] : s;
+            float *v = n->value + e;
+            const float orig = *v;
+            const float xp = (float)(orig + o.eps), xm = (float)(orig - o.eps);
+            *v = xp;
+            mf_graph_forward(g);
+            double Lp = weighted_sum(out, w);
+            *v = xm;
+            mf_graph_forward(g);
+            double Lm = weighted_sum(out, w);
+            *v = orig;
+            double num = (Lp - Lm) / ((double)xp - (double)xm);
+            double ana = leaves[k].analytic[e];
+            double d = fabs(num - ana), mag = fmax(fabs(num), fabs(ana));
+            double tol = o.atol + o.rtol * mag;
+            double rel = mag > 0 ? d / mag : 0.0;
+            res->checked++;
+            if (!(d <= tol)) /* NaN fails too */
+                res->failed++;
+            if (d > res->max_abs_err || isnan(d))
+                res->max_abs_err = d;
+            if (rel > res->max_rel_err || isnan(rel))
+                res->max_rel_err = rel;
+            double score = isnan(d) ? INFINITY : d - tol;
+            if (score > worst_score) {
+                worst_score = score;
+                char fallback[32];
+                const char *name = n->name;
+                if (!*name) {
+                    snprintf(fallback, sizeof fallback, "node %d", n->id);
+                    name = fallback;
+                }
+                snprintf(res->worst, sizeof res->worst,
+                         "%s[%lld]: numeric %.7g, analytic %.7g (abs err %.3g, rel err %.3g)",
+                         name, (long long)e, num, ana, d, rel);
+            }
+        }
+    }
+    rc = res->failed ? -1 : 0;
+    goto done;
+
+oom:
+    snprintf(res->worst, sizeof res->worst, "gradcheck: out of memory");
+done:
+    if (leaves) {
+        for (k = n_leaves - 1; k >= 0; k--) {
+            leaf_state *ls = &leaves[k];
+            if (ls->saved_grad)
+                memcpy(ls->node->grad, ls->saved_grad, (size_t)ls->node->numel * sizeof(float));
+            free(ls->saved_grad);
+            free(ls->analytic);
+        }
+    }
+    mf_graph_forward(g); /* values as they were before the check */
+    free(leaves);
+    free(w);
+    free(idx);
+    return rc;
+}

@@ -1,0 +1,331 @@
+/* Graphs: nodes in creation order, sticky construction errors, compile, forward, backward.
+ * Everything a graph holds comes from its own arena; replaying never allocates. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core_internal.h"
+
+/* ---------------------------------------------------------------- op table */
+static const char *const op_names[] = {
+    "input", "variable", "param", "matmul", "add", "mul", "scale", "relu", "tanh", "sigmoid",
+    "concat", "log_softmax", "nll",
+};
+_Static_assert(sizeof op_names / sizeof op_names[0] == MF_OP_COUNT, "one name per op");
+
+const mfi_op_fn mfi_cpu_ops[MF_OP_COUNT] = {
+    [MF_OP_MATMUL] = mfi_op_matmul,
+    [MF_OP_ADD] = mfi_op_add,
+    [MF_OP_MUL] = mfi_op_mul,
+    [MF_OP_SCALE] = mfi_op_scale,
+    [MF_OP_RELU] = mfi_op_relu,
+    [MF_OP_TANH] = mfi_op_tanh,
+    [MF_OP_SIGMOID] = mfi_op_sigmoid,
+    [MF_OP_CONCAT] = mfi_op_concat,
+    [MF_OP_LOG_SOFTMAX] = mfi_op_log_softmax,
+    [MF_OP_NLL] = mfi_op_nll,
+};
+
+const char *mfi_op_name(mf_op op) { return (unsigned)op < MF_OP_COUNT ? op_names[op] : "?"; }
+
+static int is_leaf(const mf_node *n)
+{
+    return n->op == MF_OP_INPUT || n->op == MF_OP_VARIABLE || n->op == MF_OP_PARAM;
+}
+
+/* ---------------------------------------------------------------- errors */
+static void graph_vfail(mf_graph *g, const char *fmt, va_list ap)
+{
+    if (g->has_error)
+        return;
+    vsnprintf(g->error, sizeof g->error, fmt, ap);
+    g->has_error = 1;
+}
+
+void mfi_graph_fail(mf_graph *g, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    graph_vfail(g, fmt, ap);
+    va_end(ap);
+}
+
+void mfi_op_fail(mf_node *n, const char *fmt, ...)
+{
+    va_list ap;
+    n->failed = 1;
+    va_start(ap, fmt);
+    graph_vfail(n->graph, fmt, ap);
+    va_end(ap);
+}
+
+const char *mf_graph_error(const mf_graph *g) { return g && g->has_error ? g->error : NULL; }
+
+const char *mfi_node_shape_str(const mf_node *n, char buf[MFI_SHAPE_STR])
+{
+    return mf_shape_str(&n->shape, buf, MFI_SHAPE_STR);
+}
+
+/* ---------------------------------------------------------------- graphs */
+mf_graph *mf_graph_new(int training)
+{
+    mf_arena *a = mf_arena_new(0);
+    if (!a)
+        return NULL;
+    mf_graph *g = mf_arena_alloc(a, sizeof *g);
+    if (!g) {
+        mf_arena_free(a);
+        return NULL;
+    }
+    g->arena = a;
+    g->training = training != 0;
+    return g;
+}
+
+void mf_graph_free(mf_graph *g)
+{
+    if (g)
+        mf_arena_free(g->arena); /* g lives in its arena */
+}
+
+int mf_graph_training(const mf_graph *g) { return g ? g->training : 0; }
+size_t mf_graph_bytes(const mf_graph *g) { return g ? mf_arena_used(g->arena) : 0; }
+int mf_graph_size(const mf_graph *g) { return g ? g->n_nodes : 0; }
+
+mf_node *mf_graph_node(mf_graph *g, int i)
+{
+    return g && i >= 0 && i < g->n_nodes ? g->nodes[i] : NULL;
+}
+
+static int append(mf_graph *g, mf_node *n)
+{
+    if (g->n_nodes == g->cap) {
+        int cap = g->cap ? 2 * g->cap : 64;
+        mf_node **nodes = mf_arena_alloc(g->arena, (size_t)cap * sizeof *nodes);
+        if (!nodes)
+            return -1;
+        if (g->n_nodes)
+            memcpy(nodes, g->nodes, (size_t)g->n_nodes * sizeof *nodes);
+        g->nodes = nodes; /* the old array stays in the arena, unused */
+        g->cap = cap;
+    }
+    n->id = g->n_nodes;
+    g->nodes[g->n_nodes++] = n;
+    return 0;
+}
+
+mf_node *mfi_node_new(mf_graph *g, mf_op op, int n_in, mf_node *const *in, const int *iarg,
+                      const float *farg)
+{
+    if (!g)
+        return NULL;
+    const char *name = mfi_op_name(op);
+    if (g->compiled) {
+        mfi_graph_fail(g, "%s: the graph is already compiled; no node can be added to it", name);
+        return NULL;
+    }
+    for (int i = 0; i < n_in; i++)
+        if (!in[i])
+            return NULL; /* pass an earlier failure through */
+    for (int i = 0; i < n_in; i++)
+        if (in[i]->graph != g) {
+            mfi_graph_fail(g, "%s: input %d belongs to another graph", name, i);
+            return NULL;
+        }
+    mf_node *n = mf_arena_alloc(g->arena, sizeof *n);
+    mf_node **ins = n_in > 0 ? mf_arena_alloc(g->arena, (size_t)n_in * sizeof *ins) : NULL;
+    if (!n || (n_in > 0 && !ins)) {
+        mfi_graph_fail(g, "%s: out of memory", name);
+        return NULL;
+    }
+    n->graph = g;
+    n->op = op;
+    n->name = "";
+    n->n_in = n_in;
+    n->in = ins;
+    for (int i = 0; i < n_in; i++)
+        ins[i] = in[i];
+    if (iarg)
+        memcpy(n->iarg, iarg, sizeof n->iarg);
+    if (farg)
+        memcpy(n->farg, farg, sizeof n->farg);
+    if (mfi_cpu_ops[op]) {
+        mfi_cpu_ops[op](n, MFI_SHAPE);
+        if (n->failed)
+            return NULL;
+    }
+    n->numel = mf_shape_numel(&n->shape);
+    if (append(g, n)) {
+        mfi_graph_fail(g, "%s: out of memory", name);
+        return NULL;
+    }
+    return n;
+}
+
+/* ---------------------------------------------------------------- leaves */
+static mf_node *leaf(mf_graph *g, mf_op op, const char *name, mf_shape shape)
+{
+    if (!g)
+        return NULL;
+    if (!name)
+        name = "";
+    int ok = shape.ndim >= 1 && shape.ndim <= MF_MAX_DIMS;
+    for (int i = 0; ok && i < shape.ndim; i++)
+        ok = shape.dim[i] > 0;
+    if (!ok && !g->compiled) {
+        char s[MFI_SHAPE_STR];
+        mf_shape bad = shape;
+        if (bad.ndim < 0 || bad.ndim > MF_MAX_DIMS)
+            bad.ndim = 0;
+        mfi_graph_fail(g, "%s \"%s\": invalid shape %s: a shape needs 1 to %d positive dimensions",
+                       mfi_op_name(op), name, mf_shape_str(&bad, s, sizeof s), MF_MAX_DIMS);
+        return NULL;
+    }
+    mf_node *n = mfi_node_new(g, op, 0, NULL, NULL, NULL);
+    if (!n)
+        return NULL;
+    n->shape = shape;
+    n->numel = mf_shape_numel(&shape);
+    n->name = mf_arena_strdup(g->arena, name);
+    if (!n->name)
+        n->name = "";
+    return n;
+}
+
+mf_node *mf_input(mf_graph *g, const char *name, mf_shape shape)
+{
+    return leaf(g, MF_OP_INPUT, name, shape);
+}
+
+mf_node *mf_variable(mf_graph *g, const char *name, mf_shape shape)
+{
+    return leaf(g, MF_OP_VARIABLE, name, shape);
+}
+
+mf_node *mf_param_node(mf_graph *g, mf_param *p)
+{
+    if (!g || !p)
+        return NULL;
+    /* value and gradient pointers are resolved at compile, once the store is finalised */
+    mf_node *n = leaf(g, MF_OP_PARAM, mf_param_name(p), *mf_param_shape(p));
+    if (n)
+        n->param = p;
+    return n;
+}
+
+/* ---------------------------------------------------------------- nodes */
+const mf_shape *mf_node_shape(const mf_node *n) { return &n->shape; }
+int64_t mf_node_numel(const mf_node *n) { return n->numel; }
+float *mf_node_value(mf_node *n) { return n ? n->value : NULL; }
+float *mf_node_grad(mf_node *n) { return n ? n->grad : NULL; }
+const char *mf_node_name(const mf_node *n) { return n->name; }
+const char *mf_node_op_name(const mf_node *n) { return mfi_op_name(n->op); }
+
+/* ---------------------------------------------------------------- compile */
+static float *floats(mf_graph *g, int64_t numel)
+{
+    return mf_arena_alloc(g->arena, (size_t)numel * sizeof(float));
+}
+
+int mf_graph_compile(mf_graph *g, mf_error *err)
+{
+    if (!g) {
+        mf_error_set(err, "graph: no graph to compile");
+        return -1;
+    }
+    if (g->compiled)
+        return 0; /* a constructor called after compile records an error but harms nothing */
+    if (g->has_error) {
+        mf_error_set(err, "%s", g->error);
+        return -1;
+    }
+    /* parameters first, so that a store not yet finalised leaves the graph untouched */
+    for (int i = 0; i < g->n_nodes; i++) {
+        mf_node *n = g->nodes[i];
+        if (n->op == MF_OP_PARAM && !mf_param_value(n->param)) {
+            mf_error_set(err, "param \"%s\": the parameter store is not finalised; "
+                              "finalise it before compiling a graph that uses it", n->name);
+            return -1;
+        }
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        mf_node *n = g->nodes[i];
+        if (n->op == MF_OP_PARAM) {
+            n->value = mf_param_value(n->param);
+            n->grad = g->training ? mf_param_grad(n->param) : NULL;
+            continue;
+        }
+        int need_grad = 0;
+        if (g->training) {
+            need_grad = n->op == MF_OP_VARIABLE;
+            for (int k = 0; k < n->n_in && !need_grad; k++)
+                need_grad = n->in[k]->grad != NULL;
+        }
+        n->value = floats(g, n->numel);
+        n->grad = need_grad ? floats(g, n->numel) : NULL;
+        n->scratch_bytes = 0;
+        if (mfi_cpu_ops[n->op])
+            mfi_cpu_ops[n->op](n, MFI_SCRATCH);
+        n->scratch = n->scratch_bytes ? mf_arena_alloc(g->arena, n->scratch_bytes) : NULL;
+        if (!n->value || (need_grad && !n->grad) || (n->scratch_bytes && !n->scratch)) {
+            mfi_graph_fail(g, "graph: out of memory while compiling (%zu bytes held)",
+                           mf_arena_used(g->arena));
+            mf_error_set(err, "%s", g->error);
+            return -1;
+        }
+    }
+    g->compiled = 1;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- replay */
+void mf_graph_forward(mf_graph *g)
+{
+    if (!g || !g->compiled)
+        return;
+    for (int i = 0; i < g->n_nodes; i++) {
+        mf_node *n = g->nodes[i];
+        if (mfi_cpu_ops[n->op])
+            mfi_cpu_ops[n->op](n, MFI_FORWARD);
+    }
+}
+
+void mfi_graph_backward_seeded(mf_graph *g, mf_node *out, const float *seed)
+{
+    if (!g || !g->compiled || !out || out->graph != g || !out->grad)
+        return;
+    /* intermediate and variable gradients start from zero; parameter gradients accumulate */
+    for (int i = 0; i < g->n_nodes; i++) {
+        mf_node *n = g->nodes[i];
+        if (n->grad && n->op != MF_OP_PARAM)
+            memset(n->grad, 0, (size_t)n->numel * sizeof(float));
+    }
+    if (seed)
+        memcpy(out->grad, seed, (size_t)out->numel * sizeof(float));
+    else
+        for (int64_t i = 0; i < out->numel; i++)
+            out->grad[i] = 1.0f;
+    /* only nodes `out` depends on are visited */
+    if (++g->epoch == 0) {
+        for (int i = 0; i < g->n_nodes; i++)
+            g->nodes[i]->mark = 0;
+        g->epoch = 1;
+    }
+    out->mark = g->epoch;
+    for (int i = out->id; i >= 0; i--) {
+        mf_node *n = g->nodes[i];
+        if (n->mark != g->epoch || is_leaf(n))
+            continue;
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k]->grad)
+                n->in[k]->mark = g->epoch;
+        mfi_cpu_ops[n->op](n, MFI_BACKWARD);
+    }
+}
+
+void mf_graph_backward(mf_graph *g, mf_node *loss)
+{
+    if (!loss || loss->numel != 1)
+        return;
+    mfi_graph_backward_seeded(g, loss, NULL);
+}

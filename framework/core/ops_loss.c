@@ -1,0 +1,117 @@
+/* Loss ops: log-softmax over the feature axis, mean negative log-likelihood. */
+#include <math.h>
+
+#include "core_internal.h"
+
+mf_node *mf_log_softmax(mf_graph *g, mf_node *a)
+{
+    return mfi_node_new(g, MF_OP_LOG_SOFTMAX, 1, &a, NULL, NULL);
+}
+
+mf_node *mf_nll(mf_graph *g, mf_node *logp, mf_node *target)
+{
+    mf_node *in[2] = {logp, target};
+    return mfi_node_new(g, MF_OP_NLL, 2, in, NULL, NULL);
+}
+
+mf_node *mf_cross_entropy(mf_graph *g, mf_node *logits, mf_node *target)
+{
+    return mf_nll(g, mf_log_softmax(g, logits), target);
+}
+
+void mfi_op_log_softmax(mf_node *n, int action)
+{
+    // a is (B,K), out is (B,K): out[i,j] = a[i,j] - max_i - log Σ_j exp(a[i,j] - max_i)
+    mf_node *a = n->in[0];
+    switch (action) {
+    case MFI_SHAPE:
+        if (a->shape.ndim != 2) {
+            char s[MFI_SHAPE_STR];
+            mfi_op_fail(n, "log_softmax: input must be 2-D (B,K), got %s",
+                        mfi_node_shape_str(a, s));
+            return;
+        }
+        n->shape = a->shape;
+        return;
+    case MFI_FORWARD: {
+        const int64_t B = n->shape.dim[0], K = n->shape.dim[1];
+        for (int64_t i = 0; i < B; i++) {
+            const float *x = a->value + i * K;
+            float *y = n->value + i * K;
+            float mx = x[0];
+            for (int64_t j = 1; j < K; j++)
+                mx = x[j] > mx ? x[j] : mx;
+            double sum = 0.0;
+            for (int64_t j = 0; j < K; j++)
+                sum += expf(x[j] - mx);
+            const float ls = (float)log(sum);
+            for (int64_t j = 0; j < K; j++)
+                y[j] = (x[j] - mx) - ls; /* not x - (mx + ls): keeps precision for large x */
+        }
+        return;
+    }
+    case MFI_BACKWARD: {
+        // da[i,j] += dout[i,j] - softmax[i,j]·Σ_k dout[i,k]
+        if (!a->grad)
+            return;
+        const int64_t B = n->shape.dim[0], K = n->shape.dim[1];
+        for (int64_t i = 0; i < B; i++) {
+            const float *y = n->value + i * K, *dy = n->grad + i * K;
+            float *dx = a->grad + i * K;
+            float s = 0.0f;
+            for (int64_t j = 0; j < K; j++)
+                s += dy[j];
+            for (int64_t j = 0; j < K; j++)
+                dx[j] += dy[j] - expf(y[j]) * s;
+        }
+        return;
+    }
+    default:
+        return;
+    }
+}
+
+void mfi_op_nll(mf_node *n, int action)
+{
+    // logp is (B,K), target holds B class indices (as floats, trusted), out is (1):
+    // out = -1/B Σ_i logp[i, target[i]]
+    mf_node *logp = n->in[0], *target = n->in[1];
+    switch (action) {
+    case MFI_SHAPE: {
+        char sl[MFI_SHAPE_STR], st[MFI_SHAPE_STR];
+        mfi_node_shape_str(logp, sl);
+        mfi_node_shape_str(target, st);
+        if (logp->shape.ndim != 2) {
+            mfi_op_fail(n, "nll: logp must be 2-D (B,K), got %s", sl);
+            return;
+        }
+        if (mf_shape_numel(&target->shape) != logp->shape.dim[0]) {
+            mfi_op_fail(n, "nll: target must hold one class index per row of logp: logp %s, target %s",
+                        sl, st);
+            return;
+        }
+        n->shape = mf_shape1(1);
+        return;
+    }
+    case MFI_FORWARD: {
+        const int64_t B = logp->shape.dim[0], K = logp->shape.dim[1];
+        double sum = 0.0;
+        for (int64_t i = 0; i < B; i++)
+            sum += logp->value[i * K + (int64_t)target->value[i]];
+        n->value[0] = (float)(-sum / (double)B);
+        return;
+    }
+    case MFI_BACKWARD: {
+        // dlogp[i, target[i]] += -dout / B; targets take no gradient
+        if (!logp->grad)
+            return;
+        const int64_t B = logp->shape.dim[0], K = logp->shape.dim[1];
+        const float d = -n->grad[0] / (float)B;
+        for (int64_t i = 0; i < B; i++)
+            logp->grad[i * K + (int64_t)target->value[i]] += d;
+        return;
+    }
+    default:
+        return;
+    }
+}

@@ -1,0 +1,193 @@
+/* Instances of plugins: modules (encoders, fusion operators, heads, losses) and datasets.
+ * The host owns each instance and its zeroed private state; the plugin sees only its own
+ * state, its config subtree and the SDK. */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mmfuse/host.h>
+
+#include "plugin_internal.h"
+
+struct mf_module {
+    const mf_plugin *plugin;
+    char *path;
+    mf_params *store;
+    void *state;
+    int built;
+    mf_error error; /* the first failure of mf_module_param, reported after build */
+};
+
+struct mf_dataset {
+    const mf_plugin *plugin;
+    char *base_dir;
+    void *state;
+    mf_dataset_info info;
+    int opened;
+};
+
+/* The kind's vtable size member sits first in every vtable; state_size right after. */
+static size_t state_size(const mf_plugin *p)
+{
+    switch (p->kind) {
+    case MF_KIND_ENCODER:
+    case MF_KIND_FUSION: return ((const mf_module_ops *)p->ops)->state_size;
+    case MF_KIND_LOSS: return ((const mf_loss_ops *)p->ops)->state_size;
+    case MF_KIND_DATASET: return ((const mf_dataset_ops *)p->ops)->state_size;
+    }
+    return 0;
+}
+
+mf_module *mf_module_new(const mf_plugin *plugin, const char *path, mf_params *store,
+                         mf_error *err)
+{
+    mf_module *m = calloc(1, sizeof *m);
+    if (!m || !(m->path = strdup(path)) ||
+        !(m->state = calloc(1, state_size(plugin) ? state_size(plugin) : 1))) {
+        mf_error_set(err, "%s: out of memory creating the module", path);
+        mf_module_free(m);
+        return NULL;
+    }
+    m->plugin = plugin;
+    m->store = store;
+    return m;
+}
+
+const mf_plugin *mf_module_plugin(const mf_module *m) { return m->plugin; }
+void *mf_module_state(mf_module *m) { return m->state; }
+const char *mf_module_path(const mf_module *m) { return m->path; }
+
+mf_param *mf_module_param(mf_module *m, const char *name, mf_shape shape, mf_init init)
+{
+    char full[512];
+    snprintf(full, sizeof full, "%s.%s", m->path, name);
+    mf_error local;
+    mf_error_clear(&local);
+    mf_param *p = mf_params_add(m->store, full, shape, init, &local);
+    if (!p && m->error.count == 0)
+        mf_error_set(&m->error, "%s (plugin '%s'): %s", m->path, m->plugin->name, local.msg);
+    return p;
+}
+
+/* A build succeeded only if the plugin said so and no parameter registration failed. */
+static int finish_build(mf_module *m, int status, mf_error *err)
+{
+    if (status == 0 && m->error.count) {
+        mf_error_set(err, "%s", m->error.msg);
+        status = -1;
+    }
+    m->built = status == 0;
+    return status ? -1 : 0;
+}
+
+int mf_module_build(mf_module *m, const mf_config *cfg, const mf_build_args *args, mf_shape *out,
+                    mf_error *err)
+{
+    const mf_module_ops *ops = m->plugin->ops;
+    memset(out, 0, sizeof *out);
+    int status = ops->build(m, cfg, args, out, err);
+    if (status == 0 && (out->ndim < 1 || out->ndim > MF_MAX_DIMS || mf_shape_numel(out) <= 0)) {
+        mf_error_set(err, "%s: plugin '%s' reported no valid output shape", m->path,
+                     m->plugin->name);
+        status = -1;
+    }
+    return finish_build(m, status, err);
+}
+
+mf_node *mf_module_forward(mf_module *m, mf_graph *g, int n_in, mf_node *const *in)
+{
+    const mf_module_ops *ops = m->plugin->ops;
+    return ops->forward(m, g, n_in, in);
+}
+
+int mf_module_build_loss(mf_module *m, const mf_config *cfg, mf_error *err)
+{
+    const mf_loss_ops *ops = m->plugin->ops;
+    return finish_build(m, ops->build(m, cfg, err), err);
+}
+
+mf_node *mf_module_loss(mf_module *m, mf_graph *g, const mf_loss_inputs *in)
+{
+    const mf_loss_ops *ops = m->plugin->ops;
+    return ops->forward(m, g, in);
+}
+
+void mf_module_free(mf_module *m)
+{
+    if (!m)
+        return;
+    if (m->plugin && m->built) {
+        if (m->plugin->kind == MF_KIND_LOSS) {
+            const mf_loss_ops *ops = m->plugin->ops;
+            if (MFI_HAS_MEMBER(ops, mf_loss_ops, destroy))
+                ops->destroy(m);
+        } else {
+            const mf_module_ops *ops = m->plugin->ops;
+            if (MFI_HAS_MEMBER(ops, mf_module_ops, destroy))
+                ops->destroy(m);
+        }
+    }
+    free(m->state);
+    free(m->path);
+    free(m);
+}
+
+/* ---------------------------------------------------------------- datasets */
+void *mf_dataset_state(mf_dataset *ds) { return ds->state; }
+const char *mf_dataset_base_dir(const mf_dataset *ds) { return ds->base_dir; }
+const mf_dataset_info *mf_dataset_get_info(const mf_dataset *ds) { return &ds->info; }
+
+mf_dataset *mf_dataset_open(const mf_plugin *plugin, const mf_config *cfg, const char *base_dir,
+                            mf_error *err)
+{
+    const mf_dataset_ops *ops = plugin->ops;
+    mf_dataset *ds = calloc(1, sizeof *ds);
+    if (!ds || !(ds->base_dir = strdup(base_dir ? base_dir : ".")) ||
+        !(ds->state = calloc(1, ops->state_size ? ops->state_size : 1))) {
+        mf_error_set(err, "dataset '%s': out of memory", plugin->name);
+        mf_dataset_close(ds);
+        return NULL;
+    }
+    ds->plugin = plugin;
+    ds->info.struct_size = sizeof ds->info;
+    if (ops->open(ds, cfg, &ds->info, err)) {
+        mf_dataset_close(ds);
+        return NULL;
+    }
+    ds->opened = 1;
+    const mf_dataset_info *in = &ds->info;
+    const char *problem = in->n_modalities < 1        ? "no modalities"
+                          : !in->modalities           ? "no modality table"
+                          : in->n_samples < 1         ? "no samples"
+                          : in->n_classes < 1         ? "no classes"
+                                                      : NULL;
+    for (int m = 0; !problem && m < in->n_modalities; m++)
+        if (!in->modalities[m].name || mf_shape_numel(&in->modalities[m].shape) <= 0)
+            problem = "a modality without a name or shape";
+    if (problem) {
+        mf_error_set(err, "dataset '%s' describes its data with %s", plugin->name, problem);
+        mf_dataset_close(ds);
+        return NULL;
+    }
+    return ds;
+}
+
+int mf_dataset_read(mf_dataset *ds, int64_t n, const int64_t *idx, float *const *bufs,
+                    int32_t *labels, mf_error *err)
+{
+    const mf_dataset_ops *ops = ds->plugin->ops;
+    return ops->read(ds, n, idx, bufs, labels, err);
+}
+
+void mf_dataset_close(mf_dataset *ds)
+{
+    if (!ds)
+        return;
+    const mf_dataset_ops *ops = ds->plugin ? ds->plugin->ops : NULL;
+    if (ds->opened && ops && MFI_HAS_MEMBER(ops, mf_dataset_ops, close))
+        ops->close(ds);
+    free(ds->state);
+    free(ds->base_dir);
+    free(ds);
+}

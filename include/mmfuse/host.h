@@ -1,0 +1,96 @@
+/* mmfuse/host.h — the host side: loading plugins, instantiating them, running experiments.
+ * The `mmfuse` executable is a thin layer over these; an embedding program (a notebook
+ * binding, a test) uses the same calls. Plugins never need this header.
+ */
+#ifndef MMFUSE_HOST_H
+#define MMFUSE_HOST_H
+
+#include <stdio.h>
+
+#include "plugin.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- plugin registry */
+/* Plugins found on the search path, each from the first file that provides its name.
+ * Loading a bad file never stops the others: each refusal is kept as one sentence naming
+ * the file and the reason. */
+typedef struct mf_registry mf_registry;
+
+MF_API mf_registry *mf_registry_new(void);
+/* Closes the plugin files: every module and dataset made from them must be gone. */
+MF_API void mf_registry_free(mf_registry *reg);
+/* Load every "*.so" in dir, in name order. -1 (with the reason) when dir can't be read. */
+MF_API int mf_registry_add_dir(mf_registry *reg, const char *dir, mf_error *err);
+/* Load one file; -1 when it is refused as a whole or any of its plugins is refused
+ * (the acceptable plugins of a bundle still load). */
+MF_API int mf_registry_add_file(mf_registry *reg, const char *path, mf_error *err);
+/* Add MMFUSE_PLUGIN_PATH's folders (':'-separated), then `extra` (NULL-terminated, may be
+ * NULL: the experiment's plugins.path), then the default folder (build tree or installed). */
+MF_API int mf_registry_add_search_path(mf_registry *reg, const char *const *extra, mf_error *err);
+/* The folder built-in plugins load from: the build tree's when this library runs from it. */
+MF_API const char *mf_default_plugin_dir(void);
+
+MF_API int mf_registry_count(const mf_registry *reg);
+MF_API const mf_plugin *mf_registry_at(const mf_registry *reg, int i, const char **file);
+/* kind 0 matches any kind. */
+MF_API const mf_plugin *mf_registry_find(const mf_registry *reg, int kind, const char *name,
+                                         const char **file);
+/* The names of plugins of a kind, NULL-terminated (valid until the registry changes). */
+MF_API const char *const *mf_registry_names(mf_registry *reg, int kind);
+MF_API int mf_registry_refusal_count(const mf_registry *reg);
+MF_API const char *mf_registry_refusal(const mf_registry *reg, int i);
+
+/* ---------------------------------------------------------------- instances */
+/* A module (encoder, fusion, loss) named by path, registering parameters into `store`. */
+MF_API mf_module *mf_module_new(const mf_plugin *plugin, const char *path, mf_params *store,
+                                mf_error *err);
+MF_API const mf_plugin *mf_module_plugin(const mf_module *m);
+/* Encoders and fusion operators. */
+MF_API int mf_module_build(mf_module *m, const mf_config *cfg, const mf_build_args *args,
+                           mf_shape *out, mf_error *err);
+MF_API mf_node *mf_module_forward(mf_module *m, mf_graph *g, int n_in, mf_node *const *in);
+/* Losses. */
+MF_API int mf_module_build_loss(mf_module *m, const mf_config *cfg, mf_error *err);
+MF_API mf_node *mf_module_loss(mf_module *m, mf_graph *g, const mf_loss_inputs *in);
+MF_API void mf_module_free(mf_module *m);
+
+/* base_dir: where relative paths in cfg are resolved from (the experiment file's folder). */
+MF_API mf_dataset *mf_dataset_open(const mf_plugin *plugin, const mf_config *cfg,
+                                   const char *base_dir, mf_error *err);
+MF_API const mf_dataset_info *mf_dataset_get_info(const mf_dataset *ds);
+MF_API int mf_dataset_read(mf_dataset *ds, int64_t n, const int64_t *idx, float *const *bufs,
+                           int32_t *labels, mf_error *err);
+MF_API void mf_dataset_close(mf_dataset *ds);
+
+/* ---------------------------------------------------------------- experiments */
+/* Exit statuses of the command line and of mf_experiment_run. */
+enum { MF_EXIT_OK = 0, MF_EXIT_FAILED = 1, MF_EXIT_BAD_INPUT = 2 };
+
+typedef struct mf_run_options {
+    uint32_t struct_size;
+    int n_overrides;
+    const char *const *overrides;  /* "key.path=value" */
+    FILE *log;                     /* progress lines; NULL: stdout */
+    int quiet;                     /* only the final result line */
+} mf_run_options;
+
+typedef struct mf_run_result {
+    int epochs_run;
+    double final_train_loss;
+    double best_val_accuracy;
+    double test_accuracy;          /* at the best validation epoch */
+    double seconds;
+} mf_run_result;
+
+/* Load, validate and run one experiment file. Returns an MF_EXIT_* status; on failure err
+ * holds the reasons (one per line). */
+MF_API int mf_experiment_run(const char *path, const mf_run_options *opts, mf_run_result *res,
+                             mf_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

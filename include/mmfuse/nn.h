@@ -1,0 +1,123 @@
+/* mmfuse/nn.h — parameters, initialisers and building blocks.
+ *
+ * All trainable tensors of a model live in one mf_params store: one contiguous buffer for
+ * values, one for gradients, one per optimiser moment (llm.c's layout), so zeroing the
+ * gradients, an optimiser step or a checkpoint is one loop or one write. Modules register
+ * named parameters while they are built ("model.encoders.nir.fc0.weight"); the store is
+ * then finalised — buffers allocated, values initialised from the experiment's seed in
+ * registration order — before any graph uses them.
+ */
+#ifndef MMFUSE_NN_H
+#define MMFUSE_NN_H
+
+#include "graph.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- initialisers */
+/* fan_in = shape[1]·shape[2]·…, fan_out = shape[0]·shape[2]·… (PyTorch's convention:
+ * a weight is (out, in, kernel…)). */
+typedef enum mf_init_kind {
+    MF_INIT_ZEROS,
+    MF_INIT_ONES,
+    MF_INIT_NORMAL,          /* N(0, scale²)                                   */
+    MF_INIT_UNIFORM,         /* U(-scale, scale)                               */
+    MF_INIT_XAVIER_UNIFORM,  /* U(±scale·√(6/(fan_in+fan_out))), scale = gain  */
+    MF_INIT_XAVIER_NORMAL,   /* N(0, scale²·2/(fan_in+fan_out))                */
+    MF_INIT_KAIMING_UNIFORM, /* U(±scale·√(3/fan_in)), scale = gain (√2 for ReLU) */
+    MF_INIT_KAIMING_NORMAL,  /* N(0, scale²/fan_in)                            */
+    MF_INIT_FAN_IN_UNIFORM,  /* U(±1/√fan_in): PyTorch's Linear/Conv default    */
+    MF_INIT_KIND_COUNT
+} mf_init_kind;
+
+typedef struct mf_init {
+    mf_init_kind kind;
+    float scale;
+    int64_t fan_in; /* for a bias, whose own shape has no fan-in: the layer's; 0 = from shape */
+} mf_init;
+
+MF_API const char *mf_init_name(mf_init_kind kind);
+
+/* ---------------------------------------------------------------- parameter store */
+typedef struct mf_params mf_params;
+
+MF_API mf_params *mf_params_new(void);
+MF_API void mf_params_free(mf_params *ps);
+/* Register a parameter; fails on a duplicate name or after finalisation. */
+MF_API mf_param *mf_params_add(mf_params *ps, const char *name, mf_shape shape, mf_init init,
+                               mf_error *err);
+/* Allocate the collated buffers (values, gradients, n_moments optimiser buffers, all zeroed)
+ * and initialise every value from `seed`. */
+MF_API int mf_params_finalize(mf_params *ps, uint64_t seed, int n_moments, mf_error *err);
+MF_API int mf_params_finalized(const mf_params *ps);
+MF_API int mf_params_size(const mf_params *ps);          /* number of tensors */
+MF_API int64_t mf_params_numel(const mf_params *ps);     /* number of scalars */
+MF_API mf_param *mf_params_at(mf_params *ps, int i);
+MF_API mf_param *mf_params_find(mf_params *ps, const char *name);
+MF_API float *mf_params_values(mf_params *ps);           /* numel floats each */
+MF_API float *mf_params_grads(mf_params *ps);
+MF_API float *mf_params_moment(mf_params *ps, int k);    /* k < n_moments */
+MF_API void mf_params_zero_grad(mf_params *ps);
+
+MF_API const char *mf_param_name(const mf_param *p);
+MF_API const mf_shape *mf_param_shape(const mf_param *p);
+MF_API int64_t mf_param_offset(const mf_param *p);        /* into the collated buffers */
+MF_API float *mf_param_value(mf_param *p);                /* valid after finalisation */
+MF_API float *mf_param_grad(mf_param *p);
+
+/* ---------------------------------------------------------------- modules */
+/* A module is one instance of an encoder, fusion operator, head or loss, owned by the host.
+ * Its path ("model.encoders.nir") prefixes the names of the parameters it registers. */
+typedef struct mf_module mf_module;
+
+/* The plugin's private state: state_size bytes (from its vtable), zeroed by the host. */
+MF_API void *mf_module_state(mf_module *m);
+MF_API const char *mf_module_path(const mf_module *m);
+/* Register a parameter named "<path>.<name>". On failure returns NULL and records the error
+ * in the module (reported by the host after build). */
+MF_API mf_param *mf_module_param(mf_module *m, const char *name, mf_shape shape, mf_init init);
+
+/* ---------------------------------------------------------------- building blocks */
+typedef enum mf_activation {
+    MF_ACT_NONE,
+    MF_ACT_RELU,
+    MF_ACT_TANH,
+    MF_ACT_SIGMOID,
+    MF_ACT_COUNT
+} mf_activation;
+
+MF_API const char *mf_activation_name(mf_activation a);
+/* Parse "relu", "tanh", …; returns -1 for an unknown name. */
+MF_API int mf_activation_parse(const char *name);
+MF_API mf_node *mf_activate(mf_graph *g, mf_node *x, mf_activation a);
+
+/* y = x Wᵀ + b: weight (out,in), bias (out), both PyTorch-initialised U(±1/√in). */
+typedef struct mf_linear {
+    mf_param *weight, *bias; /* bias NULL when built without */
+    int64_t in, out;
+} mf_linear;
+
+MF_API int mf_linear_init(mf_linear *l, mf_module *m, const char *name, int64_t in, int64_t out,
+                          int bias);
+/* x (B,in) → (B,out) */
+MF_API mf_node *mf_linear_forward(mf_graph *g, const mf_linear *l, mf_node *x);
+
+/* Linear layers sizes[0]→sizes[1]→…→sizes[n-1] with `act` between them (not after the last). */
+#define MF_MLP_MAX_LAYERS 16
+typedef struct mf_mlp {
+    int n_layers;
+    mf_activation act;
+    mf_linear layer[MF_MLP_MAX_LAYERS];
+} mf_mlp;
+
+MF_API int mf_mlp_init(mf_mlp *mlp, mf_module *m, const char *name, int n_sizes,
+                       const int64_t *sizes, mf_activation act);
+/* x (B,sizes[0]) → (B,sizes[n-1]) */
+MF_API mf_node *mf_mlp_forward(mf_graph *g, const mf_mlp *mlp, mf_node *x);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

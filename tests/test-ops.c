@@ -1,0 +1,977 @@
+/* Core tests: errors, shapes, arena, RNG, every op's forward values and gradients
+ * (finite differences through mf_gradcheck), sticky shape errors, and a training step
+ * replayed without a single heap allocation. */
+#define _GNU_SOURCE /* RTLD_DEFAULT */
+#include "mf_check.h"
+#include <dlfcn.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mmfuse/mmfuse.h>
+
+/* ---------------------------------------------------------------- malloc interposition */
+extern void *__libc_malloc(size_t n);
+extern void *__libc_calloc(size_t n, size_t size);
+extern void *__libc_realloc(void *p, size_t n);
+
+static volatile int counting;
+static volatile long n_allocs;
+
+void *malloc(size_t n)
+{
+    if (counting)
+        n_allocs++;
+    return __libc_malloc(n);
+}
+
+void *calloc(size_t n, size_t size)
+{
+    if (counting)
+        n_allocs++;
+    return __libc_calloc(n, size);
+}
+
+void *realloc(void *p, size_t n)
+{
+    if (counting)
+        n_allocs++;
+    return __libc_realloc(p, n);
+}
+
+/* ---------------------------------------------------------------- helpers */
+/* Seeded values in ±[0.1, 1]: far from relu's kink for eps = 1e-3. */
+static void fill(mf_node *n, uint64_t seed)
+{
+    mf_rng r;
+    mf_rng_seed(&r, seed);
+    float *v = mf_node_value(n);
+    for (int64_t i = 0; i < mf_node_numel(n); i++) {
+        float x = (float)(0.1 + 0.9 * mf_rng_uniform(&r));
+        v[i] = (mf_rng_u64(&r) & 1) ? x : -x;
+    }
+}
+
+static void set(mf_node *n, const float *vals)
+{
+    memcpy(mf_node_value(n), vals, (size_t)mf_node_numel(n) * sizeof(float));
+}
+
+static void compile_ok(mf_graph *g)
+{
+    mf_error err;
+    mf_error_clear(&err);
+    ck_assert_msg(mf_graph_compile(g, &err) == 0, "compile failed: %s", err.msg);
+}
+
+/* Fill every variable (seeded by its position), then gradcheck `out`. */
+static void expect_gradcheck(mf_graph *g, mf_node *out)
+{
+    ck_assert_ptr_nonnull(out);
+    compile_ok(g);
+    for (int i = 0; i < mf_graph_size(g); i++) {
+        mf_node *n = mf_graph_node(g, i);
+        if (strcmp(mf_node_op_name(n), "variable") == 0)
+            fill(n, 1000u + (uint64_t)i);
+    }
+    mf_gradcheck_result res;
+    mf_gradcheck_opts opts = {0};
+    opts.seed = 7;
+    int rc = mf_gradcheck(g, out, &opts, &res);
+    ck_assert_msg(rc == 0, "gradcheck failed %lld/%lld, worst %s", (long long)res.failed,
+                  (long long)res.checked, res.worst);
+    ck_assert_int_gt(res.checked, 0);
+    ck_assert_int_eq(res.failed, 0);
+}
+
+#define ASSERT_NEAR(a, b, tol) \
+    ck_assert_msg(fabs((double)(a) - (double)(b)) <= (tol), "%s = %.9g, expected %.9g", #a, \
+                  (double)(a), (double)(b))
+
+/* ---------------------------------------------------------------- errors and shapes */
+START_TEST(test_error_buffer)
+{
+    mf_error err;
+    mf_error_clear(&err);
+    ck_assert_int_eq(err.count, 0);
+    ck_assert_str_eq(err.msg, "");
+    mf_error_set(NULL, "ignored %d", 1); /* no-op */
+    mf_error_set(&err, "first %d", 1);
+    mf_error_set(&err, "second");
+    ck_assert_int_eq(err.count, 2);
+    ck_assert_str_eq(err.msg, "first 1\nsecond");
+
+    char line[200];
+    memset(line, 'x', sizeof line - 1);
+    line[sizeof line - 1] = '\0';
+    for (int i = 0; i < 100; i++)
+        mf_error_set(&err, "%s", line);
+    ck_assert_int_lt(err.count, 100);
+    ck_assert_int_gt(err.count, 2);
+    size_t len = strlen(err.msg);
+    ck_assert_uint_lt(len, MF_ERROR_CAPACITY);
+    ck_assert_str_eq(err.msg + len - 3, "\xe2\x80\xa6");
+    int count = err.count;
+    mf_error_set(&err, "more");
+    ck_assert_int_eq(err.count, count);
+    ck_assert_uint_eq(strlen(err.msg), len);
+    mf_error_clear(&err);
+    ck_assert_str_eq(err.msg, "");
+}
+END_TEST
+
+START_TEST(test_shapes)
+{
+    char buf[64];
+    mf_shape s = mf_shape2(128, 64);
+    ck_assert_str_eq(mf_shape_str(&s, buf, sizeof buf), "(128,64)");
+    s = mf_shape1(5);
+    ck_assert_str_eq(mf_shape_str(&s, buf, sizeof buf), "(5)");
+    s = mf_shape4(2, 3, 4, 5);
+    ck_assert_str_eq(mf_shape_str(&s, buf, sizeof buf), "(2,3,4,5)");
+    ck_assert_int_eq(mf_shape_numel(&s), 120);
+    mf_shape t = mf_shape3(2, 3, 4);
+    ck_assert(!mf_shape_equal(&s, &t));
+    t = mf_shape4(2, 3, 4, 5);
+    ck_assert(mf_shape_equal(&s, &t));
+    char tiny[4];
+    s = mf_shape2(128, 64);
+    mf_shape_str(&s, tiny, sizeof tiny); /* truncates, stays terminated */
+    ck_assert_uint_lt(strlen(tiny), sizeof tiny);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- arena */
+START_TEST(test_arena)
+{
+    mf_arena *a = mf_arena_new(4096);
+    ck_assert_ptr_nonnull(a);
+    enum { N = 2000 };
+    static unsigned char *p[N];
+    static size_t sz[N];
+    /* (check's passing asserts are slow: count problems, assert once) */
+    size_t total = 0;
+    long null = 0, misaligned = 0, dirty = 0, clobbered = 0;
+    for (int i = 0; i < N; i++) {
+        sz[i] = (size_t)(i * 37 % 1013) + (i % 7 == 0 ? 9000 : 0); /* odd sizes, some huge */
+        p[i] = mf_arena_alloc(a, sz[i]);
+        if (!p[i]) {
+            null++;
+            continue;
+        }
+        misaligned += (uintptr_t)p[i] % MF_ALIGN != 0;
+        for (size_t k = 0; k < sz[i]; k++)
+            dirty += p[i][k] != 0;
+        memset(p[i], i & 0xff, sz[i]);
+        total += sz[i];
+    }
+    /* growth never moved or overwrote earlier allocations */
+    for (int i = 0; i < N; i++)
+        for (size_t k = 0; p[i] && k < sz[i]; k++)
+            clobbered += p[i][k] != (i & 0xff);
+    ck_assert_int_eq(null, 0);
+    ck_assert_int_eq(misaligned, 0);
+    ck_assert_int_eq(dirty, 0);
+    ck_assert_int_eq(clobbered, 0);
+    ck_assert_uint_ge(mf_arena_used(a), total);
+    char *s = mf_arena_strdup(a, "hello");
+    ck_assert_str_eq(s, "hello");
+    ck_assert_uint_eq((uintptr_t)s % MF_ALIGN, 0);
+    mf_arena_free(a);
+    mf_arena_free(NULL);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- rng */
+START_TEST(test_rng_reproducible)
+{
+    mf_rng a, b, c;
+    mf_rng_seed(&a, 42);
+    mf_rng_seed(&b, 42);
+    mf_rng_seed(&c, 43);
+    int differ = 0, same = 0;
+    for (int i = 0; i < 1000; i++) {
+        uint64_t x = mf_rng_u64(&a);
+        same += x == mf_rng_u64(&b);
+        differ += x != mf_rng_u64(&c);
+    }
+    ck_assert_int_eq(same, 1000);
+    ck_assert_int_gt(differ, 990);
+
+    mf_rng s0, s0b, s1, s2;
+    mf_rng_seed_stream(&s0, 42, 0);
+    mf_rng_seed_stream(&s0b, 42, 0);
+    mf_rng_seed_stream(&s1, 42, 1);
+    mf_rng_seed_stream(&s2, 43, 0);
+    int d1 = 0, d2 = 0;
+    same = 0;
+    for (int i = 0; i < 1000; i++) {
+        uint64_t x = mf_rng_u64(&s0);
+        same += x == mf_rng_u64(&s0b);
+        d1 += x != mf_rng_u64(&s1);
+        d2 += x != mf_rng_u64(&s2);
+    }
+    ck_assert_int_eq(same, 1000);
+    ck_assert_int_gt(d1, 990);
+    ck_assert_int_gt(d2, 990);
+
+    /* normals reproduce too (the Box-Muller spare included) */
+    mf_rng_seed(&a, 5);
+    mf_rng_seed(&b, 5);
+    same = 0;
+    for (int i = 0; i < 101; i++)
+        same += mf_rng_normal(&a) == mf_rng_normal(&b);
+    ck_assert_int_eq(same, 101);
+}
+END_TEST
+
+START_TEST(test_rng_distributions)
+{
+    mf_rng r;
+    mf_rng_seed(&r, 1);
+    enum { N = 100000 };
+    double sum = 0, sq = 0, usum = 0;
+    long bad = 0;
+    for (int i = 0; i < N; i++) {
+        double z = mf_rng_normal(&r);
+        bad += !isfinite(z);
+        sum += z;
+        sq += z * z;
+        double u = mf_rng_uniform(&r);
+        bad += !(u >= 0.0 && u < 1.0);
+        usum += u;
+    }
+    ck_assert_int_eq(bad, 0);
+    double mean = sum / N, var = sq / N - mean * mean;
+    ASSERT_NEAR(mean, 0.0, 0.02);
+    ASSERT_NEAR(var, 1.0, 0.03);
+    ASSERT_NEAR(usum / N, 0.5, 0.01);
+
+    int hist[7] = {0};
+    for (int i = 0; i < 70000; i++) {
+        uint64_t k = mf_rng_below(&r, 7);
+        if (k < 7)
+            hist[k]++;
+        else
+            bad++;
+    }
+    for (int k = 0; k < 7; k++)
+        ck_assert_int_gt(hist[k], 9400); /* ~10000 each */
+    ck_assert_uint_eq(mf_rng_below(&r, 1), 0);
+    uint64_t big = (UINT64_C(1) << 63) + 12345;
+    for (int i = 0; i < 1000; i++)
+        bad += mf_rng_below(&r, big) >= big;
+    ck_assert_int_eq(bad, 0);
+}
+END_TEST
+
+START_TEST(test_rng_shuffle)
+{
+    mf_rng r;
+    mf_rng_seed(&r, 9);
+    enum { N = 1000 };
+    int64_t a[N];
+    int seen[N] = {0};
+    for (int i = 0; i < N; i++)
+        a[i] = i;
+    mf_rng_shuffle(&r, a, N);
+    int moved = 0, bad = 0;
+    for (int i = 0; i < N; i++) {
+        if (a[i] >= 0 && a[i] < N)
+            seen[a[i]]++;
+        else
+            bad++;
+        moved += a[i] != i;
+    }
+    for (int i = 0; i < N; i++)
+        bad += seen[i] != 1;
+    ck_assert_int_eq(bad, 0);
+    ck_assert_int_gt(moved, 900);
+    mf_rng_shuffle(&r, a, 0); /* empty and single-element arrays are fine */
+    mf_rng_shuffle(&r, a, 1);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- forward values */
+START_TEST(test_matmul_forward)
+{
+    /* A (2,3) · B (3,2) = [[58,64],[139,154]] for every storage of A and B */
+    static const float A[] = {1, 2, 3, 4, 5, 6}, At[] = {1, 4, 2, 5, 3, 6};
+    static const float B[] = {7, 8, 9, 10, 11, 12}, Bt[] = {7, 9, 11, 8, 10, 12};
+    static const float C[] = {58, 64, 139, 154};
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            mf_graph *g = mf_graph_new(0);
+            mf_node *a = mf_input(g, "a", ta ? mf_shape2(3, 2) : mf_shape2(2, 3));
+            mf_node *b = mf_input(g, "b", tb ? mf_shape2(2, 3) : mf_shape2(3, 2));
+            mf_node *c = mf_matmul(g, a, b, ta, tb);
+            ck_assert_ptr_nonnull(c);
+            ck_assert_int_eq(mf_node_shape(c)->ndim, 2);
+            ck_assert_int_eq(mf_node_shape(c)->dim[0], 2);
+            ck_assert_int_eq(mf_node_shape(c)->dim[1], 2);
+            compile_ok(g);
+            set(a, ta ? At : A);
+            set(b, tb ? Bt : B);
+            mf_graph_forward(g);
+            for (int i = 0; i < 4; i++)
+                ASSERT_NEAR(mf_node_value(c)[i], C[i], 1e-4);
+            ck_assert_str_eq(mf_node_op_name(c), "matmul");
+            mf_graph_free(g);
+        }
+}
+END_TEST
+
+START_TEST(test_elementwise_forward)
+{
+    mf_graph *g = mf_graph_new(0);
+    mf_node *a = mf_input(g, "a", mf_shape2(2, 3));
+    mf_node *b1 = mf_input(g, "b1", mf_shape1(3));
+    mf_node *b2 = mf_input(g, "b2", mf_shape2(1, 3));
+    mf_node *s1 = mf_add(g, a, b1), *s2 = mf_add(g, a, b2), *s3 = mf_add(g, a, a);
+    mf_node *m = mf_mul(g, a, a), *sc = mf_scale(g, a, -2.0f);
+    mf_node *r = mf_relu(g, a), *t = mf_tanh(g, a), *sg = mf_sigmoid(g, a);
+    compile_ok(g);
+    static const float av[] = {1, -2, 3, -4, 5, -6}, bv[] = {10, 20, 30};
+    set(a, av);
+    set(b1, bv);
+    set(b2, bv);
+    mf_graph_forward(g);
+    for (int i = 0; i < 6; i++) {
+        ASSERT_NEAR(mf_node_value(s1)[i], av[i] + bv[i % 3], 1e-6);
+        ASSERT_NEAR(mf_node_value(s2)[i], av[i] + bv[i % 3], 1e-6);
+        ASSERT_NEAR(mf_node_value(s3)[i], 2 * av[i], 1e-6);
+        ASSERT_NEAR(mf_node_value(m)[i], av[i] * av[i], 1e-6);
+        ASSERT_NEAR(mf_node_value(sc)[i], -2 * av[i], 1e-6);
+        ASSERT_NEAR(mf_node_value(r)[i], av[i] > 0 ? av[i] : 0, 1e-6);
+        ASSERT_NEAR(mf_node_value(t)[i], tanh(av[i]), 1e-6);
+        ASSERT_NEAR(mf_node_value(sg)[i], 1 / (1 + exp(-av[i])), 1e-6);
+    }
+    /* eval graph: no gradients anywhere */
+    for (int i = 0; i < mf_graph_size(g); i++)
+        ck_assert_ptr_null(mf_node_grad(mf_graph_node(g, i)));
+    mf_graph_free(g);
+
+    /* sigmoid of large magnitudes stays finite */
+    g = mf_graph_new(0);
+    a = mf_input(g, "a", mf_shape1(2));
+    sg = mf_sigmoid(g, a);
+    compile_ok(g);
+    static const float big[] = {-200, 200};
+    set(a, big);
+    mf_graph_forward(g);
+    ASSERT_NEAR(mf_node_value(sg)[0], 0, 1e-30);
+    ASSERT_NEAR(mf_node_value(sg)[1], 1, 1e-7);
+    mf_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_concat_forward)
+{
+    mf_graph *g = mf_graph_new(0);
+    mf_node *xs[3] = {mf_input(g, "x0", mf_shape2(2, 1)), mf_input(g, "x1", mf_shape2(2, 2)),
+                      mf_input(g, "x2", mf_shape2(2, 3))};
+    mf_node *c = mf_concat(g, 3, xs);
+    ck_assert_int_eq(mf_node_shape(c)->dim[0], 2);
+    ck_assert_int_eq(mf_node_shape(c)->dim[1], 6);
+    compile_ok(g);
+    static const float v0[] = {1, 2}, v1[] = {3, 4, 5, 6}, v2[] = {7, 8, 9, 10, 11, 12};
+    set(xs[0], v0);
+    set(xs[1], v1);
+    set(xs[2], v2);
+    mf_graph_forward(g);
+    static const float want[] = {1, 3, 4, 7, 8, 9, 2, 5, 6, 10, 11, 12};
+    for (int i = 0; i < 12; i++)
+        ASSERT_NEAR(mf_node_value(c)[i], want[i], 0);
+    mf_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_loss_forward)
+{
+    mf_graph *g = mf_graph_new(0);
+    mf_node *x = mf_input(g, "x", mf_shape2(3, 3));
+    mf_node *y = mf_input(g, "y", mf_shape1(3));
+    mf_node *lp = mf_log_softmax(g, x);
+    mf_node *nll = mf_nll(g, lp, y);
+    mf_node *ce = mf_cross_entropy(g, x, y);
+    ck_assert_int_eq(mf_node_numel(nll), 1);
+    compile_ok(g);
+    static const float xv[] = {1, 2, 3, 1000, 1001, 1002, -5, 0, 5};
+    static const float yv[] = {2, 0, 1};
+    set(x, xv);
+    set(y, yv);
+    mf_graph_forward(g);
+    const double lse = log(exp(1.0) + exp(2.0) + exp(3.0)); /* 3.40760596 */
+    for (int j = 0; j < 3; j++) {
+        ASSERT_NEAR(mf_node_value(lp)[j], xv[j] - lse, 1e-5);
+        ASSERT_NEAR(mf_node_value(lp)[3 + j], xv[j] - lse, 1e-4); /* shifted by 999: stable */
+    }
+    for (int i = 0; i < 3; i++) {
+        double s = 0;
+        for (int j = 0; j < 3; j++) {
+            ck_assert(isfinite(mf_node_value(lp)[3 * i + j]));
+            s += exp(mf_node_value(lp)[3 * i + j]);
+        }
+        ASSERT_NEAR(s, 1.0, 1e-5);
+    }
+    const float *l = mf_node_value(lp);
+    double want = -(l[2] + l[3] + l[7]) / 3.0;
+    ASSERT_NEAR(mf_node_value(nll)[0], want, 1e-5);
+    ASSERT_NEAR(mf_node_value(ce)[0], want, 1e-5);
+    mf_graph_free(g);
+}
+END_TEST
+
+/* A hand-derived gradient: d CE / d logits = (softmax - onehot) / B. */
+START_TEST(test_cross_entropy_backward_values)
+{
+    mf_graph *g = mf_graph_new(1);
+    mf_node *x = mf_variable(g, "x", mf_shape2(2, 3));
+    mf_node *y = mf_input(g, "y", mf_shape1(2));
+    mf_node *loss = mf_cross_entropy(g, x, y);
+    compile_ok(g);
+    ck_assert_ptr_null(mf_node_grad(y));
+    static const float xv[] = {1, 2, 3, 0.5f, -1, 0}, yv[] = {0, 2};
+    set(x, xv);
+    set(y, yv);
+    for (int rep = 0; rep < 2; rep++) { /* variable gradients are reset, not accumulated */
+        mf_graph_forward(g);
+        mf_graph_backward(g, loss);
+        for (int i = 0; i < 2; i++) {
+            double z = 0;
+            for (int j = 0; j < 3; j++)
+                z += exp(xv[3 * i + j]);
+            for (int j = 0; j < 3; j++) {
+                double p = exp(xv[3 * i + j]) / z - (j == (int)yv[i]);
+                ASSERT_NEAR(mf_node_grad(x)[3 * i + j], p / 2, 1e-6);
+            }
+        }
+    }
+    mf_graph_free(g);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- gradients */
+START_TEST(test_grad_matmul)
+{
+    const int ta = _i / 2, tb = _i % 2; /* all four transpose combinations */
+    mf_graph *g = mf_graph_new(1);
+    mf_node *a = mf_variable(g, "a", ta ? mf_shape2(4, 3) : mf_shape2(3, 4));
+    mf_node *b = mf_variable(g, "b", tb ? mf_shape2(5, 4) : mf_shape2(4, 5));
+    mf_node *c = mf_matmul(g, a, b, ta, tb);
+    ck_assert_int_eq(mf_node_shape(c)->dim[0], 3);
+    ck_assert_int_eq(mf_node_shape(c)->dim[1], 5);
+    expect_gradcheck(g, c);
+    mf_graph_free(g);
+
+    /* a and b feed two products: their gradients must accumulate */
+    g = mf_graph_new(1);
+    a = mf_variable(g, "a", ta ? mf_shape2(4, 3) : mf_shape2(3, 4));
+    b = mf_variable(g, "b", tb ? mf_shape2(5, 4) : mf_shape2(4, 5));
+    c = mf_matmul(g, a, b, ta, tb);
+    expect_gradcheck(g, mf_add(g, c, mf_tanh(g, mf_matmul(g, a, b, ta, tb))));
+    mf_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_grad_matmul_self)
+{
+    /* the same node on both sides: a·aᵀ */
+    mf_graph *g = mf_graph_new(1);
+    mf_node *a = mf_variable(g, "a", mf_shape2(3, 4));
+    expect_gradcheck(g, mf_matmul(g, a, a, 0, 1));
+    mf_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_grad_add)
+{
+    mf_graph *g = mf_graph_new(1);
+    mf_node *a = mf_variable(g, "a", mf_shape2(4, 3));
+    mf_node *b = mf_variable(g, "b", mf_shape2(4, 3));
+    expect_gradcheck(g, mf_add(g, a, b));
+    mf_graph_free(g);
+
+    g = mf_graph_new(1); /* (M,N) + (N) */
+    a = mf_variable(g, "a", mf_shape2(4, 3));
+    b = mf_variable(g, "bias", mf_shape1(3));
+    expect_gradcheck(g, mf_add(g, a, b));
+    mf_graph_free(g);
+
+    g = mf_graph_new(1); /* (M,N) + (1,N) */
+    a = mf_variable(g, "a", mf_shape2(4, 3));
+    b = mf_variable(g, "bias", mf_shape2(1, 3));
+    expect_gradcheck(g, mf_add(g, a, b));
+    mf_graph_free(g);
+
+    g = mf_graph_new(1); /* a + a */
+    a = mf_variable(g, "a", mf_shape2(2, 3));
+    expect_gradcheck(g, mf_add(g, a, a));
+    mf_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_grad_mul)
+{
+    mf_graph *g = mf_graph_new(1);
+    mf_node *a = mf_variable(g, "a", mf_shape2(3, 4));
+    mf_node *b = mf_variable(g, "b", mf_shape2(3, 4));
+    expect_gradcheck(g, mf_mul(g, a, b));
+    mf_graph_free(g);
+
+    g = mf_graph_new(1);
+    a = mf_variable(g, "a", mf_shape3(2, 3, 2));
+    expect_gradcheck(g, mf_mul(g, a, a));
+    mf_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_grad_unary)
+{
+    /* scale, relu, tanh, sigmoid */
+    for (int k = 0; k < 4; k++) {
+        mf_graph *g = mf_graph_new(1);
+        mf_node *a = mf_variable(g, "a", mf_shape2(5, 4));
+        mf_node *out = k == 0 ? mf_scale(g, a, -1.5f)
+                     : k == 1 ? mf_relu(g, a)
+                     : k == 2 ? mf_tanh(g, a)
+                              : mf_sigmoid(g, a);
+        expect_gradcheck(g, out);
+        mf_graph_free(g);
+    }
+}
+END_TEST
+
+START_TEST(test_grad_concat)
+{
+    mf_graph *g = mf_graph_new(1);
+    mf_node *xs[3] = {mf_variable(g, "x0", mf_shape2(3, 2)), mf_variable(g, "x1", mf_shape2(3, 1)),
+                      mf_variable(g, "x2", mf_shape2(3, 4))};
+    expect_gradcheck(g, mf_concat(g, 3, xs));
+    mf_graph_free(g);
+
+    /* an input without gradient in the middle */
+    g = mf_graph_new(1);
+    mf_node *ys[3] = {mf_variable(g, "y0", mf_shape2(2, 2)), mf_input(g, "in", mf_shape2(2, 3)),
+                      mf_variable(g, "y2", mf_shape2(2, 1))};
+    expect_gradcheck(g, mf_concat(g, 3, ys));
+    mf_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_grad_log_softmax)
+{
+    mf_graph *g = mf_graph_new(1);
+    mf_node *x = mf_variable(g, "x", mf_shape2(3, 5));
+    expect_gradcheck(g, mf_log_softmax(g, x));
+    mf_graph_free(g);
+}
+END_TEST
+
+static void set_targets(mf_node *y)
+{
+    float *v = mf_node_value(y);
+    for (int64_t i = 0; i < mf_node_numel(y); i++)
+        v[i] = (float)((i * 3 + 1) % 5);
+}
+
+START_TEST(test_grad_nll)
+{
+    mf_graph *g = mf_graph_new(1);
+    mf_node *lp = mf_variable(g, "logp", mf_shape2(4, 5));
+    mf_node *y = mf_input(g, "y", mf_shape1(4));
+    mf_node *loss = mf_nll(g, lp, y);
+    compile_ok(g);
+    set_targets(y);
+    expect_gradcheck(g, loss);
+    mf_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_grad_cross_entropy)
+{
+    mf_graph *g = mf_graph_new(1);
+    mf_node *x = mf_variable(g, "logits", mf_shape2(4, 5));
+    mf_node *y = mf_input(g, "y", mf_shape2(4, 1)); /* any shape holding B targets */
+    mf_node *loss = mf_cross_entropy(g, x, y);
+    compile_ok(g);
+    set_targets(y);
+    expect_gradcheck(g, loss);
+    mf_graph_free(g);
+}
+END_TEST
+
+/* Every op in one network, checked end to end, with a sampled check too. */
+START_TEST(test_grad_network)
+{
+    mf_graph *g = mf_graph_new(1);
+    mf_node *x = mf_variable(g, "x", mf_shape2(6, 4));
+    mf_node *w1 = mf_variable(g, "w1", mf_shape2(8, 4));
+    mf_node *b1 = mf_variable(g, "b1", mf_shape1(8));
+    mf_node *w2 = mf_variable(g, "w2", mf_shape2(12, 3));
+    mf_node *y = mf_input(g, "y", mf_shape1(6));
+    mf_node *h = mf_tanh(g, mf_add(g, mf_matmul(g, x, w1, 0, 1), b1));
+    mf_node *s = mf_sigmoid(g, mf_scale(g, x, 0.5f));
+    mf_node *parts[2] = {h, mf_mul(g, s, s)};
+    mf_node *f = mf_concat(g, 2, parts);
+    mf_node *loss = mf_cross_entropy(g, mf_matmul(g, f, w2, 0, 0), y);
+    compile_ok(g);
+    set_targets(y);
+    for (int i = 0; i < mf_graph_size(g); i++)
+        if (strcmp(mf_node_op_name(mf_graph_node(g, i)), "input") == 0)
+            ck_assert_ptr_null(mf_node_grad(mf_graph_node(g, i)));
+    expect_gradcheck(g, loss);
+
+    mf_gradcheck_opts opts = {0};
+    opts.max_elements_per_leaf = 3;
+    mf_gradcheck_result res;
+    ck_assert_int_eq(mf_gradcheck(g, loss, &opts, &res), 0);
+    ck_assert_int_eq(res.checked, 4 * 3);
+    mf_graph_free(g);
+}
+END_TEST
+
+/* Parameter nodes: value and gradient are the store's, gradients accumulate. */
+START_TEST(test_grad_params)
+{
+    mf_error err;
+    mf_error_clear(&err);
+    mf_params *ps = mf_params_new();
+    mf_param *w = mf_params_add(ps, "fc.weight", mf_shape2(3, 4),
+                                (mf_init){MF_INIT_FAN_IN_UNIFORM, 1.0f, 0}, &err);
+    mf_param *b = mf_params_add(ps, "fc.bias", mf_shape1(3),
+                                (mf_init){MF_INIT_FAN_IN_UNIFORM, 1.0f, 4}, &err);
+    ck_assert_msg(w && b, "%s", err.msg);
+
+    mf_graph *g = mf_graph_new(1);
+    mf_node *x = mf_input(g, "x", mf_shape2(5, 4));
+    mf_node *y = mf_input(g, "y", mf_shape1(5));
+    mf_node *loss = mf_cross_entropy(
+        g, mf_add(g, mf_matmul(g, x, mf_param_node(g, w), 0, 1), mf_param_node(g, b)), y);
+    ck_assert_ptr_nonnull(loss);
+    /* the store is not finalised yet: compile says so and can be retried */
+    ck_assert_int_eq(mf_graph_compile(g, &err), -1);
+    ck_assert_msg(strstr(err.msg, "is not finalised") != NULL, "%s", err.msg);
+    ck_assert_int_eq(mf_params_finalize(ps, 3, 0, &err), 0);
+    compile_ok(g);
+    fill(x, 11);
+    for (int i = 0; i < 5; i++)
+        mf_node_value(y)[i] = (float)(i % 3);
+
+    float *grads = mf_params_grads(ps);
+    grads[0] = 123.0f; /* gradcheck leaves the store's gradients as they were */
+    mf_gradcheck_result res;
+    ck_assert_msg(mf_gradcheck(g, loss, NULL, &res) == 0, "worst %s", res.worst);
+    ck_assert_int_eq(res.checked, 12 + 3);
+    ck_assert(grads[0] == 123.0f);
+
+    mf_params_zero_grad(ps);
+    mf_graph_forward(g);
+    mf_graph_backward(g, loss);
+    float once = grads[1];
+    ck_assert(once != 0.0f);
+    mf_graph_backward(g, loss);
+    ASSERT_NEAR(grads[1], 2 * once, 1e-6);
+    mf_graph_free(g);
+
+    /* an eval graph has no gradients, not even the parameters' */
+    g = mf_graph_new(0);
+    mf_node *pw = mf_param_node(g, w);
+    compile_ok(g);
+    ck_assert_ptr_eq(mf_node_value(pw), mf_param_value(w));
+    ck_assert_ptr_null(mf_node_grad(pw));
+    mf_graph_free(g);
+    mf_params_free(ps);
+}
+END_TEST
+
+/* The check must be able to fail. */
+START_TEST(test_gradcheck_detects_errors)
+{
+    /* relu at its kink: analytic 0, numeric 1/2 */
+    mf_graph *g = mf_graph_new(1);
+    mf_node *x = mf_variable(g, "x", mf_shape1(4));
+    mf_node *r = mf_relu(g, x);
+    compile_ok(g);
+    static const float xv[] = {0.5f, 0.0f, -0.5f, 0.0f};
+    set(x, xv);
+    mf_gradcheck_result res;
+    ck_assert_int_ne(mf_gradcheck(g, r, NULL, &res), 0);
+    ck_assert_int_eq(res.checked, 4);
+    ck_assert_int_eq(res.failed, 2);
+    ck_assert_msg(strncmp(res.worst, "x[1]", 4) == 0 || strncmp(res.worst, "x[3]", 4) == 0,
+                  "worst: %s", res.worst);
+    ck_assert(res.max_abs_err > 0.1);
+    /* values are restored after the check */
+    for (int i = 0; i < 4; i++)
+        ck_assert(mf_node_value(x)[i] == xv[i]);
+    mf_graph_free(g);
+
+    /* a huge step makes central differences of tanh wrong */
+    g = mf_graph_new(1);
+    x = mf_variable(g, "x", mf_shape1(8));
+    mf_node *t = mf_tanh(g, x);
+    compile_ok(g);
+    fill(x, 3);
+    mf_gradcheck_opts opts = {0};
+    opts.eps = 1.0;
+    ck_assert_int_ne(mf_gradcheck(g, t, &opts, &res), 0);
+    ck_assert_int_gt(res.failed, 0);
+    opts.eps = 0; /* back to the default: passes */
+    ck_assert_int_eq(mf_gradcheck(g, t, &opts, &res), 0);
+    mf_graph_free(g);
+
+    /* misuse: an eval graph has nothing to check */
+    g = mf_graph_new(0);
+    x = mf_variable(g, "x", mf_shape1(2));
+    compile_ok(g);
+    ck_assert_int_ne(mf_gradcheck(g, x, NULL, &res), 0);
+    mf_graph_free(g);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- sticky errors */
+START_TEST(test_sticky_matmul)
+{
+    mf_graph *g = mf_graph_new(1);
+    mf_node *a = mf_input(g, "a", mf_shape2(4, 3));
+    mf_node *b = mf_variable(g, "b", mf_shape2(5, 2));
+    ck_assert_ptr_null(mf_graph_error(g));
+    int size = mf_graph_size(g);
+    mf_node *c = mf_matmul(g, a, b, 0, 0);
+    ck_assert_ptr_null(c);
+    ck_assert_int_eq(mf_graph_size(g), size);
+    ck_assert_str_eq(mf_graph_error(g), "matmul: inner dimensions differ: (4,3) x (5,2)");
+    /* NULL passes through every constructor; the first error stays */
+    ck_assert_ptr_null(mf_relu(g, c));
+    ck_assert_ptr_null(mf_add(g, a, c));
+    ck_assert_ptr_null(mf_cross_entropy(g, c, a));
+    mf_node *xs[2] = {a, c};
+    ck_assert_ptr_null(mf_concat(g, 2, xs));
+    ck_assert_ptr_null(mf_param_node(g, NULL));
+    ck_assert_ptr_null(mf_mul(g, a, b)); /* a second, different error */
+    ck_assert_str_eq(mf_graph_error(g), "matmul: inner dimensions differ: (4,3) x (5,2)");
+    mf_error err;
+    mf_error_clear(&err);
+    ck_assert_int_eq(mf_graph_compile(g, &err), -1);
+    ck_assert_int_eq(err.count, 1);
+    ck_assert_str_eq(err.msg, "matmul: inner dimensions differ: (4,3) x (5,2)");
+    mf_graph_free(g);
+
+    g = mf_graph_new(1);
+    a = mf_input(g, "a", mf_shape2(4, 3));
+    b = mf_input(g, "b", mf_shape2(5, 2));
+    ck_assert_ptr_null(mf_matmul(g, a, b, 1, 1));
+    ck_assert_str_eq(mf_graph_error(g), "matmul: inner dimensions differ: (4,3)^T x (5,2)^T");
+    mf_graph_free(g);
+
+    g = mf_graph_new(1);
+    a = mf_input(g, "a", mf_shape1(3));
+    b = mf_input(g, "b", mf_shape2(3, 2));
+    ck_assert_ptr_null(mf_matmul(g, a, b, 0, 0));
+    ck_assert_str_eq(mf_graph_error(g), "matmul: both inputs must be 2-D: (3) x (3,2)");
+    mf_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_sticky_add_mul)
+{
+    mf_graph *g = mf_graph_new(1);
+    mf_node *a = mf_input(g, "a", mf_shape2(4, 3));
+    mf_node *b = mf_input(g, "b", mf_shape1(5));
+    ck_assert_ptr_null(mf_add(g, a, b));
+    ck_assert_str_eq(mf_graph_error(g),
+                     "add: shapes differ: (4,3) + (5); a row bias for (4,3) must be (3) or (1,3)");
+    mf_graph_free(g);
+
+    g = mf_graph_new(1);
+    a = mf_input(g, "a", mf_shape2(4, 3));
+    b = mf_input(g, "b", mf_shape2(3, 4));
+    ck_assert_ptr_null(mf_mul(g, a, b));
+    ck_assert_str_eq(mf_graph_error(g), "mul: shapes differ: (4,3) * (3,4)");
+    mf_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_sticky_concat_loss)
+{
+    mf_graph *g = mf_graph_new(1);
+    mf_node *xs[3] = {mf_input(g, "x0", mf_shape2(4, 3)), mf_input(g, "x1", mf_shape2(4, 2)),
+                      mf_input(g, "x2", mf_shape2(5, 2))};
+    ck_assert_ptr_null(mf_concat(g, 3, xs));
+    ck_assert_str_eq(mf_graph_error(g), "concat: batch sizes differ: input 0 is (4,3), input 2 is (5,2)");
+    mf_graph_free(g);
+
+    g = mf_graph_new(1);
+    ck_assert_ptr_null(mf_concat(g, 0, NULL));
+    ck_assert_str_eq(mf_graph_error(g), "concat: needs at least one input");
+    mf_graph_free(g);
+
+    g = mf_graph_new(1);
+    mf_node *lp = mf_input(g, "logp", mf_shape2(4, 3));
+    mf_node *y = mf_input(g, "y", mf_shape1(5));
+    ck_assert_ptr_null(mf_nll(g, lp, y));
+    ck_assert_str_eq(mf_graph_error(g),
+                     "nll: target must hold one class index per row of logp: logp (4,3), target (5)");
+    mf_graph_free(g);
+
+    g = mf_graph_new(1);
+    ck_assert_ptr_null(mf_log_softmax(g, mf_input(g, "v", mf_shape1(4))));
+    ck_assert_str_eq(mf_graph_error(g), "log_softmax: input must be 2-D (B,K), got (4)");
+    mf_graph_free(g);
+
+    g = mf_graph_new(1);
+    ck_assert_ptr_null(mf_input(g, "bad", mf_shape2(0, 3)));
+    ck_assert_str_eq(mf_graph_error(g),
+                     "input \"bad\": invalid shape (0,3): a shape needs 1 to 4 positive dimensions");
+    mf_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_sticky_after_compile)
+{
+    mf_graph *g = mf_graph_new(1);
+    mf_node *a = mf_variable(g, "a", mf_shape2(2, 2));
+    compile_ok(g);
+    ck_assert_ptr_null(mf_graph_error(g));
+    int size = mf_graph_size(g);
+    ck_assert_ptr_null(mf_relu(g, a));
+    ck_assert_str_eq(mf_graph_error(g),
+                     "relu: the graph is already compiled; no node can be added to it");
+    ck_assert_ptr_null(mf_input(g, "late", mf_shape1(2)));
+    ck_assert_ptr_null(mf_matmul(g, a, a, 0, 0));
+    ck_assert_int_eq(mf_graph_size(g), size);
+    ck_assert_str_eq(mf_graph_error(g),
+                     "relu: the graph is already compiled; no node can be added to it");
+    mf_graph_free(g);
+
+    g = mf_graph_new(1);
+    compile_ok(g);
+    ck_assert_ptr_null(mf_input(g, "late", mf_shape1(2)));
+    ck_assert_str_eq(mf_graph_error(g),
+                     "input: the graph is already compiled; no node can be added to it");
+    mf_graph_free(g);
+
+    /* nodes of another graph are refused */
+    mf_graph *g1 = mf_graph_new(1), *g2 = mf_graph_new(1);
+    mf_node *x1 = mf_input(g1, "x", mf_shape1(3));
+    ck_assert_ptr_null(mf_relu(g2, x1));
+    ck_assert_str_eq(mf_graph_error(g2), "relu: input 0 belongs to another graph");
+    mf_graph_free(g1);
+    mf_graph_free(g2);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- no allocation in replay */
+START_TEST(test_replay_no_alloc)
+{
+    /* a single BLAS thread: a thread pool may allocate */
+    void (*set_threads)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
+    if (set_threads)
+        set_threads(1);
+
+    /* the interposition itself works */
+    n_allocs = 0;
+    counting = 1;
+    void *volatile p = malloc(16);
+    p = realloc(p, 32);
+    free(p);
+    p = calloc(2, 8);
+    free(p);
+    counting = 0;
+    ck_assert_int_eq(n_allocs, 3);
+
+    enum { B = 16, IN = 10, H = 32, C = 4 };
+    mf_graph *g = mf_graph_new(1);
+    mf_node *x = mf_input(g, "x", mf_shape2(B, IN));
+    mf_node *y = mf_input(g, "y", mf_shape1(B));
+    mf_node *w1 = mf_variable(g, "w1", mf_shape2(H, IN));
+    mf_node *b1 = mf_variable(g, "b1", mf_shape1(H));
+    mf_node *w2 = mf_variable(g, "w2", mf_shape2(2 * H, C));
+    mf_node *b2 = mf_variable(g, "b2", mf_shape2(1, C));
+    mf_node *h = mf_relu(g, mf_add(g, mf_matmul(g, x, w1, 0, 1), b1));
+    mf_node *s = mf_sigmoid(g, mf_scale(g, mf_tanh(g, h), 2.0f));
+    mf_node *parts[2] = {h, mf_mul(g, s, h)};
+    mf_node *logits = mf_add(g, mf_matmul(g, mf_concat(g, 2, parts), w2, 0, 0), b2);
+    mf_node *loss = mf_cross_entropy(g, logits, y);
+    compile_ok(g);
+    fill(x, 1);
+    fill(w1, 2);
+    fill(b1, 3);
+    fill(w2, 4);
+    fill(b2, 5);
+    for (int i = 0; i < B; i++)
+        mf_node_value(y)[i] = (float)(i % C);
+    mf_graph_forward(g); /* warm-up */
+    mf_graph_backward(g, loss);
+    float first = mf_node_value(loss)[0];
+    ck_assert(isfinite(first));
+
+    n_allocs = 0;
+    counting = 1;
+    for (int step = 0; step < 10; step++) {
+        mf_graph_forward(g);
+        mf_graph_backward(g, loss);
+    }
+    counting = 0;
+    ck_assert_int_eq(n_allocs, 0);
+    ck_assert(mf_node_value(loss)[0] == first); /* replay is deterministic */
+    ck_assert_uint_gt(mf_graph_bytes(g), 0);
+    mf_graph_free(g);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- suite */
+static Suite *ops_suite(void)
+{
+    Suite *s = suite_create("ops");
+    TCase *tc = tcase_create("base");
+    tcase_add_test(tc, test_error_buffer);
+    tcase_add_test(tc, test_shapes);
+    tcase_add_test(tc, test_arena);
+    tcase_add_test(tc, test_rng_reproducible);
+    tcase_add_test(tc, test_rng_distributions);
+    tcase_add_test(tc, test_rng_shuffle);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("forward");
+    tcase_add_test(tc, test_matmul_forward);
+    tcase_add_test(tc, test_elementwise_forward);
+    tcase_add_test(tc, test_concat_forward);
+    tcase_add_test(tc, test_loss_forward);
+    tcase_add_test(tc, test_cross_entropy_backward_values);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("gradients");
+    tcase_add_loop_test(tc, test_grad_matmul, 0, 4);
+    tcase_add_test(tc, test_grad_matmul_self);
+    tcase_add_test(tc, test_grad_add);
+    tcase_add_test(tc, test_grad_mul);
+    tcase_add_test(tc, test_grad_unary);
+    tcase_add_test(tc, test_grad_concat);
+    tcase_add_test(tc, test_grad_log_softmax);
+    tcase_add_test(tc, test_grad_nll);
+    tcase_add_test(tc, test_grad_cross_entropy);
+    tcase_add_test(tc, test_grad_network);
+    tcase_add_test(tc, test_grad_params);
+    tcase_add_test(tc, test_gradcheck_detects_errors);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("errors");
+    tcase_add_test(tc, test_sticky_matmul);
+    tcase_add_test(tc, test_sticky_add_mul);
+    tcase_add_test(tc, test_sticky_concat_loss);
+    tcase_add_test(tc, test_sticky_after_compile);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("replay");
+    tcase_add_test(tc, test_replay_no_alloc);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return mf_test_run(ops_suite());
+}
