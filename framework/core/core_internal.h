@@ -22,6 +22,35 @@ typedef enum mf_op {
     MF_OP_CONCAT,      /* ops_shape.c       */
     MF_OP_LOG_SOFTMAX, /* ops_loss.c        */
     MF_OP_NLL,
+    /* issue 3 */
+    MF_OP_BMM,         /* ops_linalg.c      */
+    MF_OP_SUB,         /* ops_elementwise.c */
+    MF_OP_DIV,
+    MF_OP_ADD_SCALAR,
+    MF_OP_GELU,
+    MF_OP_EXP,
+    MF_OP_LOG,
+    MF_OP_SQRT,
+    MF_OP_ABS,
+    MF_OP_MASKED_FILL,
+    MF_OP_DROPOUT,
+    MF_OP_SUM,         /* ops_reduce.c: iarg[0] axis, iarg[1] keepdim */
+    MF_OP_MEAN,
+    MF_OP_SUM_ALL,
+    MF_OP_MEAN_ALL,
+    MF_OP_LOGSUMEXP,
+    MF_OP_SOFTMAX,
+    MF_OP_L2_NORMALIZE,
+    MF_OP_RESHAPE,     /* ops_shape.c       */
+    MF_OP_PERMUTE,
+    MF_OP_SLICE,
+    MF_OP_OUTER,
+    MF_OP_CONV2D,      /* ops_conv.c        */
+    MF_OP_MAX_POOL2D,
+    MF_OP_AVG_POOL2D,
+    MF_OP_LAYER_NORM,  /* ops_nn.c          */
+    MF_OP_EMBEDDING,
+    MF_OP_CUSTOM,      /* ops_custom.c      */
     MF_OP_COUNT
 } mf_op;
 
@@ -49,8 +78,44 @@ void mfi_op_sigmoid(mf_node *n, int action);
 void mfi_op_concat(mf_node *n, int action);
 void mfi_op_log_softmax(mf_node *n, int action);
 void mfi_op_nll(mf_node *n, int action);
+void mfi_op_bmm(mf_node *n, int action);
+void mfi_op_sub(mf_node *n, int action);
+void mfi_op_div(mf_node *n, int action);
+void mfi_op_add_scalar(mf_node *n, int action);
+void mfi_op_gelu(mf_node *n, int action);
+void mfi_op_exp(mf_node *n, int action);
+void mfi_op_log(mf_node *n, int action);
+void mfi_op_sqrt(mf_node *n, int action);
+void mfi_op_abs(mf_node *n, int action);
+void mfi_op_masked_fill(mf_node *n, int action);
+void mfi_op_dropout(mf_node *n, int action);
+void mfi_op_sum(mf_node *n, int action);
+void mfi_op_mean(mf_node *n, int action);
+void mfi_op_sum_all(mf_node *n, int action);
+void mfi_op_mean_all(mf_node *n, int action);
+void mfi_op_logsumexp(mf_node *n, int action);
+void mfi_op_softmax(mf_node *n, int action);
+void mfi_op_l2_normalize(mf_node *n, int action);
+void mfi_op_reshape(mf_node *n, int action);
+void mfi_op_permute(mf_node *n, int action);
+void mfi_op_slice(mf_node *n, int action);
+void mfi_op_outer(mf_node *n, int action);
+void mfi_op_conv2d(mf_node *n, int action);
+void mfi_op_max_pool2d(mf_node *n, int action);
+void mfi_op_avg_pool2d(mf_node *n, int action);
+void mfi_op_layer_norm(mf_node *n, int action);
+void mfi_op_embedding(mf_node *n, int action);
+void mfi_op_custom(mf_node *n, int action);
 
 /* ---------------------------------------------------------------- graph */
+#define MFI_MAX_IARG 8
+#define MFI_MAX_FARG 2
+/* An op's constant arguments, given to mfi_node_new. */
+typedef struct mfi_args {
+    int i[MFI_MAX_IARG];
+    float f[MFI_MAX_FARG];
+} mfi_args;
+
 struct mf_node {
     mf_graph *graph;
     int id;              /* index in creation (topological) order */
@@ -60,8 +125,10 @@ struct mf_node {
     int64_t numel;
     int n_in;
     mf_node **in;
-    int iarg[2];         /* op arguments: matmul trans_a, trans_b */
-    float farg[1];       /* scale factor */
+    int iarg[MFI_MAX_IARG]; /* op arguments (matmul trans_a, trans_b; axes; conv stride, pad…) */
+    float farg[MFI_MAX_FARG]; /* scale factor, fill value, eps, dropout p… */
+    const mf_custom_op *custom; /* MF_OP_CUSTOM */
+    void *attr;          /* MF_OP_CUSTOM attributes, copied into the arena */
     mf_param *param;     /* MF_OP_PARAM */
     float *value, *grad; /* grad NULL when the node takes no gradient */
     void *scratch;
@@ -78,6 +145,8 @@ struct mf_graph {
     int n_nodes, cap;
     mf_node **nodes;
     unsigned epoch;
+    uint64_t seed;          /* random ops: mf_graph_set_seed */
+    uint64_t forward_count; /* forwards run so far (fresh dropout masks each) */
     int has_error;
     char error[MFI_ERROR_CAPACITY];
 };
@@ -88,10 +157,8 @@ void mfi_graph_fail(mf_graph *g, const char *fmt, ...) MF_PRINTF(2, 3);
 void mfi_op_fail(mf_node *n, const char *fmt, ...) MF_PRINTF(2, 3);
 /* Append a node of kind `op` with inputs in[0..n_in); runs MFI_SHAPE. Returns NULL (and
  * records the error) on a bad graph state or bad shapes, and NULL without a new error when
- * an input is NULL. Op arguments are set by the caller through `init` before the shape
- * check: iarg/farg are copied from it. */
-mf_node *mfi_node_new(mf_graph *g, mf_op op, int n_in, mf_node *const *in,
-                      const int *iarg, const float *farg);
+ * an input is NULL. `args` (may be NULL) is copied into iarg/farg before the shape check. */
+mf_node *mfi_node_new(mf_graph *g, mf_op op, int n_in, mf_node *const *in, const mfi_args *args);
 /* Reverse pass from `out` with d(L)/d(out) = seed (numel(out) floats; NULL seeds 1). */
 void mfi_graph_backward_seeded(mf_graph *g, mf_node *out, const float *seed);
 

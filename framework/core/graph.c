@@ -9,7 +9,10 @@
 /* ---------------------------------------------------------------- op table */
 static const char *const op_names[] = {
     "input", "variable", "param", "matmul", "add", "mul", "scale", "relu", "tanh", "sigmoid",
-    "concat", "log_softmax", "nll",
+    "concat", "log_softmax", "nll", "bmm", "sub", "div", "add_scalar", "gelu", "exp", "log",
+    "sqrt", "abs", "masked_fill", "dropout", "sum", "mean", "sum_all", "mean_all", "logsumexp",
+    "softmax", "l2_normalize", "reshape", "permute", "slice", "outer", "conv2d", "max_pool2d",
+    "avg_pool2d", "layer_norm", "embedding", "custom",
 };
 _Static_assert(sizeof op_names / sizeof op_names[0] == MF_OP_COUNT, "one name per op");
 
@@ -24,6 +27,34 @@ const mfi_op_fn mfi_cpu_ops[MF_OP_COUNT] = {
     [MF_OP_CONCAT] = mfi_op_concat,
     [MF_OP_LOG_SOFTMAX] = mfi_op_log_softmax,
     [MF_OP_NLL] = mfi_op_nll,
+    [MF_OP_BMM] = mfi_op_bmm,
+    [MF_OP_SUB] = mfi_op_sub,
+    [MF_OP_DIV] = mfi_op_div,
+    [MF_OP_ADD_SCALAR] = mfi_op_add_scalar,
+    [MF_OP_GELU] = mfi_op_gelu,
+    [MF_OP_EXP] = mfi_op_exp,
+    [MF_OP_LOG] = mfi_op_log,
+    [MF_OP_SQRT] = mfi_op_sqrt,
+    [MF_OP_ABS] = mfi_op_abs,
+    [MF_OP_MASKED_FILL] = mfi_op_masked_fill,
+    [MF_OP_DROPOUT] = mfi_op_dropout,
+    [MF_OP_SUM] = mfi_op_sum,
+    [MF_OP_MEAN] = mfi_op_mean,
+    [MF_OP_SUM_ALL] = mfi_op_sum_all,
+    [MF_OP_MEAN_ALL] = mfi_op_mean_all,
+    [MF_OP_LOGSUMEXP] = mfi_op_logsumexp,
+    [MF_OP_SOFTMAX] = mfi_op_softmax,
+    [MF_OP_L2_NORMALIZE] = mfi_op_l2_normalize,
+    [MF_OP_RESHAPE] = mfi_op_reshape,
+    [MF_OP_PERMUTE] = mfi_op_permute,
+    [MF_OP_SLICE] = mfi_op_slice,
+    [MF_OP_OUTER] = mfi_op_outer,
+    [MF_OP_CONV2D] = mfi_op_conv2d,
+    [MF_OP_MAX_POOL2D] = mfi_op_max_pool2d,
+    [MF_OP_AVG_POOL2D] = mfi_op_avg_pool2d,
+    [MF_OP_LAYER_NORM] = mfi_op_layer_norm,
+    [MF_OP_EMBEDDING] = mfi_op_embedding,
+    [MF_OP_CUSTOM] = mfi_op_custom,
 };
 
 const char *mfi_op_name(mf_op op) { return (unsigned)op < MF_OP_COUNT ? op_names[op] : "?"; }
@@ -114,8 +145,7 @@ static int append(mf_graph *g, mf_node *n)
     return 0;
 }
 
-mf_node *mfi_node_new(mf_graph *g, mf_op op, int n_in, mf_node *const *in, const int *iarg,
-                      const float *farg)
+mf_node *mfi_node_new(mf_graph *g, mf_op op, int n_in, mf_node *const *in, const mfi_args *args)
 {
     if (!g)
         return NULL;
@@ -145,10 +175,10 @@ mf_node *mfi_node_new(mf_graph *g, mf_op op, int n_in, mf_node *const *in, const
     n->in = ins;
     for (int i = 0; i < n_in; i++)
         ins[i] = in[i];
-    if (iarg)
-        memcpy(n->iarg, iarg, sizeof n->iarg);
-    if (farg)
-        memcpy(n->farg, farg, sizeof n->farg);
+    if (args) {
+        memcpy(n->iarg, args->i, sizeof n->iarg);
+        memcpy(n->farg, args->f, sizeof n->farg);
+    }
     if (mfi_cpu_ops[op]) {
         mfi_cpu_ops[op](n, MFI_SHAPE);
         if (n->failed)
@@ -181,7 +211,7 @@ static mf_node *leaf(mf_graph *g, mf_op op, const char *name, mf_shape shape)
                        mfi_op_name(op), name, mf_shape_str(&bad, s, sizeof s), MF_MAX_DIMS);
         return NULL;
     }
-    mf_node *n = mfi_node_new(g, op, 0, NULL, NULL, NULL);
+    mf_node *n = mfi_node_new(g, op, 0, NULL, NULL);
     if (!n)
         return NULL;
     n->shape = shape;

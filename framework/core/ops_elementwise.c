@@ -3,20 +3,24 @@
 
 #include "core_internal.h"
 
-static mf_node *unary(mf_graph *g, mf_op op, mf_node *a, const float *farg)
+static mf_node *unary(mf_graph *g, mf_op op, mf_node *a, const mfi_args *args)
 {
-    return mfi_node_new(g, op, 1, &a, NULL, farg);
+    return mfi_node_new(g, op, 1, &a, args);
 }
 
 static mf_node *binary(mf_graph *g, mf_op op, mf_node *a, mf_node *b)
 {
     mf_node *in[2] = {a, b};
-    return mfi_node_new(g, op, 2, in, NULL, NULL);
+    return mfi_node_new(g, op, 2, in, NULL);
 }
 
 mf_node *mf_add(mf_graph *g, mf_node *a, mf_node *b) { return binary(g, MF_OP_ADD, a, b); }
 mf_node *mf_mul(mf_graph *g, mf_node *a, mf_node *b) { return binary(g, MF_OP_MUL, a, b); }
-mf_node *mf_scale(mf_graph *g, mf_node *a, float s) { return unary(g, MF_OP_SCALE, a, &s); }
+mf_node *mf_scale(mf_graph *g, mf_node *a, float s)
+{
+    mfi_args args = {.f = {s}};
+    return unary(g, MF_OP_SCALE, a, &args);
+}
 mf_node *mf_relu(mf_graph *g, mf_node *a) { return unary(g, MF_OP_RELU, a, NULL); }
 mf_node *mf_tanh(mf_graph *g, mf_node *a) { return unary(g, MF_OP_TANH, a, NULL); }
 mf_node *mf_sigmoid(mf_graph *g, mf_node *a) { return unary(g, MF_OP_SIGMOID, a, NULL); }

@@ -8,8 +8,8 @@
 mf_node *mf_matmul(mf_graph *g, mf_node *a, mf_node *b, int trans_a, int trans_b)
 {
     mf_node *in[2] = {a, b};
-    int iarg[2] = {trans_a != 0, trans_b != 0};
-    return mfi_node_new(g, MF_OP_MATMUL, 2, in, iarg, NULL);
+    mfi_args args = {.i = {trans_a != 0, trans_b != 0}};
+    return mfi_node_new(g, MF_OP_MATMUL, 2, in, &args);
 }
 
 /* C (m,n) = alpha·op(A)·op(B) + beta·C, row-major, op(A) (m,k), op(B) (k,n). */

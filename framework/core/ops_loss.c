@@ -5,13 +5,13 @@
 
 mf_node *mf_log_softmax(mf_graph *g, mf_node *a)
 {
-    return mfi_node_new(g, MF_OP_LOG_SOFTMAX, 1, &a, NULL, NULL);
+    return mfi_node_new(g, MF_OP_LOG_SOFTMAX, 1, &a, NULL);
 }
 
 mf_node *mf_nll(mf_graph *g, mf_node *logp, mf_node *target)
 {
     mf_node *in[2] = {logp, target};
-    return mfi_node_new(g, MF_OP_NLL, 2, in, NULL, NULL);
+    return mfi_node_new(g, MF_OP_NLL, 2, in, NULL);
 }
 
 mf_node *mf_cross_entropy(mf_graph *g, mf_node *logits, mf_node *target)

@@ -14,7 +14,7 @@ mf_node *mf_concat(mf_graph *g, int n, mf_node *const *xs)
         }
         n = 0;
     }
-    return mfi_node_new(g, MF_OP_CONCAT, n, xs, NULL, NULL);
+    return mfi_node_new(g, MF_OP_CONCAT, n, xs, NULL);
 }
 
 void mfi_op_concat(mf_node *n, int action)

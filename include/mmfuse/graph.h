@@ -69,26 +69,128 @@ MF_API mf_node *mf_variable(mf_graph *g, const char *name, mf_shape shape);
 /* A parameter from the model's parameter store: value and gradient are the store's. */
 MF_API mf_node *mf_param_node(mf_graph *g, mf_param *p);
 
-/* ---------------------------------------------------------------- ops */
+/* ---------------------------------------------------------------- ops
+ * Axes may be given negative, counting from the last (-1). */
+
+/* -- linear algebra */
 /* c = op(a) @ op(b), op transposing when trans is set: a (M,K) [or (K,M)], b (K,N) [or (N,K)] → (M,N). */
 MF_API mf_node *mf_matmul(mf_graph *g, mf_node *a, mf_node *b, int trans_a, int trans_b);
-/* a + b with equal shapes, or a (M,N) + b (N) / (1,N): b is added to every row (a bias). */
+/* Batched matmul over the leading axes (attention): a (…,M,K), b (…,K,N) → (…,M,N), with
+ * the last two axes of either transposed on request; leading axes must be equal. */
+MF_API mf_node *mf_bmm(mf_graph *g, mf_node *a, mf_node *b, int trans_a, int trans_b);
+
+/* -- elementwise. Binary ops take equal shapes, or b broadcast: a scalar (numel 1), or a
+ *    row (N) / (1,N) added to every row of the last axis of a (…,N). */
 MF_API mf_node *mf_add(mf_graph *g, mf_node *a, mf_node *b);
-/* Elementwise product, equal shapes. */
+MF_API mf_node *mf_sub(mf_graph *g, mf_node *a, mf_node *b);
 MF_API mf_node *mf_mul(mf_graph *g, mf_node *a, mf_node *b);
+MF_API mf_node *mf_div(mf_graph *g, mf_node *a, mf_node *b);
 /* s·a for a constant s. */
 MF_API mf_node *mf_scale(mf_graph *g, mf_node *a, float s);
+/* a + c for a constant c. */
+MF_API mf_node *mf_add_scalar(mf_graph *g, mf_node *a, float c);
 MF_API mf_node *mf_relu(mf_graph *g, mf_node *a);
 MF_API mf_node *mf_tanh(mf_graph *g, mf_node *a);
 MF_API mf_node *mf_sigmoid(mf_graph *g, mf_node *a);
-/* Join (B,F_i) tensors along the feature axis → (B, ΣF_i). */
-MF_API mf_node *mf_concat(mf_graph *g, int n, mf_node *const *xs);
-/* log softmax over the last axis of (B,K), computed stably (max subtracted). */
+/* GELU, tanh approximation (as in GPT-2 / llm.c). */
+MF_API mf_node *mf_gelu(mf_graph *g, mf_node *a);
+MF_API mf_node *mf_exp(mf_graph *g, mf_node *a);
+MF_API mf_node *mf_log(mf_graph *g, mf_node *a);
+MF_API mf_node *mf_sqrt(mf_graph *g, mf_node *a);
+MF_API mf_node *mf_abs(mf_graph *g, mf_node *a);
+/* Where mask != 0, value; elsewhere a (gradient 0 where filled). mask has a's ndim and each
+ * of its axes equals a's or is 1 (broadcast), e.g. scores (B,H,T,S) with mask (B,1,1,S). */
+MF_API mf_node *mf_masked_fill(mf_graph *g, mf_node *a, mf_node *mask, float value);
+/* Inverted dropout: in a training graph zero each element with probability p and scale the
+ * rest by 1/(1-p), with a fresh seeded mask every forward; in an eval graph the identity. */
+MF_API mf_node *mf_dropout(mf_graph *g, mf_node *a, float p);
+
+/* -- reductions */
+MF_API mf_node *mf_sum(mf_graph *g, mf_node *a, int axis, int keepdim);
+MF_API mf_node *mf_mean(mf_graph *g, mf_node *a, int axis, int keepdim);
+/* Sum / mean of every element → (1). */
+MF_API mf_node *mf_sum_all(mf_graph *g, mf_node *a);
+MF_API mf_node *mf_mean_all(mf_graph *g, mf_node *a);
+/* log Σ exp over an axis, computed stably. */
+MF_API mf_node *mf_logsumexp(mf_graph *g, mf_node *a, int axis, int keepdim);
+/* softmax / log softmax over the last axis (any ndim), stably. */
+MF_API mf_node *mf_softmax(mf_graph *g, mf_node *a);
 MF_API mf_node *mf_log_softmax(mf_graph *g, mf_node *a);
+/* Rows of the last axis scaled to unit L2 norm: x / max(‖x‖, eps) (PyTorch's F.normalize). */
+MF_API mf_node *mf_l2_normalize(mf_graph *g, mf_node *a, float eps);
+
+/* -- shapes */
+/* Same data, another shape of equal numel; one dimension may be -1 (inferred). */
+MF_API mf_node *mf_reshape(mf_graph *g, mf_node *a, mf_shape shape);
+/* Axes reordered: out axis i is a's axis perm[i]. */
+MF_API mf_node *mf_permute(mf_graph *g, mf_node *a, const int *perm);
+MF_API mf_node *mf_transpose(mf_graph *g, mf_node *a, int axis0, int axis1);
+/* Elements [start, start+length) along an axis. */
+MF_API mf_node *mf_slice(mf_graph *g, mf_node *a, int axis, int64_t start, int64_t length);
+/* a cut along an axis into n consecutive parts of the given sizes (summing to the axis). */
+MF_API int mf_split(mf_graph *g, mf_node *a, int axis, int n, const int64_t *sizes, mf_node **out);
+/* Join along an axis; all other axes equal. mf_concat joins (B,F_i) along the features. */
+MF_API mf_node *mf_concat_axis(mf_graph *g, int n, mf_node *const *xs, int axis);
+MF_API mf_node *mf_concat(mf_graph *g, int n, mf_node *const *xs);
+/* Per-sample outer product (tensor fusion): a (B,P), b (B,Q) → (B,P·Q), out[b,i·Q+j] = a[b,i]·b[b,j]. */
+MF_API mf_node *mf_outer(mf_graph *g, mf_node *a, mf_node *b);
+
+/* -- neural-network ops */
+/* x (B,C,H,W), w (O,C,kh,kw), bias (O) or NULL → (B,O,H',W'), H' = (H + 2·pad - kh)/stride + 1.
+ * im2col + cblas_sgemm. */
+MF_API mf_node *mf_conv2d(mf_graph *g, mf_node *x, mf_node *w, mf_node *bias, int stride, int pad);
+/* Pooling windows k×k every `stride` pixels, no padding: x (B,C,H,W) → (B,C,H',W'). */
+MF_API mf_node *mf_max_pool2d(mf_graph *g, mf_node *x, int k, int stride);
+MF_API mf_node *mf_avg_pool2d(mf_graph *g, mf_node *x, int k, int stride);
+/* Normalise the last axis to zero mean and unit variance (biased, +eps), then ·gamma + beta
+ * (each (D), or NULL). */
+MF_API mf_node *mf_layer_norm(mf_graph *g, mf_node *x, mf_node *gamma, mf_node *beta, float eps);
+/* Rows of table (V,D) picked by idx (any shape, indices stored as floats) → (idx shape…, D).
+ * The gradient is scattered (added) into the picked rows. */
+MF_API mf_node *mf_embedding(mf_graph *g, mf_node *table, mf_node *idx);
+
+/* -- losses */
 /* Mean negative log-likelihood: logp (B,K) log-probabilities, target (B) class indices → scalar (1). */
 MF_API mf_node *mf_nll(mf_graph *g, mf_node *logp, mf_node *target);
 /* mf_nll(mf_log_softmax(logits), target). */
 MF_API mf_node *mf_cross_entropy(mf_graph *g, mf_node *logits, mf_node *target);
+
+/* -- graph options */
+/* Seed of the graph's random ops (dropout); each forward draws new masks from
+ * (seed, forward count, node), so a replay is reproducible. Default 0. */
+MF_API void mf_graph_set_seed(mf_graph *g, uint64_t seed);
+
+/* ---------------------------------------------------------------- custom ops
+ * An op the core lacks, written by a plugin: forward and backward over raw float buffers.
+ * The host allocates outputs, gradients and scratch in the graph's arena; backward adds
+ * (+=) into every in_grad[i] that is not NULL. Check it with mf_gradcheck_custom. */
+typedef struct mf_custom_ctx {
+    int n_in;
+    const mf_shape *in_shape;   /* n_in shapes */
+    const float *const *in;     /* n_in inputs */
+    float *const *in_grad;      /* n_in gradients to add into, NULL where none is needed */
+    mf_shape out_shape;
+    float *out;                 /* forward writes it; backward reads it */
+    const float *out_grad;      /* backward only */
+    void *scratch;              /* scratch_bytes, kept from forward to backward */
+    const void *attr;           /* the op's attributes (copied at construction) */
+    int training;
+} mf_custom_ctx;
+
+typedef struct mf_custom_op {
+    uint32_t struct_size;       /* sizeof(mf_custom_op) */
+    const char *name;
+    /* Output shape from the inputs'; -1 with a message in err when they don't fit. Required. */
+    int (*shape)(int n_in, const mf_shape *in, const void *attr, mf_shape *out, mf_error *err);
+    /* Scratch bytes needed. Optional. */
+    size_t (*scratch_bytes)(int n_in, const mf_shape *in, const mf_shape *out, const void *attr);
+    void (*forward)(const mf_custom_ctx *ctx);   /* required */
+    void (*backward)(const mf_custom_ctx *ctx);  /* required for training */
+} mf_custom_op;
+
+/* A node running a custom op; attr (attr_size bytes, may be 0) is copied into the graph. */
+MF_API mf_node *mf_custom(mf_graph *g, const mf_custom_op *op, int n_in, mf_node *const *in,
+                          const void *attr, size_t attr_size);
 
 /* ---------------------------------------------------------------- gradient check */
 /* Compares the analytic gradient of L = Σ w ⊙ out (w fixed, random) with respect to every
@@ -110,6 +212,11 @@ typedef struct mf_gradcheck_result {
 /* The graph must be compiled and its leaves filled. Returns 0 when every element passes. */
 MF_API int mf_gradcheck(mf_graph *g, mf_node *out, const mf_gradcheck_opts *opts,
                         mf_gradcheck_result *res);
+/* For custom-op authors: build a training graph of variables with the given shapes (seeded
+ * values in (-1,1)), apply the op, and mf_gradcheck it. */
+MF_API int mf_gradcheck_custom(const mf_custom_op *op, int n_in, const mf_shape *in_shapes,
+                               const void *attr, size_t attr_size, const mf_gradcheck_opts *opts,
+                               mf_gradcheck_result *res);
 
 #ifdef __cplusplus
 }

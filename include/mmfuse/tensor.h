@@ -53,6 +53,14 @@ MF_API float mf_rng_normal(mf_rng *r);
 /* Fisher-Yates shuffle of a[0..n). */
 MF_API void mf_rng_shuffle(mf_rng *r, int64_t *a, int64_t n);
 
+/* ---------------------------------------------------------------- threads */
+/* Threads used by matrix products (OpenBLAS) and the core's OpenMP loops. Results are
+ * bit-identical for a given seed and thread count. */
+MF_API void mf_set_threads(int n);      /* n <= 0: mf_default_threads() */
+MF_API int mf_get_threads(void);
+/* MMFUSE_THREADS when set to a positive integer, else the number of online cores. */
+MF_API int mf_default_threads(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,2 @@
+/* placeholder: filled by issue 3 */
+#include "core_internal.h"
