@@ -5,7 +5,7 @@
 
 #include <mmfuse/nn.h>
 
-static const char *const activation_names[] = {"none", "relu", "tanh", "sigmoid"};
+static const char *const activation_names[] = {"none", "relu", "tanh", "sigmoid", "gelu"};
 _Static_assert(sizeof activation_names / sizeof activation_names[0] == MF_ACT_COUNT,
                "one name per activation");
 

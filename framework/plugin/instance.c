@@ -42,9 +42,10 @@ static size_t state_size(const mf_plugin *p)
 mf_module *mf_module_new(const mf_plugin *plugin, const char *path, mf_params *store,
                          mf_error *err)
 {
+    /* plugin may be NULL: a bare module that only groups parameters (benchmarks, tests) */
+    size_t bytes = plugin ? state_size(plugin) : 0;
     mf_module *m = calloc(1, sizeof *m);
-    if (!m || !(m->path = strdup(path)) ||
-        !(m->state = calloc(1, state_size(plugin) ? state_size(plugin) : 1))) {
+    if (!m || !(m->path = strdup(path)) || !(m->state = calloc(1, bytes ? bytes : 1))) {
         mf_error_set(err, "%s: out of memory creating the module", path);
         mf_module_free(m);
         return NULL;
@@ -66,7 +67,8 @@ mf_param *mf_module_param(mf_module *m, const char *name, mf_shape shape, mf_ini
     mf_error_clear(&local);
     mf_param *p = mf_params_add(m->store, full, shape, init, &local);
     if (!p && m->error.count == 0)
-        mf_error_set(&m->error, "%s (plugin '%s'): %s", m->path, m->plugin->name, local.msg);
+        mf_error_set(&m->error, "%s (plugin '%s'): %s", m->path,
+                     m->plugin ? m->plugin->name : "none", local.msg);
     return p;
 }
 

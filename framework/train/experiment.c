@@ -15,7 +15,6 @@
 #include <mmfuse/host.h>
 
 #include "../data/loader.h"
-#include "optim.h"
 
 #define MAX_MODALITIES 16
 #define MAX_GRAPHS 4 /* (full batch, last partial batch) × (train, eval) */
@@ -25,6 +24,9 @@ static const mf_param_spec top_specs[] = {
     {"name", MF_TYPE_STRING, "experiment", 0, 0, 0, NULL, "Name of the experiment."},
     {"seed", MF_TYPE_INT, "0", MF_PARAM_MIN, 0, 0, NULL,
      "Seed of initialisation, shuffling and the validation split."},
+    {"threads", MF_TYPE_INT, "0", MF_PARAM_MIN | MF_PARAM_MAX, 0, 1024, NULL,
+     "Threads for matrix products and parallel loops; 0 uses every core. The environment "
+     "variable MMFUSE_THREADS overrides it."},
     {"plugins", MF_TYPE_MAP, "{}", 0, 0, 0, NULL, "Where to find plugins."},
     {"data", MF_TYPE_MAP, NULL, MF_PARAM_REQUIRED, 0, 0, NULL, "The dataset reader and batching."},
     {"model", MF_TYPE_MAP, NULL, MF_PARAM_REQUIRED, 0, 0, NULL, "Encoders, fusion and head."},
@@ -61,7 +63,7 @@ static const mf_param_spec module_specs[] = {
     MF_PARAM_END,
 };
 static const mf_param_spec optim_specs[] = {
-    {"type", MF_TYPE_ENUM, "adam", 0, 0, 0, MFI_OPTIM_CHOICES, "Update rule."},
+    {"type", MF_TYPE_ENUM, "adam", 0, 0, 0, MF_OPTIM_CHOICES, "Update rule."},
     {"lr", MF_TYPE_FLOAT, "1.0e-3", MF_PARAM_MIN, 0, 0, NULL, "Learning rate."},
     {"weight_decay", MF_TYPE_FLOAT, "0", MF_PARAM_MIN, 0, 0, NULL,
      "L2 penalty (adam, sgd) or decoupled decay (adamw)."},
@@ -111,9 +113,9 @@ typedef struct experiment {
     model_graph graphs[MAX_GRAPHS];
     int n_graphs;
 
-    int64_t seed, batch_size, epochs;
+    int64_t seed, batch_size, epochs, threads;
     double val_fraction;
-    mfi_optim optim;
+    mf_optim optim;
 } experiment;
 
 /* ---------------------------------------------------------------- validation */
@@ -292,16 +294,17 @@ static void read_settings(experiment *e)
     double betas[2] = {0.9, 0.999};
     int n, kind;
     mf_config_int(e->cfg, "seed", &e->seed, NULL);
+    mf_config_int(e->cfg, "threads", &e->threads, NULL);
     mf_config_int(e->data_cfg, "batch_size", &e->batch_size, NULL);
     mf_config_float(e->data_cfg, "val_fraction", &e->val_fraction, NULL);
     mf_config_int(section(e, "train"), "epochs", &e->epochs, NULL);
-    mf_config_enum(o, "type", MFI_OPTIM_CHOICES, &kind, NULL);
+    mf_config_enum(o, "type", MF_OPTIM_CHOICES, &kind, NULL);
     mf_config_float(o, "lr", &e->optim.lr, NULL);
     mf_config_float(o, "weight_decay", &e->optim.weight_decay, NULL);
     mf_config_float_list(o, "betas", betas, 2, &n, NULL);
     mf_config_float(o, "eps", &e->optim.eps, NULL);
     mf_config_float(o, "momentum", &e->optim.momentum, NULL);
-    e->optim.kind = (mfi_optim_kind)kind;
+    e->optim.kind = (mf_optim_kind)kind;
     e->optim.beta1 = betas[0];
     e->optim.beta2 = betas[1];
 }
@@ -418,7 +421,7 @@ static int build_model(experiment *e, mf_error *err)
     if (!(e->loss = mf_module_new(e->loss_plugin, "loss", e->params, err)) ||
         mf_module_build_loss(e->loss, e->loss_cfg, err))
         return -1;
-    return mf_params_finalize(e->params, (uint64_t)e->seed, mfi_optim_moments(e->optim.kind), err);
+    return mf_params_finalize(e->params, (uint64_t)e->seed, mf_optim_moments(e->optim.kind), err);
 }
 
 static mf_shape batched(const mf_shape *s, int64_t b)
@@ -523,7 +526,7 @@ static int run_epoch(experiment *e, mfi_loader *loader, int training, int epoch,
         if (training) {
             mf_params_zero_grad(e->params);
             mf_graph_backward(mg->g, mg->loss);
-            mfi_optim_step(&e->optim, e->params);
+            mf_optim_step(&e->optim, e->params);
         }
         const float *logits = mf_node_value(mg->logits);
         const int k = e->info->n_classes;
@@ -637,9 +640,10 @@ static void describe(experiment *e)
             (long long)mf_params_numel(e->params));
     for (int m = 0; m < e->n_mod; m++)
         fprintf(e->log, " %s=%s", e->mod_name[m], e->encoder_plugin[m]->name);
-    fprintf(e->log, ", fusion %s, head %s, loss %s, optimiser %s\n", e->fusion_plugin->name,
-            e->head_plugin->name, e->loss_plugin->name,
-            e->optim.kind == MFI_OPTIM_SGD ? "sgd" : e->optim.kind == MFI_OPTIM_ADAMW ? "adamw" : "adam");
+    fprintf(e->log, ", fusion %s, head %s, loss %s, optimiser %s; %d thread%s\n",
+            e->fusion_plugin->name, e->head_plugin->name, e->loss_plugin->name,
+            e->optim.kind == MF_OPTIM_SGD ? "sgd" : e->optim.kind == MF_OPTIM_ADAMW ? "adamw" : "adam",
+            mf_get_threads(), mf_get_threads() == 1 ? "" : "s");
 }
 
 static void experiment_free(experiment *e)
@@ -688,6 +692,9 @@ int mf_experiment_run(const char *path, const mf_run_options *opts, mf_run_resul
     if (validate(&e, err))
         goto done;
     read_settings(&e);
+    /* MMFUSE_THREADS, when set, wins over the file (mf_set_threads(0) reads it). */
+    const char *env_threads = getenv("MMFUSE_THREADS");
+    mf_set_threads(env_threads && *env_threads ? 0 : (int)e.threads);
     if (open_data(&e, err) || build_model(&e, err))
         goto done;
     describe(&e);

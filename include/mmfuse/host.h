@@ -44,7 +44,8 @@ MF_API int mf_registry_refusal_count(const mf_registry *reg);
 MF_API const char *mf_registry_refusal(const mf_registry *reg, int i);
 
 /* ---------------------------------------------------------------- instances */
-/* A module (encoder, fusion, loss) named by path, registering parameters into `store`. */
+/* A module (encoder, fusion, loss) named by path, registering parameters into `store`.
+ * plugin may be NULL for a bare module that only names and holds parameters. */
 MF_API mf_module *mf_module_new(const mf_plugin *plugin, const char *path, mf_params *store,
                                 mf_error *err);
 MF_API const mf_plugin *mf_module_plugin(const mf_module *m);
@@ -89,6 +90,34 @@ typedef struct mf_run_result {
  * holds the reasons (one per line). */
 MF_API int mf_experiment_run(const char *path, const mf_run_options *opts, mf_run_result *res,
                              mf_error *err);
+
+/* ---------------------------------------------------------------- benchmarks */
+/* The reference models of shared/bench/README.md (mlp-concat, tensor-fusion, cnn-late,
+ * clip-dual) built from the core API and timed step by step as torch_ref.py times PyTorch. */
+typedef struct mf_bench_options {
+    uint32_t struct_size;
+    const char *model;
+    int train;          /* 1: zero-grad + forward + loss + backward + Adam; 0: forward */
+    int threads;        /* <= 0: mf_default_threads() */
+    int steps, warmup;
+    uint64_t seed;
+} mf_bench_options;
+
+typedef struct mf_bench_result {
+    int batch, threads;
+    double median_ms, mean_ms, min_ms, p90_ms;
+    double samples_per_s;
+    int64_t flops_per_step;       /* as torch_ref.py counts them */
+    double gflops_at_median;
+    int sgemm_calls;              /* matrix products in one step */
+    double sgemm_gflops;          /* those products replayed alone */
+    double sgemm_fraction;        /* their replay time / the step time */
+    int64_t params, graph_bytes;
+    long peak_rss_kb;
+    double check;                 /* final loss (train) or mean |output| (eval) */
+} mf_bench_result;
+
+MF_API int mf_bench_run(const mf_bench_options *opts, mf_bench_result *res, mf_error *err);
 
 #ifdef __cplusplus
 }

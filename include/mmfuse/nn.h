@@ -67,6 +67,23 @@ MF_API int64_t mf_param_offset(const mf_param *p);        /* into the collated b
 MF_API float *mf_param_value(mf_param *p);                /* valid after finalisation */
 MF_API float *mf_param_grad(mf_param *p);
 
+/* ---------------------------------------------------------------- optimisers */
+/* Update rules over the collated buffers, as torch.optim defines them: Adam (weight decay as
+ * an L2 term), AdamW (decoupled decay), SGD with momentum (dampening 0). */
+typedef enum mf_optim_kind { MF_OPTIM_ADAM, MF_OPTIM_ADAMW, MF_OPTIM_SGD } mf_optim_kind;
+#define MF_OPTIM_CHOICES "adam|adamw|sgd"
+
+typedef struct mf_optim {
+    mf_optim_kind kind;
+    double lr, beta1, beta2, eps, weight_decay, momentum;
+    int64_t step; /* updates done so far */
+} mf_optim;
+
+/* Optimiser state buffers the kind needs: mf_params_finalize's n_moments. */
+MF_API int mf_optim_moments(mf_optim_kind kind);
+/* One update of every parameter from its accumulated gradient. */
+MF_API void mf_optim_step(mf_optim *o, mf_params *ps);
+
 /* ---------------------------------------------------------------- modules */
 /* A module is one instance of an encoder, fusion operator, head or loss, owned by the host.
  * Its path ("model.encoders.nir") prefixes the names of the parameters it registers. */
@@ -85,6 +102,7 @@ typedef enum mf_activation {
     MF_ACT_RELU,
     MF_ACT_TANH,
     MF_ACT_SIGMOID,
+    MF_ACT_GELU,
     MF_ACT_COUNT
 } mf_activation;
 
@@ -93,7 +111,8 @@ MF_API const char *mf_activation_name(mf_activation a);
 MF_API int mf_activation_parse(const char *name);
 MF_API mf_node *mf_activate(mf_graph *g, mf_node *x, mf_activation a);
 
-/* y = x Wᵀ + b: weight (out,in), bias (out), both PyTorch-initialised U(±1/√in). */
+/* y = x Wᵀ + b: weight (out,in), bias (out), both PyTorch-initialised U(±1/√in).
+ * x may have leading axes: (…,in) → (…,out). */
 typedef struct mf_linear {
     mf_param *weight, *bias; /* bias NULL when built without */
     int64_t in, out;
@@ -101,6 +120,9 @@ typedef struct mf_linear {
 
 MF_API int mf_linear_init(mf_linear *l, mf_module *m, const char *name, int64_t in, int64_t out,
                           int bias);
+/* The same with a chosen initialisation of the weight (the bias, if any, starts at zero). */
+MF_API int mf_linear_init_with(mf_linear *l, mf_module *m, const char *name, int64_t in,
+                               int64_t out, int bias, mf_init weight_init);
 /* x (B,in) → (B,out) */
 MF_API mf_node *mf_linear_forward(mf_graph *g, const mf_linear *l, mf_node *x);
 
@@ -116,6 +138,58 @@ MF_API int mf_mlp_init(mf_mlp *mlp, mf_module *m, const char *name, int n_sizes,
                        const int64_t *sizes, mf_activation act);
 /* x (B,sizes[0]) → (B,sizes[n-1]) */
 MF_API mf_node *mf_mlp_forward(mf_graph *g, const mf_mlp *mlp, mf_node *x);
+
+/* 2-D convolution layer: weight (out,in,k,k), bias (out), PyTorch-initialised U(±1/√(in·k·k)). */
+typedef struct mf_conv2d_layer {
+    mf_param *weight, *bias;
+    int64_t in, out;
+    int kernel, stride, pad;
+} mf_conv2d_layer;
+
+MF_API int mf_conv2d_layer_init(mf_conv2d_layer *c, mf_module *m, const char *name, int64_t in,
+                                int64_t out, int kernel, int stride, int pad, int bias);
+/* x (B,in,H,W) → (B,out,H',W') */
+MF_API mf_node *mf_conv2d_layer_forward(mf_graph *g, const mf_conv2d_layer *c, mf_node *x);
+
+/* Layer normalisation over the last axis with learned gain (ones) and bias (zeros). */
+typedef struct mf_layer_norm_layer {
+    mf_param *gamma, *beta;
+    int64_t dim;
+    float eps;
+} mf_layer_norm_layer;
+
+MF_API int mf_layer_norm_layer_init(mf_layer_norm_layer *ln, mf_module *m, const char *name,
+                                    int64_t dim, float eps);
+MF_API mf_node *mf_layer_norm_layer_forward(mf_graph *g, const mf_layer_norm_layer *ln,
+                                            mf_node *x);
+
+/* Token embeddings: weight (vocab,dim) initialised N(0,1) as PyTorch's nn.Embedding. */
+typedef struct mf_embedding_layer {
+    mf_param *weight;
+    int64_t vocab, dim;
+} mf_embedding_layer;
+
+MF_API int mf_embedding_layer_init(mf_embedding_layer *e, mf_module *m, const char *name,
+                                   int64_t vocab, int64_t dim);
+/* idx (B,T) token ids stored as floats → (B,T,dim) */
+MF_API mf_node *mf_embedding_layer_forward(mf_graph *g, const mf_embedding_layer *e, mf_node *idx);
+
+/* Multi-head attention (Vaswani et al.): queries from x, keys and values from context (x
+ * itself for self-attention); heads split dim; softmax(QKᵀ/√d_head)·V; output projection.
+ * Projections are Xavier-uniform with zero biases, as torch.nn.MultiheadAttention. */
+typedef struct mf_attention {
+    mf_linear q, k, v, o;
+    int64_t dim, context_dim, heads, head_dim;
+    float dropout; /* on the attention weights, training graphs only */
+} mf_attention;
+
+MF_API int mf_attention_init(mf_attention *a, mf_module *m, const char *name, int64_t dim,
+                             int64_t context_dim, int64_t heads, float dropout);
+/* x (B,T,dim), context (B,S,context_dim) or NULL (self-attention), mask broadcastable to
+ * (B,heads,T,S) with non-zero = "may not attend" (e.g. (B,1,1,S) for padding) or NULL
+ * → (B,T,dim) */
+MF_API mf_node *mf_attention_forward(mf_graph *g, const mf_attention *a, mf_node *x,
+                                     mf_node *context, mf_node *mask);
 
 #ifdef __cplusplus
 }
