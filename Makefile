@@ -2,11 +2,11 @@
 #   make demo   install missing packages, build, run experiments/quickstart.yaml
 #   make test   install missing packages, build, run every test suite
 BUILD ?= build
-MESON_FLAGS ?= --buildtype=debugoptimized
+MESON_FLAGS ?=
 
 # Debian packages the build and tests need (Debian 12 names).
 PACKAGES := meson ninja-build pkg-config gcc libopenblas-dev libltdl-dev libyaml-dev \
-            libhdf5-dev check
+            libhdf5-dev check libjansson-dev
 
 .PHONY: all deps build demo test clean install
 

@@ -123,10 +123,12 @@ START_TEST(bad_arguments)
     assert_bad_input("frobnicate", "mmfuse: unknown command 'frobnicate'\n"
                                    "usage: mmfuse run FILE.yaml [-o KEY.PATH=VALUE]... [-q]\n"
                                    "       mmfuse plugins\n"
+                                   "       mmfuse bench MODEL [--mode train|eval] [--threads N] [--steps N] [--warmup N] [--json FILE]\n"
                                    "       mmfuse --version | --help\n");
     assert_bad_input("rn x.yaml", "mmfuse: unknown command 'rn' (did you mean 'run'?)\n"
                                   "usage: mmfuse run FILE.yaml [-o KEY.PATH=VALUE]... [-q]\n"
                                   "       mmfuse plugins\n"
+                                  "       mmfuse bench MODEL [--mode train|eval] [--threads N] [--steps N] [--warmup N] [--json FILE]\n"
                                   "       mmfuse --version | --help\n");
     assert_bad_input("run", "mmfuse run: which experiment file?\n"
                             "usage: mmfuse run FILE.yaml [-o KEY.PATH=VALUE]... [-q]\n");

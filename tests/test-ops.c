@@ -3,7 +3,6 @@
  * replayed without a single heap allocation. */
 #define _GNU_SOURCE /* RTLD_DEFAULT */
 #include "mf_check.h"
-#include <dlfcn.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -11,34 +10,7 @@
 
 #include <mmfuse/mmfuse.h>
 
-/* ---------------------------------------------------------------- malloc interposition */
-extern void *__libc_malloc(size_t n);
-extern void *__libc_calloc(size_t n, size_t size);
-extern void *__libc_realloc(void *p, size_t n);
-
-static volatile int counting;
-static volatile long n_allocs;
-
-void *malloc(size_t n)
-{
-    if (counting)
-        n_allocs++;
-    return __libc_malloc(n);
-}
-
-void *calloc(size_t n, size_t size)
-{
-    if (counting)
-        n_allocs++;
-    return __libc_calloc(n, size);
-}
-
-void *realloc(void *p, size_t n)
-{
-    if (counting)
-        n_allocs++;
-    return __libc_realloc(p, n);
-}
+#include "alloc_count.h"
 
 /* ---------------------------------------------------------------- helpers */
 /* Seeded values in ±[0.1, 1]: far from relu's kink for eps = 1e-3. */
@@ -866,21 +838,14 @@ END_TEST
 /* ---------------------------------------------------------------- no allocation in replay */
 START_TEST(test_replay_no_alloc)
 {
-    /* a single BLAS thread: a thread pool may allocate */
-    void (*set_threads)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
-    if (set_threads)
-        set_threads(1);
-
     /* the interposition itself works */
-    n_allocs = 0;
-    counting = 1;
+    alloc_count_start();
     void *volatile p = malloc(16);
     p = realloc(p, 32);
     free(p);
     p = calloc(2, 8);
     free(p);
-    counting = 0;
-    ck_assert_int_eq(n_allocs, 3);
+    ck_assert_int_eq(alloc_count_stop(), 3);
 
     enum { B = 16, IN = 10, H = 32, C = 4 };
     mf_graph *g = mf_graph_new(1);
@@ -908,14 +873,12 @@ START_TEST(test_replay_no_alloc)
     float first = mf_node_value(loss)[0];
     ck_assert(isfinite(first));
 
-    n_allocs = 0;
-    counting = 1;
+    alloc_count_start();
     for (int step = 0; step < 10; step++) {
         mf_graph_forward(g);
         mf_graph_backward(g, loss);
     }
-    counting = 0;
-    ck_assert_int_eq(n_allocs, 0);
+    ck_assert_int_eq(alloc_count_stop(), 0);
     ck_assert(mf_node_value(loss)[0] == first); /* replay is deterministic */
     ck_assert_uint_gt(mf_graph_bytes(g), 0);
     mf_graph_free(g);

@@ -10,6 +10,7 @@
 static const char usage[] =
     "usage: mmfuse run FILE.yaml [-o KEY.PATH=VALUE]... [-q]\n"
     "       mmfuse plugins\n"
+    "       mmfuse bench MODEL [--mode train|eval] [--threads N] [--steps N] [--warmup N] [--json FILE]\n"
     "       mmfuse --version | --help\n";
 
 void mf_cli_report(const mf_error *err)
@@ -46,6 +47,8 @@ int main(int argc, char **argv)
         return mf_cli_run(argc - 1, argv + 1);
     if (strcmp(verb, "plugins") == 0)
         return mf_cli_plugins(argc - 1, argv + 1);
+    if (strcmp(verb, "bench") == 0)
+        return mf_cli_bench(argc - 1, argv + 1);
     if (strcmp(verb, "--version") == 0 || strcmp(verb, "version") == 0) {
         printf("mmfuse %s (plugin ABI %d.%d)\n", MF_VERSION_STRING, MF_ABI_MAJOR, MF_ABI_MINOR);
         return MF_EXIT_OK;
@@ -54,7 +57,7 @@ int main(int argc, char **argv)
         fputs(usage, stdout);
         return MF_EXIT_OK;
     }
-    static const char *const verbs[] = {"run", "plugins", "help", "version", NULL};
+    static const char *const verbs[] = {"run", "plugins", "bench", "help", "version", NULL};
     const char *near = mf_did_you_mean(verb, verbs);
     fprintf(stderr, "mmfuse: unknown command '%s'%s%s%s\n%s", verb, near ? " (did you mean '" : "",
             near ? near : "", near ? "'?)" : "", usage);

@@ -139,6 +139,11 @@ struct mf_node {
 
 #define MFI_ERROR_CAPACITY 512
 
+typedef struct mfi_profile {
+    double seconds[MF_OP_COUNT][2]; /* [op][0 forward, 1 backward] */
+    int64_t calls[MF_OP_COUNT][2];
+} mfi_profile;
+
 struct mf_graph {
     mf_arena *arena;     /* the graph itself lives in it too */
     int training, compiled;
@@ -147,6 +152,7 @@ struct mf_graph {
     unsigned epoch;
     uint64_t seed;          /* random ops: mf_graph_set_seed */
     uint64_t forward_count; /* forwards run so far (fresh dropout masks each) */
+    mfi_profile *profile;   /* per-op timings when profiling, else NULL */
     int has_error;
     char error[MFI_ERROR_CAPACITY];
 };

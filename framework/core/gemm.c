@@ -1,8 +1,23 @@
+/* Matrix products on ONE thread pool. OpenBLAS runs single-threaded and mfi_gemm splits a
+ * large product into row (or column) blocks of C across the OpenMP team. Two pools — OpenBLAS's
+ * threads and OpenMP's — fight on a small machine: after an OpenMP loop, libgomp's idle
+ * threads spin and starve OpenBLAS's (a 0.3 ms product took 0.8–1.6 ms on 2 cores). Each
+ * element of C is still one dot product over the full K, so results do not depend on how
+ * the product is split. */
 #include <stdlib.h>
 
 #include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "gemm.h"
+
+/* Below this many multiply-adds a product runs in the caller's thread: splitting costs a
+ * fork (~1 µs) and shrinks OpenBLAS's blocks. */
+#define GEMM_SPLIT_MIN_MACS (1 << 18)
+/* Blocks are multiples of this many rows/columns (OpenBLAS's micro-kernels are 4–16 wide). */
+#define GEMM_ALIGN 16
 
 static mfi_gemm_log *recording;
 
@@ -11,22 +26,60 @@ void mfi_gemm_record(mfi_gemm_log *log)
     recording = log;
 }
 
-void mfi_gemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, const float *A,
-              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+static void record(int ta, int tb, int64_t m, int64_t n, int64_t k, float beta)
+{
+    mfi_gemm_log *log = recording;
+    if (log->n == log->cap) {
+        int cap = log->cap ? 2 * log->cap : 64;
+        mfi_gemm_call *calls = realloc(log->calls, (size_t)cap * sizeof *calls);
+        if (!calls)
+            return;
+        log->calls = calls;
+        log->cap = cap;
+    }
+    log->calls[log->n++] = (mfi_gemm_call){ta, tb, m, n, k, beta};
+}
+
+static void sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda,
+                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+{
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (int)m, (int)n, (int)k, 1.0f, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+void mfi_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda,
+              const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
     if (recording) {
-        if (recording->n == recording->cap) {
-            int cap = recording->cap ? 2 * recording->cap : 64;
-            mfi_gemm_call *calls = realloc(recording->calls, (size_t)cap * sizeof *calls);
-            if (calls) {
-                recording->calls = calls;
-                recording->cap = cap;
-            }
-        }
-        if (recording->n < recording->cap)
-            recording->calls[recording->n++] = (mfi_gemm_call){trans_a, trans_b, m, n, k, beta};
+#pragma omp critical(mfi_gemm_record)
+        record(ta, tb, m, n, k, beta);
     }
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, A, (int)lda, B,
-                (int)ldb, beta, C, (int)ldc);
+    int parts = 1;
+#ifdef _OPENMP
+    /* inside a parallel region (conv2d's per-sample loop) the product stays in this thread */
+    if (!omp_in_parallel() && m * n * k >= GEMM_SPLIT_MIN_MACS)
+        parts = omp_get_max_threads();
+#endif
+    const int by_rows = m >= n;
+    const int64_t extent = by_rows ? m : n;
+    if (parts > extent / GEMM_ALIGN)
+        parts = (int)(extent / GEMM_ALIGN);
+    if (parts <= 1) {
+        sgemm(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    // blocks of C's rows (op(A)'s rows) or columns (op(B)'s columns), one per thread
+#pragma omp parallel for schedule(static) num_threads(parts)
+    for (int p = 0; p < parts; p++) {
+        int64_t lo = extent * p / parts / GEMM_ALIGN * GEMM_ALIGN;
+        int64_t hi = p + 1 == parts ? extent : extent * (p + 1) / parts / GEMM_ALIGN * GEMM_ALIGN;
+        if (hi <= lo)
+            continue;
+        if (by_rows) // rows lo…hi of op(A): A's rows, or A's columns when transposed
+            sgemm(ta, tb, hi - lo, n, k, ta ? A + lo : A + lo * lda, lda, B, ldb, beta,
+                  C + lo * ldc, ldc);
+        else // columns lo…hi of op(B): B's columns, or B's rows when transposed
+            sgemm(ta, tb, m, hi - lo, k, A, lda, tb ? B + lo * ldb : B + lo, ldb, beta, C + lo,
+                  ldc);
+    }
 }

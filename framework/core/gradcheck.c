@@ -46,6 +46,9 @@ int mf_gradcheck(mf_graph *g, mf_node *out, const mf_gradcheck_opts *opts,
         return -1;
     }
 
+    /* Every forward of the check runs with one forward count, so random ops (dropout) keep
+     * one mask and the check differentiates a fixed function; the count is restored after. */
+    const uint64_t count0 = g->forward_count;
     int n_leaves = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         mf_node *n = g->nodes[i];
@@ -86,6 +89,7 @@ int mf_gradcheck(mf_graph *g, mf_node *out, const mf_gradcheck_opts *opts,
     }
 
     /* analytic: one backward pass seeded with w */
+    g->forward_count = count0;
     mf_graph_forward(g);
     mfi_graph_backward_seeded(g, out, w);
     for (k = 0; k < n_leaves; k++)
@@ -118,9 +122,11 @@ int mf_gradcheck(mf_graph *g, mf_node *out, const mf_gradcheck_opts *opts,
             const float orig = *v;
             const float xp = (float)(orig + o.eps), xm = (float)(orig - o.eps);
             *v = xp;
+            g->forward_count = count0;
             mf_graph_forward(g);
             double Lp = weighted_sum(out, w);
             *v = xm;
+            g->forward_count = count0;
             mf_graph_forward(g);
             double Lm = weighted_sum(out, w);
             *v = orig;
@@ -166,9 +172,63 @@ done:
             free(ls->analytic);
         }
     }
-    mf_graph_forward(g); /* values as they were before the check */
+    /* values (and masks) as they were before the check, and the forward count unchanged */
+    g->forward_count = count0 > 0 ? count0 - 1 : 0;
+    mf_graph_forward(g);
+    g->forward_count = count0;
     free(leaves);
     free(w);
     free(idx);
+    return rc;
+}
+
+int mf_gradcheck_custom(const mf_custom_op *op, int n_in, const mf_shape *in_shapes,
+                        const void *attr, size_t attr_size, const mf_gradcheck_opts *opts,
+                        mf_gradcheck_result *res)
+{
+    mf_gradcheck_result local;
+    if (!res)
+        res = &local;
+    memset(res, 0, sizeof *res);
+    if (!op || n_in < 1 || !in_shapes) {
+        snprintf(res->worst, sizeof res->worst,
+                 "gradcheck_custom: needs an op and at least one input shape");
+        return -1;
+    }
+    int rc = -1;
+    mf_graph *g = mf_graph_new(1);
+    mf_node **in = calloc((size_t)n_in, sizeof *in);
+    if (!g || !in) {
+        snprintf(res->worst, sizeof res->worst, "gradcheck: out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n_in; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "in%d", i);
+        in[i] = mf_variable(g, name, in_shapes[i]);
+    }
+    mf_node *out = mf_custom(g, op, n_in, in, attr, attr_size);
+    mf_error err;
+    mf_error_clear(&err);
+    if (!out || mf_graph_compile(g, &err)) {
+        const char *msg = mf_graph_error(g) ? mf_graph_error(g) : err.msg;
+        size_t len = strlen(msg); /* the error, cut to the result's buffer */
+        if (len >= sizeof res->worst)
+            len = sizeof res->worst - 1;
+        memcpy(res->worst, msg, len);
+        res->worst[len] = '\0';
+        goto done;
+    }
+    mf_rng rng; /* inputs in (-1,1), seeded from the options' seed */
+    mf_rng_seed_stream(&rng, opts ? opts->seed : 0, 0x637573746f6dull);
+    for (int i = 0; i < n_in; i++) {
+        float *v = mf_node_value(in[i]);
+        for (int64_t j = 0; j < mf_node_numel(in[i]); j++)
+            v[j] = (float)(2.0 * mf_rng_uniform(&rng) - 1.0);
+    }
+    rc = mf_gradcheck(g, out, opts, res);
+done:
+    free(in);
+    mf_graph_free(g);
     return rc;
 }

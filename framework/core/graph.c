@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "core_internal.h"
 
@@ -120,6 +121,17 @@ void mf_graph_free(mf_graph *g)
 }
 
 int mf_graph_training(const mf_graph *g) { return g ? g->training : 0; }
+
+/* Restarts the random stream too: forward k after set_seed(s) draws the same masks as
+ * forward k of a fresh graph with seed s. */
+void mf_graph_set_seed(mf_graph *g, uint64_t seed)
+{
+    if (!g)
+        return;
+    g->seed = seed;
+    g->forward_count = 0;
+}
+
 size_t mf_graph_bytes(const mf_graph *g) { return g ? mf_arena_used(g->arena) : 0; }
 int mf_graph_size(const mf_graph *g) { return g ? g->n_nodes : 0; }
 
@@ -309,14 +321,62 @@ int mf_graph_compile(mf_graph *g, mf_error *err)
 }
 
 /* ---------------------------------------------------------------- replay */
+static double seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* One kernel call, timed per op kind when the graph is profiled. */
+static inline void run_op(mf_graph *g, mf_node *n, int action)
+{
+    if (!g->profile) {
+        mfi_cpu_ops[n->op](n, action);
+        return;
+    }
+    double t0 = seconds();
+    mfi_cpu_ops[n->op](n, action);
+    g->profile->seconds[n->op][action == MFI_BACKWARD] += seconds() - t0;
+    g->profile->calls[n->op][action == MFI_BACKWARD]++;
+}
+
+void mf_graph_set_profiling(mf_graph *g, int on)
+{
+    if (!g)
+        return;
+    if (on && !g->profile)
+        g->profile = mf_arena_alloc(g->arena, sizeof *g->profile);
+    else if (!on)
+        g->profile = NULL;
+}
+
+void mf_graph_print_profile(const mf_graph *g, FILE *f)
+{
+    if (!g || !g->profile)
+        return;
+    double total = 0;
+    for (int op = 0; op < MF_OP_COUNT; op++)
+        total += g->profile->seconds[op][0] + g->profile->seconds[op][1];
+    fprintf(f, "%-14s %10s %10s %7s %9s\n", "op", "forward ms", "backward ms", "share", "calls");
+    for (int op = 0; op < MF_OP_COUNT; op++) {
+        const double fw = g->profile->seconds[op][0], bw = g->profile->seconds[op][1];
+        if (g->profile->calls[op][0] + g->profile->calls[op][1] == 0)
+            continue;
+        fprintf(f, "%-14s %10.3f %10.3f %6.1f%% %9lld\n", mfi_op_name((mf_op)op), fw * 1e3,
+                bw * 1e3, total > 0 ? 100 * (fw + bw) / total : 0,
+                (long long)(g->profile->calls[op][0] + g->profile->calls[op][1]));
+    }
+}
 void mf_graph_forward(mf_graph *g)
 {
     if (!g || !g->compiled)
         return;
+    g->forward_count++; /* random ops (dropout) draw fresh masks from the new count */
     for (int i = 0; i < g->n_nodes; i++) {
         mf_node *n = g->nodes[i];
         if (mfi_cpu_ops[n->op])
-            mfi_cpu_ops[n->op](n, MFI_FORWARD);
+            run_op(g, n, MFI_FORWARD);
     }
 }
 
@@ -349,7 +409,7 @@ void mfi_graph_backward_seeded(mf_graph *g, mf_node *out, const float *seed)
         for (int k = 0; k < n->n_in; k++)
             if (n->in[k]->grad)
                 n->in[k]->mark = g->epoch;
-        mfi_cpu_ops[n->op](n, MFI_BACKWARD);
+        run_op(g, n, MFI_BACKWARD);
     }
 }
 

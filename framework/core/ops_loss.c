@@ -1,7 +1,7 @@
-/* Loss ops: log-softmax over the feature axis, mean negative log-likelihood. */
+/* Loss ops: log-softmax over the last axis, mean negative log-likelihood. */
 #include <math.h>
 
-#include "core_internal.h"
+#include "ops_common.h"
 
 mf_node *mf_log_softmax(mf_graph *g, mf_node *a)
 {
@@ -21,11 +21,11 @@ mf_node *mf_cross_entropy(mf_graph *g, mf_node *logits, mf_node *target)
 
 void mfi_op_log_softmax(mf_node *n, int action)
 {
-    // a is (B,K), out is (B,K): out[i,j] = a[i,j] - max_i - log Σ_j exp(a[i,j] - max_i)
+    // a is (…,K) with a batch axis first, out is (…,K); for each row r of the last axis:
+    // out[r,j] = a[r,j] - m_r - log Σ_j exp(a[r,j] - m_r), m_r = max_j a[r,j]
     mf_node *a = n->in[0];
-    switch (action) {
-    case MFI_SHAPE:
-        if (a->shape.ndim != 2) {
+    if (action == MFI_SHAPE) {
+        if (a->shape.ndim < 2) { /* the batch axis comes first (graph.h's axis convention) */
             char s[MFI_SHAPE_STR];
             mfi_op_fail(n, "log_softmax: input must be 2-D (B,K), got %s",
                         mfi_node_shape_str(a, s));
@@ -33,11 +33,19 @@ void mfi_op_log_softmax(mf_node *n, int action)
         }
         n->shape = a->shape;
         return;
+    }
+    const int64_t K = a->shape.dim[a->shape.ndim - 1], rows = a->numel / K;
+    const int par = MFI_OMP_ROWS_IF(rows, K, MFI_OMP_MIN_ELEMS_HEAVY);
+    (void)par; /* only OpenMP reads it */
+    switch (action) {
     case MFI_FORWARD: {
-        const int64_t B = n->shape.dim[0], K = n->shape.dim[1];
-        for (int64_t i = 0; i < B; i++) {
-            const float *x = a->value + i * K;
-            float *y = n->value + i * K;
+        const float *A = a->value;
+        float *O = n->value;
+        // independent rows: split big tensors statically between threads
+        MFI_OMP(omp parallel for schedule(static) if (par))
+        for (int64_t i = 0; i < rows; i++) {
+            const float *x = A + i * K;
+            float *y = O + i * K;
             float mx = x[0];
             for (int64_t j = 1; j < K; j++)
                 mx = x[j] > mx ? x[j] : mx;
@@ -51,13 +59,16 @@ void mfi_op_log_softmax(mf_node *n, int action)
         return;
     }
     case MFI_BACKWARD: {
-        // da[i,j] += dout[i,j] - softmax[i,j]·Σ_k dout[i,k]
+        // da[r,j] += dout[r,j] - softmax[r,j]·Σ_k dout[r,k]
         if (!a->grad)
             return;
-        const int64_t B = n->shape.dim[0], K = n->shape.dim[1];
-        for (int64_t i = 0; i < B; i++) {
-            const float *y = n->value + i * K, *dy = n->grad + i * K;
-            float *dx = a->grad + i * K;
+        const float *Y = n->value, *G = n->grad;
+        float *D = a->grad;
+        // independent rows: split big tensors statically between threads
+        MFI_OMP(omp parallel for schedule(static) if (par))
+        for (int64_t i = 0; i < rows; i++) {
+            const float *y = Y + i * K, *dy = G + i * K;
+            float *dx = D + i * K;
             float s = 0.0f;
             for (int64_t j = 0; j < K; j++)
                 s += dy[j];

@@ -104,8 +104,11 @@ static void fans(const mf_param *p, double *fan_in, double *fan_out)
         receptive *= (double)s->dim[d];
     *fan_in = s->ndim > 1 ? (double)s->dim[1] * receptive : (double)s->dim[0];
     *fan_out = (double)s->dim[0] * receptive;
-    if (p->init.fan_in > 0)
+    if (p->init.fan_in > 0) { /* given: a bias, or a weight stored (in,out) */
         *fan_in = (double)p->init.fan_in;
+        if (s->ndim == 2 && s->dim[0] == p->init.fan_in)
+            *fan_out = (double)s->dim[1];
+    }
 }
 
 static void initialise(mf_param *p, float *v, mf_rng *rng)

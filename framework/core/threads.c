@@ -1,5 +1,5 @@
-/* One thread count for both kinds of parallelism: OpenBLAS's threads for matrix products,
- * OpenMP's for the hot elementwise, im2col and pooling loops. */
+/* One thread pool: OpenMP's. OpenBLAS stays single-threaded and mfi_gemm (gemm.c) splits
+ * large products across the OpenMP team, so the two pools never compete for the cores. */
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -33,7 +33,7 @@ void mf_set_threads(int n)
 {
     if (n <= 0)
         n = mf_default_threads();
-    openblas_set_num_threads(n);
+    openblas_set_num_threads(1);
 #ifdef _OPENMP
     omp_set_num_threads(n);
 #endif

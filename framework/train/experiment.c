@@ -524,8 +524,7 @@ static int run_epoch(experiment *e, mfi_loader *loader, int training, int epoch,
             return MF_EXIT_FAILED;
         }
         if (training) {
-            mf_params_zero_grad(e->params);
-            mf_graph_backward(mg->g, mg->loss);
+            mf_graph_backward(mg->g, mg->loss); /* from zero: the optimiser zeroed them */
             mf_optim_step(&e->optim, e->params);
         }
         const float *logits = mf_node_value(mg->logits);

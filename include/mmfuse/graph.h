@@ -25,6 +25,8 @@
 #ifndef MMFUSE_GRAPH_H
 #define MMFUSE_GRAPH_H
 
+#include <stdio.h>
+
 #include "tensor.h"
 
 #ifdef __cplusplus
@@ -159,6 +161,11 @@ MF_API mf_node *mf_cross_entropy(mf_graph *g, mf_node *logits, mf_node *target);
 /* Seed of the graph's random ops (dropout); each forward draws new masks from
  * (seed, forward count, node), so a replay is reproducible. Default 0. */
 MF_API void mf_graph_set_seed(mf_graph *g, uint64_t seed);
+
+/* Time every kernel call by op kind (off by default: two clock reads per node) and print
+ * the totals: where a step's time goes. */
+MF_API void mf_graph_set_profiling(mf_graph *g, int on);
+MF_API void mf_graph_print_profile(const mf_graph *g, FILE *f);
 
 /* ---------------------------------------------------------------- custom ops
  * An op the core lacks, written by a plugin: forward and backward over raw float buffers.

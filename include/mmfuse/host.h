@@ -101,6 +101,7 @@ typedef struct mf_bench_options {
     int threads;        /* <= 0: mf_default_threads() */
     int steps, warmup;
     uint64_t seed;
+    int profile;        /* print per-op times to stderr */
 } mf_bench_options;
 
 typedef struct mf_bench_result {

@@ -35,7 +35,7 @@ typedef enum mf_init_kind {
 typedef struct mf_init {
     mf_init_kind kind;
     float scale;
-    int64_t fan_in; /* for a bias, whose own shape has no fan-in: the layer's; 0 = from shape */
+    int64_t fan_in; /* 0: from the shape; else the layer's (a bias, or a weight stored (in,out)) */
 } mf_init;
 
 MF_API const char *mf_init_name(mf_init_kind kind);
@@ -81,7 +81,8 @@ typedef struct mf_optim {
 
 /* Optimiser state buffers the kind needs: mf_params_finalize's n_moments. */
 MF_API int mf_optim_moments(mf_optim_kind kind);
-/* One update of every parameter from its accumulated gradient. */
+/* One update of every parameter from its accumulated gradient, which it then zeroes (one
+ * pass over memory instead of two): the next backward needs no mf_params_zero_grad. */
 MF_API void mf_optim_step(mf_optim *o, mf_params *ps);
 
 /* ---------------------------------------------------------------- modules */
@@ -111,8 +112,8 @@ MF_API const char *mf_activation_name(mf_activation a);
 MF_API int mf_activation_parse(const char *name);
 MF_API mf_node *mf_activate(mf_graph *g, mf_node *x, mf_activation a);
 
-/* y = x Wᵀ + b: weight (out,in), bias (out), both PyTorch-initialised U(±1/√in).
- * x may have leading axes: (…,in) → (…,out). */
+/* y = x·W + b: weight (in,out) — the transpose of PyTorch's (out,in), see nn.c — and bias
+ * (out), both PyTorch-initialised U(±1/√in). x may have leading axes: (…,in) → (…,out). */
 typedef struct mf_linear {
     mf_param *weight, *bias; /* bias NULL when built without */
     int64_t in, out;

@@ -1,0 +1,383 @@
+/* mmfuse bench: the four reference models of shared/bench/README.md, built from the core
+ * API with exactly the reference shapes, timed per step as torch_ref.py times PyTorch.
+ *
+ *   mlp-concat     x1 784-256-128, x2 64-128-128, concat, head 256-128-10, cross-entropy
+ *   tensor-fusion  x1 784-256-32, x2 64-128-32, vec([h1;1]⊗[h2;1]) (1089), head 1089-128-10
+ *   cnn-late       image CNN → 128 → 10, x2 64-128-128 → 10, logits averaged
+ *   clip-dual      image CNN → 128, text Embedding(1000,128)×16 mean-pooled → 128, both
+ *                  L2-normalised, logits = exp(s)·I·Tᵀ, symmetric InfoNCE
+ *
+ * Besides the step time it replays, alone, the exact sequence of sgemm calls one step
+ * makes, so that the model's rate can be read as a fraction of what OpenBLAS reaches on
+ * those shapes.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <cblas.h>
+
+#include <mmfuse/host.h>
+
+#include "../core/gemm.h"
+
+void openblas_set_num_threads(int num_threads); /* OpenBLAS's; see core/threads.c */
+
+#define N_BATCHES 4 /* distinct synthetic batches, cycled (as torch_ref.py) */
+#define MAX_INPUTS 2
+
+typedef struct bench_model {
+    const char *name;
+    int batch;
+    int64_t macs_per_sample; /* matmul/conv/similarity multiply-accumulates, forward */
+} bench_model;
+
+/* Multiply-accumulates per sample, counted as torch_ref.py counts them. */
+#define LIN(i, o) ((int64_t)(i) * (o))
+#define CNN_MACS (LIN(1 * 16 * 9, 28 * 28) + LIN(16 * 32 * 9, 14 * 14) + LIN(1568, 128))
+static const bench_model models[] = {
+    {"mlp-concat", 128,
+     LIN(784, 256) + LIN(256, 128) + LIN(64, 128) + LIN(128, 128) + LIN(256, 128) + LIN(128, 10)},
+    {"tensor-fusion", 128,
+     LIN(784, 256) + LIN(256, 32) + LIN(64, 128) + LIN(128, 32) + LIN(1089, 128) + LIN(128, 10)},
+    {"cnn-late", 128, CNN_MACS + LIN(128, 10) + LIN(64, 128) + LIN(128, 128) + LIN(128, 10)},
+    {"clip-dual", 256, CNN_MACS + LIN(128, 128) /* + B·128 similarity, added below */},
+};
+#define N_MODELS (int)(sizeof models / sizeof models[0])
+
+typedef struct net {
+    mf_params *params;
+    mf_module *module;
+    mf_graph *g;
+    mf_node *input[MAX_INPUTS], *ones, *target, *out, *loss;
+    int n_inputs;
+    int tokens; /* clip-dual: the text input holds token ids */
+} net;
+
+/* ---------------------------------------------------------------- model definitions */
+typedef struct layers {
+    mf_mlp enc1, enc2, head;
+    mf_conv2d_layer conv1, conv2;
+    mf_linear cnn_fc, head1, head2, text_proj;
+    mf_embedding_layer embed;
+    mf_param *logit_scale;
+} layers;
+
+static int define(const char *name, layers *L, mf_module *m)
+{
+    static const int64_t enc1[] = {784, 256, 128}, enc2[] = {64, 128, 128}, head[] = {256, 128, 10};
+    static const int64_t tf_enc1[] = {784, 256, 32}, tf_enc2[] = {64, 128, 32},
+                         tf_head[] = {33 * 33, 128, 10};
+    int cnn = strcmp(name, "cnn-late") == 0 || strcmp(name, "clip-dual") == 0;
+    if (cnn && (mf_conv2d_layer_init(&L->conv1, m, "img.conv1", 1, 16, 3, 1, 1, 1) ||
+                mf_conv2d_layer_init(&L->conv2, m, "img.conv2", 16, 32, 3, 1, 1, 1) ||
+                mf_linear_init(&L->cnn_fc, m, "img.fc", 32 * 7 * 7, 128, 1)))
+        return -1;
+    if (strcmp(name, "mlp-concat") == 0)
+        return mf_mlp_init(&L->enc1, m, "enc1", 3, enc1, MF_ACT_RELU) ||
+               mf_mlp_init(&L->enc2, m, "enc2", 3, enc2, MF_ACT_RELU) ||
+               mf_mlp_init(&L->head, m, "head", 3, head, MF_ACT_RELU);
+    if (strcmp(name, "tensor-fusion") == 0)
+        return mf_mlp_init(&L->enc1, m, "enc1", 3, tf_enc1, MF_ACT_RELU) ||
+               mf_mlp_init(&L->enc2, m, "enc2", 3, tf_enc2, MF_ACT_RELU) ||
+               mf_mlp_init(&L->head, m, "head", 3, tf_head, MF_ACT_RELU);
+    if (strcmp(name, "cnn-late") == 0)
+        return mf_mlp_init(&L->enc2, m, "enc2", 3, enc2, MF_ACT_RELU) ||
+               mf_linear_init(&L->head1, m, "head1", 128, 10, 1) ||
+               mf_linear_init(&L->head2, m, "head2", 128, 10, 1);
+    /* clip-dual */
+    if (mf_embedding_layer_init(&L->embed, m, "txt.embed", 1000, 128) ||
+        mf_linear_init(&L->text_proj, m, "txt.proj", 128, 128, 1))
+        return -1;
+    L->logit_scale = mf_module_param(m, "logit_scale", mf_shape1(1),
+                                     (mf_init){MF_INIT_ZEROS, 0, 0});
+    return L->logit_scale ? 0 : -1;
+}
+
+/* image (B,1,28,28) → (B,128) */
+static mf_node *image_encoder(mf_graph *g, const layers *L, mf_node *img)
+{
+    mf_node *h = mf_max_pool2d(g, mf_relu(g, mf_conv2d_layer_forward(g, &L->conv1, img)), 2, 2);
+    h = mf_max_pool2d(g, mf_relu(g, mf_conv2d_layer_forward(g, &L->conv2, h)), 2, 2);
+    return mf_linear_forward(g, &L->cnn_fc, mf_reshape(g, h, mf_shape2(-1, 32 * 7 * 7)));
+}
+
+static void build(net *n, const char *name, const layers *L, int B, int training)
+{
+    mf_graph *g = n->g = mf_graph_new(training);
+    int cnn = strcmp(name, "cnn-late") == 0 || strcmp(name, "clip-dual") == 0;
+    n->n_inputs = 2;
+    n->input[0] = cnn ? mf_input(g, "image", mf_shape4(B, 1, 28, 28))
+                      : mf_input(g, "x1", mf_shape2(B, 784));
+    n->tokens = strcmp(name, "clip-dual") == 0;
+    n->input[1] = n->tokens ? mf_input(g, "tokens", mf_shape2(B, 16)) : mf_input(g, "x2", mf_shape2(B, 64));
+    n->target = mf_input(g, "target", mf_shape1(B));
+    mf_node *x1 = n->input[0], *x2 = n->input[1];
+    if (strcmp(name, "mlp-concat") == 0) {
+        mf_node *h[2] = {mf_mlp_forward(g, &L->enc1, x1), mf_mlp_forward(g, &L->enc2, x2)};
+        n->out = mf_mlp_forward(g, &L->head, mf_concat(g, 2, h));
+    } else if (strcmp(name, "tensor-fusion") == 0) {
+        n->ones = mf_input(g, "ones", mf_shape2(B, 1));
+        mf_node *h1[2] = {mf_mlp_forward(g, &L->enc1, x1), n->ones};
+        mf_node *h2[2] = {mf_mlp_forward(g, &L->enc2, x2), n->ones};
+        mf_node *z = mf_outer(g, mf_concat(g, 2, h1), mf_concat(g, 2, h2)); // (B,1089)
+        n->out = mf_mlp_forward(g, &L->head, z);
+    } else if (strcmp(name, "cnn-late") == 0) {
+        mf_node *l1 = mf_linear_forward(g, &L->head1, image_encoder(g, L, x1));
+        mf_node *l2 = mf_linear_forward(g, &L->head2, mf_mlp_forward(g, &L->enc2, x2));
+        n->out = mf_scale(g, mf_add(g, l1, l2), 0.5f);
+    } else { /* clip-dual */
+        mf_node *img = mf_l2_normalize(g, image_encoder(g, L, x1), 1e-12f);
+        mf_node *txt = mf_mean(g, mf_embedding_layer_forward(g, &L->embed, x2), 1, 0);
+        txt = mf_l2_normalize(g, mf_linear_forward(g, &L->text_proj, txt), 1e-12f);
+        mf_node *scale = mf_exp(g, mf_param_node(g, L->logit_scale));
+        n->out = mf_mul(g, mf_matmul(g, img, txt, 0, 1), scale); // (B,B)
+    }
+    if (n->tokens)
+        n->loss = mf_scale(g, mf_add(g, mf_cross_entropy(g, n->out, n->target),
+                                     mf_cross_entropy(g, mf_transpose(g, n->out, 0, 1), n->target)),
+                           0.5f);
+    else
+        n->loss = mf_cross_entropy(g, n->out, n->target);
+}
+
+/* ---------------------------------------------------------------- data */
+typedef struct batches {
+    float *x[N_BATCHES][MAX_INPUTS];
+    float *y[N_BATCHES];
+} batches;
+
+static int make_batches(batches *d, const net *n, int B, uint64_t seed)
+{
+    mf_rng rng;
+    mf_rng_seed(&rng, seed);
+    for (int b = 0; b < N_BATCHES; b++) {
+        for (int i = 0; i < n->n_inputs; i++) {
+            int64_t numel = mf_node_numel(n->input[i]);
+            if (!(d->x[b][i] = malloc((size_t)numel * sizeof(float))))
+                return -1;
+            for (int64_t j = 0; j < numel; j++)
+                d->x[b][i][j] = (i == 1 && n->tokens) ? (float)mf_rng_below(&rng, 1000)
+                                                      : mf_rng_normal(&rng);
+        }
+        if (!(d->y[b] = malloc((size_t)B * sizeof(float))))
+            return -1;
+        for (int j = 0; j < B; j++)
+            d->y[b][j] = n->tokens ? (float)j : (float)mf_rng_below(&rng, 10);
+    }
+    return 0;
+}
+
+static void free_batches(batches *d)
+{
+    for (int b = 0; b < N_BATCHES; b++) {
+        for (int i = 0; i < MAX_INPUTS; i++)
+            free(d->x[b][i]);
+        free(d->y[b]);
+    }
+}
+
+/* ---------------------------------------------------------------- timing */
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int compare_doubles(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void load(net *n, const batches *d, int it)
+{
+    int b = it % N_BATCHES;
+    for (int i = 0; i < n->n_inputs; i++)
+        memcpy(mf_node_value(n->input[i]), d->x[b][i],
+               (size_t)mf_node_numel(n->input[i]) * sizeof(float));
+    memcpy(mf_node_value(n->target), d->y[b], (size_t)mf_node_numel(n->target) * sizeof(float));
+}
+
+static void step(net *n, mf_optim *opt, int training)
+{
+    mf_graph_forward(n->g);
+    if (training) {
+        mf_graph_backward(n->g, n->loss); /* gradients start at zero: the optimiser zeroed them */
+        mf_optim_step(opt, n->params);
+    }
+}
+
+/* Time the recorded sgemm calls alone, median of `reps` replays: through mfi_gemm (OpenBLAS
+ * single-threaded, products split across the OpenMP team) or, with blas_threads > 0, as
+ * plain cblas_sgemm calls with OpenBLAS's own threads. */
+static double sgemm_seconds(const mfi_gemm_log *log, int reps, int blas_threads)
+{
+    size_t max = 1;
+    for (int i = 0; i < log->n; i++) {
+        const mfi_gemm_call *c = &log->calls[i];
+        size_t sizes[3] = {(size_t)(c->m * c->k), (size_t)(c->k * c->n), (size_t)(c->m * c->n)};
+        for (int j = 0; j < 3; j++)
+            max = sizes[j] > max ? sizes[j] : max;
+    }
+    float *a = calloc(max, sizeof(float)), *b = calloc(max, sizeof(float)),
+          *c = calloc(max, sizeof(float));
+    double *t = malloc((size_t)reps * sizeof(double)), best = NAN;
+    if (a && b && c && t) {
+        if (blas_threads)
+            openblas_set_num_threads(blas_threads);
+        for (int r = 0; r < reps; r++) {
+            double t0 = now();
+            for (int i = 0; i < log->n; i++) {
+                const mfi_gemm_call *g = &log->calls[i];
+                if (blas_threads)
+                    cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans,
+                                g->tb ? CblasTrans : CblasNoTrans, (int)g->m, (int)g->n, (int)g->k,
+                                1.0f, a, (int)(g->ta ? g->m : g->k), b, (int)(g->tb ? g->k : g->n),
+                                g->beta, c, (int)g->n);
+                else
+                    mfi_gemm(g->ta, g->tb, g->m, g->n, g->k, a, g->ta ? g->m : g->k, b,
+                             g->tb ? g->k : g->n, g->beta, c, g->n);
+            }
+            t[r] = now() - t0;
+        }
+        if (blas_threads)
+            mf_set_threads(mf_get_threads()); /* back to one pool */
+        qsort(t, (size_t)reps, sizeof *t, compare_doubles);
+        best = t[reps / 2];
+    }
+    free(a);
+    free(b);
+    free(c);
+    free(t);
+    return best;
+}
+
+int mf_bench_run(const mf_bench_options *o, mf_bench_result *res, mf_error *err)
+{
+    const bench_model *model = NULL;
+    for (int i = 0; i < N_MODELS; i++)
+        if (strcmp(o->model, models[i].name) == 0)
+            model = &models[i];
+    if (!model) {
+        const char *names[N_MODELS + 1];
+        for (int i = 0; i < N_MODELS; i++)
+            names[i] = models[i].name;
+        names[N_MODELS] = NULL;
+        const char *near = mf_did_you_mean(o->model, names);
+        mf_error_set(err, "unknown benchmark model '%s'%s%s%s (one of mlp-concat, tensor-fusion, "
+                     "cnn-late, clip-dual)", o->model, near ? " (did you mean '" : "",
+                     near ? near : "", near ? "'?)" : "");
+        return MF_EXIT_BAD_INPUT;
+    }
+    memset(res, 0, sizeof *res);
+    mf_set_threads(o->threads);
+    const int B = model->batch;
+    net n;
+    layers L;
+    batches d;
+    memset(&n, 0, sizeof n);
+    memset(&L, 0, sizeof L);
+    memset(&d, 0, sizeof d);
+    mf_optim opt = {MF_OPTIM_ADAM, 1e-3, 0.9, 0.999, 1e-8, 0, 0, 0};
+    int status = MF_EXIT_FAILED;
+    double *times = NULL;
+
+    n.params = mf_params_new();
+    n.module = mf_module_new(NULL, o->model, n.params, err);
+    if (!n.module || define(o->model, &L, n.module) ||
+        mf_params_finalize(n.params, o->seed, 2, err))
+        goto done;
+    if (L.logit_scale)
+        mf_param_value(L.logit_scale)[0] = logf(1.0f / 0.07f);
+    build(&n, o->model, &L, B, o->train);
+    if (mf_graph_compile(n.g, err))
+        goto done;
+    if (n.ones)
+        for (int i = 0; i < B; i++)
+            mf_node_value(n.ones)[i] = 1.0f;
+    if (make_batches(&d, &n, B, o->seed) || !(times = malloc((size_t)o->steps * sizeof *times))) {
+        mf_error_set(err, "out of memory");
+        goto done;
+    }
+    for (int it = 0; it < o->warmup + o->steps; it++) {
+        load(&n, &d, it);
+        double t0 = now();
+        step(&n, &opt, o->train);
+        double t1 = now();
+        if (it >= o->warmup)
+            times[it - o->warmup] = t1 - t0;
+    }
+    if (o->profile) { /* the same steps again, each kernel timed */
+        mf_graph_set_profiling(n.g, 1);
+        for (int it = 0; it < o->steps; it++) {
+            load(&n, &d, it);
+            step(&n, &opt, o->train);
+        }
+        fprintf(stderr, "per-op time over %d steps (%s, %s, %d threads):\n", o->steps, o->model,
+                o->train ? "train" : "eval", mf_get_threads());
+        mf_graph_print_profile(n.g, stderr);
+        mf_graph_set_profiling(n.g, 0);
+    }
+    res->check = o->train ? mf_node_value(n.loss)[0] : 0;
+    if (!o->train) {
+        double s = 0;
+        for (int64_t i = 0; i < mf_node_numel(n.out); i++)
+            s += fabs(mf_node_value(n.out)[i]);
+        res->check = s / (double)mf_node_numel(n.out);
+    }
+    double sum = 0;
+    for (int i = 0; i < o->steps; i++)
+        sum += times[i];
+    qsort(times, (size_t)o->steps, sizeof *times, compare_doubles);
+    double median = times[o->steps / 2];
+
+    /* The same step's sgemm calls, recorded, then replayed alone. */
+    mfi_gemm_log log = {0};
+    mfi_gemm_record(&log);
+    load(&n, &d, 0);
+    step(&n, &opt, o->train);
+    mfi_gemm_record(NULL);
+    /* The reference is the faster of our split and OpenBLAS's own threading. */
+    double gemm_time = sgemm_seconds(&log, 50, 0);
+    double blas_time = sgemm_seconds(&log, 50, mf_get_threads());
+    if (blas_time < gemm_time)
+        gemm_time = blas_time;
+    double gemm_flops = 0;
+    for (int i = 0; i < log.n; i++)
+        gemm_flops += 2.0 * (double)log.calls[i].m * (double)log.calls[i].n * (double)log.calls[i].k;
+    free(log.calls);
+
+    int64_t macs = model->macs_per_sample * B;
+    if (n.tokens)
+        macs += (int64_t)B * B * 128;
+    res->batch = B;
+    res->flops_per_step = 2 * macs * (o->train ? 3 : 1);
+    res->median_ms = median * 1e3;
+    res->mean_ms = sum / o->steps * 1e3;
+    res->min_ms = times[0] * 1e3;
+    res->p90_ms = times[(int)(0.9 * o->steps)] * 1e3;
+    res->samples_per_s = B / median;
+    res->gflops_at_median = (double)res->flops_per_step / median * 1e-9;
+    res->sgemm_calls = log.n;
+    res->sgemm_gflops = gemm_flops / gemm_time * 1e-9;
+    res->sgemm_fraction = gemm_time / median; /* = model rate / sgemm rate on the same FLOPs */
+    res->params = mf_params_numel(n.params);
+    res->graph_bytes = (int64_t)mf_graph_bytes(n.g);
+    res->threads = mf_get_threads();
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    res->peak_rss_kb = ru.ru_maxrss;
+    status = MF_EXIT_OK;
+done:
+    free(times);
+    free_batches(&d);
+    mf_graph_free(n.g);
+    mf_module_free(n.module);
+    mf_params_free(n.params);
+    return status;
+}

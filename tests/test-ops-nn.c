@@ -1,0 +1,848 @@
+/* Neural-network op tests: bmm, conv2d, max/avg pooling, layer_norm, embedding. Forward
+ * values against naive references, gradients by finite differences (mf_gradcheck), exact
+ * sticky shape errors, determinism across runs and thread counts, and replays without a
+ * heap allocation. */
+#define _GNU_SOURCE
+#include "mf_check.h"
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mmfuse/mmfuse.h>
+
+/* ---------------------------------------------------------------- malloc interposition */
+extern void *__libc_malloc(size_t n);
+extern void *__libc_calloc(size_t n, size_t size);
+extern void *__libc_realloc(void *p, size_t n);
+
+static volatile int counting;
+static volatile long n_allocs;
+
+void *malloc(size_t n)
+{
+    if (counting)
+        n_allocs++;
+    return __libc_malloc(n);
+}
+
+void *calloc(size_t n, size_t size)
+{
+    if (counting)
+        n_allocs++;
+    return __libc_calloc(n, size);
+}
+
+void *realloc(void *p, size_t n)
+{
+    if (counting)
+        n_allocs++;
+    return __libc_realloc(p, n);
+}
+
+/* ---------------------------------------------------------------- helpers */
+/* Seeded values in ±[0.1, 1]. */
+static void fill(mf_node *n, uint64_t seed)
+{
+    mf_rng r;
+    mf_rng_seed(&r, seed);
+    float *v = mf_node_value(n);
+    for (int64_t i = 0; i < mf_node_numel(n); i++) {
+        float x = (float)(0.1 + 0.9 * mf_rng_uniform(&r));
+        v[i] = (mf_rng_u64(&r) & 1) ? x : -x;
+    }
+}
+
+/* Distinct values, at least 0.01 apart, in a seeded order: no ties for max pooling, and a
+ * finite-difference step of 1e-3 never changes which element wins. */
+static void fill_distinct(mf_node *n, uint64_t seed)
+{
+    const int64_t N = mf_node_numel(n);
+    int64_t *perm = malloc((size_t)N * sizeof *perm);
+    ck_assert_ptr_nonnull(perm);
+    for (int64_t i = 0; i < N; i++)
+        perm[i] = i;
+    mf_rng r;
+    mf_rng_seed(&r, seed);
+    mf_rng_shuffle(&r, perm, N);
+    for (int64_t i = 0; i < N; i++)
+        mf_node_value(n)[i] = (float)(perm[i] - N / 2) * 0.01f;
+    free(perm);
+}
+
+static void compile_ok(mf_graph *g)
+{
+    mf_error err;
+    mf_error_clear(&err);
+    ck_assert_msg(mf_graph_compile(g, &err) == 0, "compile failed: %s", err.msg);
+}
+
+static int is_variable(mf_node *n) { return strcmp(mf_node_op_name(n), "variable") == 0; }
+
+/* gradcheck `out` of a compiled graph whose leaves are filled */
+static void gradcheck_ok(mf_graph *g, mf_node *out)
+{
+    mf_gradcheck_result res;
+    mf_gradcheck_opts opts = {0};
+    opts.seed = 7;
+    int rc = mf_gradcheck(g, out, &opts, &res);
+    ck_assert_msg(rc == 0, "gradcheck failed %lld/%lld, worst %s", (long long)res.failed,
+                  (long long)res.checked, res.worst);
+    ck_assert_int_gt(res.checked, 0);
+}
+
+/* Compile, fill every variable (seeded by its position), then gradcheck `out`. */
+static void expect_gradcheck(mf_graph *g, mf_node *out)
+{
+    ck_assert_ptr_nonnull(out);
+    compile_ok(g);
+    for (int i = 0; i < mf_graph_size(g); i++)
+        if (is_variable(mf_graph_node(g, i)))
+            fill(mf_graph_node(g, i), 1000u + (uint64_t)i);
+    gradcheck_ok(g, out);
+}
+
+static void expect_error(mf_graph *g, mf_node *n, const char *msg)
+{
+    ck_assert_ptr_null(n);
+    ck_assert_ptr_nonnull(mf_graph_error(g));
+    ck_assert_str_eq(mf_graph_error(g), msg);
+    mf_graph_free(g);
+}
+
+static void expect_shape(mf_node *n, int ndim, const int64_t *dims)
+{
+    ck_assert_ptr_nonnull(n);
+    ck_assert_int_eq(mf_node_shape(n)->ndim, ndim);
+    for (int i = 0; i < ndim; i++)
+        ck_assert_int_eq(mf_node_shape(n)->dim[i], dims[i]);
+}
+
+/* max |a - b| over n floats */
+static double max_diff(const float *a, const float *b, int64_t n)
+{
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= m))
+            m = d;
+    }
+    return m;
+}
+
+/* ---------------------------------------------------------------- naive references */
+static float at4(const float *x, const int64_t *s, int64_t a, int64_t b, int64_t c, int64_t d)
+{
+    return x[((a * s[1] + b) * s[2] + c) * s[3] + d];
+}
+
+/* out (B,O,Ho,Wo) from x (B,C,H,W), w (O,C,kh,kw), bias (O) or NULL: seven loops, in double */
+static void ref_conv(const float *x, const int64_t *xs, const float *w, const int64_t *ws,
+                     const float *bias, int stride, int pad, float *out, int64_t Ho, int64_t Wo)
+{
+    for (int64_t b = 0; b < xs[0]; b++)
+        for (int64_t o = 0; o < ws[0]; o++)
+            for (int64_t i = 0; i < Ho; i++)
+                for (int64_t j = 0; j < Wo; j++) {
+                    double acc = bias ? bias[o] : 0.0;
+                    for (int64_t c = 0; c < xs[1]; c++)
+                        for (int64_t ki = 0; ki < ws[2]; ki++)
+                            for (int64_t kj = 0; kj < ws[3]; kj++) {
+                                int64_t ih = i * stride - pad + ki, iw = j * stride - pad + kj;
+                                if (ih < 0 || ih >= xs[2] || iw < 0 || iw >= xs[3])
+                                    continue;
+                                acc += (double)at4(w, ws, o, c, ki, kj) *
+                                       at4(x, xs, b, c, ih, iw);
+                            }
+                    out[((b * ws[0] + o) * Ho + i) * Wo + j] = (float)acc;
+                }
+}
+
+static void ref_pool(const float *x, const int64_t *xs, int k, int s, int is_max, float *out)
+{
+    const int64_t Ho = (xs[2] - k) / s + 1, Wo = (xs[3] - k) / s + 1;
+    for (int64_t p = 0; p < xs[0] * xs[1]; p++)
+        for (int64_t i = 0; i < Ho; i++)
+            for (int64_t j = 0; j < Wo; j++) {
+                double acc = is_max ? -INFINITY : 0.0;
+                for (int ki = 0; ki < k; ki++)
+                    for (int kj = 0; kj < k; kj++) {
+                        double v = x[(p * xs[2] + i * s + ki) * xs[3] + j * s + kj];
+                        acc = is_max ? (v > acc ? v : acc) : acc + v;
+                    }
+                out[(p * Ho + i) * Wo + j] = (float)(is_max ? acc : acc / (k * k));
+            }
+}
+
+/* ---------------------------------------------------------------- bmm */
+/* element (i,j) of op(m), m stored (rows, cols) row-major */
+static float op_at(const float *m, int64_t cols, int trans, int64_t i, int64_t j)
+{
+    return trans ? m[j * cols + i] : m[i * cols + j];
+}
+
+static mf_shape bmm_shape(int four_d, int64_t r, int64_t c)
+{
+    return four_d ? mf_shape4(2, 3, r, c) : mf_shape3(3, r, c);
+}
+
+START_TEST(test_bmm_forward)
+{
+    const int ta = _i % 2, tb = (_i / 2) % 2, four = _i / 4;
+    const int64_t M = 3, K = 4, N = 5, batch = four ? 6 : 3;
+    mf_graph *g = mf_graph_new(0);
+    mf_node *a = mf_input(g, "a", ta ? bmm_shape(four, K, M) : bmm_shape(four, M, K));
+    mf_node *b = mf_input(g, "b", tb ? bmm_shape(four, N, K) : bmm_shape(four, K, N));
+    mf_node *c = mf_bmm(g, a, b, ta, tb);
+    const int64_t want3[] = {3, M, N}, want4[] = {2, 3, M, N};
+    expect_shape(c, four ? 4 : 3, four ? want4 : want3);
+    ck_assert_str_eq(mf_node_op_name(c), "bmm");
+    compile_ok(g);
+    fill(a, 1);
+    fill(b, 2);
+    mf_graph_forward(g);
+    const float *av = mf_node_value(a), *bv = mf_node_value(b), *cv = mf_node_value(c);
+    for (int64_t p = 0; p < batch; p++)
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                double acc = 0;
+                for (int64_t k = 0; k < K; k++)
+                    acc += (double)op_at(av + p * M * K, ta ? M : K, ta, i, k) *
+                           op_at(bv + p * K * N, tb ? K : N, tb, k, j);
+                ck_assert_msg(fabs(cv[(p * M + i) * N + j] - acc) < 1e-5, "bmm [%lld,%lld,%lld]",
+                              (long long)p, (long long)i, (long long)j);
+            }
+    mf_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_grad_bmm)
+{
+    const int ta = _i % 2, tb = (_i / 2) % 2, four = _i / 4;
+    const int64_t M = 3, K = 4, N = 2;
+    mf_graph *g = mf_graph_new(1);
+    mf_node *a = mf_variable(g, "a", ta ? bmm_shape(four, K, M) : bmm_shape(four, M, K));
+    mf_node *b = mf_variable(g, "b", tb ? bmm_shape(four, N, K) : bmm_shape(four, K, N));
+    expect_gradcheck(g, mf_bmm(g, a, b, ta, tb));
+    mf_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_grad_bmm_self)
+{
+    /* attention scores q·qᵀ: one node on both sides, its gradients add up */
+    mf_graph *g = mf_graph_new(1);
+    mf_node *q = mf_variable(g, "q", mf_shape3(2, 3, 4));
+    expect_gradcheck(g, mf_bmm(g, q, q, 0, 1));
+    mf_graph_free(g);
+    g = mf_graph_new(1); /* qᵀ·q twice: every gradient adds to what is there */
+    q = mf_variable(g, "q", mf_shape4(2, 2, 3, 4));
+    mf_node *c = mf_bmm(g, q, q, 1, 0);
+    expect_gradcheck(g, mf_add(g, c, mf_tanh(g, mf_bmm(g, q, q, 1, 0))));
+    mf_graph_free(g);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- conv2d */
+typedef struct conv_case {
+    int64_t B, C, H, W, O, kh, kw;
+    int stride, pad, bias;
+} conv_case;
+
+static const conv_case conv_cases[] = {
+    {2, 3, 5, 4, 2, 3, 3, 1, 0, 1},  /* C > 1, H != W, no padding */
+    {2, 2, 5, 6, 3, 3, 3, 1, 1, 0},  /* pad 1, no bias */
+    {2, 2, 7, 5, 2, 3, 3, 2, 0, 1},  /* stride 2 */
+    {1, 2, 6, 7, 2, 3, 2, 2, 1, 1},  /* stride 2, pad 1, kh != kw */
+    {3, 1, 4, 4, 2, 1, 1, 1, 0, 1},  /* 1x1 kernel */
+    {11, 1, 3, 4, 2, 2, 2, 1, 1, 1}, /* more samples than chunks (8): partial sums */
+    {1, 1, 3, 3, 1, 5, 5, 1, 1, 0},  /* kernel = padded input: one output pixel */
+    {2, 2, 6, 5, 2, 5, 3, 1, 1, 1},  /* "same" width, kh != kw: Ho = H - 2 */
+    {1, 2, 4, 6, 2, 5, 5, 1, 2, 0},  /* "same", pad 2: taps shifted by two */
+    {2, 1, 1, 6, 2, 5, 5, 1, 2, 1},  /* H = 1: whole taps in the padding rows */
+    {2, 1, 5, 1, 2, 5, 5, 1, 2, 1},  /* W = 1: whole taps in the padding columns */
+};
+#define N_CONV_CASES (int)(sizeof conv_cases / sizeof conv_cases[0])
+
+static mf_node *conv_of(mf_graph *g, const conv_case *k, mf_node **x, mf_node **w,
+                        mf_node **bias, int x_is_input)
+{
+    mf_shape xs = mf_shape4(k->B, k->C, k->H, k->W);
+    *x = x_is_input ? mf_input(g, "x", xs) : mf_variable(g, "x", xs);
+    *w = mf_variable(g, "w", mf_shape4(k->O, k->C, k->kh, k->kw));
+    *bias = k->bias ? mf_variable(g, "bias", mf_shape1(k->O)) : NULL;
+    return mf_conv2d(g, *x, *w, *bias, k->stride, k->pad);
+}
+
+START_TEST(test_conv_forward)
+{
+    for (int t = 0; t < N_CONV_CASES; t++) {
+        const conv_case *k = &conv_cases[t];
+        mf_graph *g = mf_graph_new(0);
+        mf_node *x, *w, *bias;
+        mf_node *y = conv_of(g, k, &x, &w, &bias, 1);
+        const int64_t Ho = (k->H + 2 * k->pad - k->kh) / k->stride + 1;
+        const int64_t Wo = (k->W + 2 * k->pad - k->kw) / k->stride + 1;
+        const int64_t want[] = {k->B, k->O, Ho, Wo};
+        expect_shape(y, 4, want);
+        compile_ok(g);
+        fill(x, 10 + t);
+        fill(w, 20 + t);
+        if (bias)
+            fill(bias, 30 + t);
+        mf_graph_forward(g);
+        float *ref = malloc((size_t)mf_node_numel(y) * sizeof(float));
+        ref_conv(mf_node_value(x), mf_node_shape(x)->dim, mf_node_value(w), mf_node_shape(w)->dim,
+                 bias ? mf_node_value(bias) : NULL, k->stride, k->pad, ref, Ho, Wo);
+        double d = max_diff(mf_node_value(y), ref, mf_node_numel(y));
+        ck_assert_msg(d < 1e-4, "case %d: max difference %g", t, d);
+        free(ref);
+        mf_graph_free(g);
+    }
+}
+END_TEST
+
+START_TEST(test_grad_conv)
+{
+    const conv_case *k = &conv_cases[_i];
+    mf_graph *g = mf_graph_new(1);
+    mf_node *x, *w, *bias;
+    expect_gradcheck(g, conv_of(g, k, &x, &w, &bias, 0));
+    mf_graph_free(g);
+
+    /* x as data (no gradient), as for a first layer */
+    g = mf_graph_new(1);
+    mf_node *y = conv_of(g, k, &x, &w, &bias, 1);
+    compile_ok(g);
+    fill(x, 5);
+    ck_assert_ptr_null(mf_node_grad(x));
+    expect_gradcheck(g, y);
+    mf_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_grad_conv_stack)
+{
+    /* conv → relu → conv: x's gradient flows through two col2im passes; w1 is used twice */
+    mf_graph *g = mf_graph_new(1);
+    mf_node *x = mf_variable(g, "x", mf_shape4(2, 2, 6, 5));
+    mf_node *w1 = mf_variable(g, "w1", mf_shape4(3, 2, 3, 3));
+    mf_node *b1 = mf_variable(g, "b1", mf_shape1(3));
+    mf_node *w2 = mf_variable(g, "w2", mf_shape4(2, 3, 2, 2));
+    mf_node *h = mf_tanh(g, mf_conv2d(g, x, w1, b1, 1, 1));
+    mf_node *y = mf_conv2d(g, h, w2, NULL, 2, 0);
+    mf_node *y2 = mf_conv2d(g, mf_tanh(g, mf_conv2d(g, x, w1, NULL, 2, 1)), w2, NULL, 1, 0);
+    expect_gradcheck(g, mf_add(g, mf_sum_all(g, mf_tanh(g, y)), mf_sum_all(g, mf_tanh(g, y2))));
+    mf_graph_free(g);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- pooling */
+typedef struct pool_case {
+    int64_t B, C, H, W;
+    int k, stride;
+} pool_case;
+
+static const pool_case pool_cases[] = {
+    {2, 3, 4, 6, 2, 2}, /* the common case */
+    {1, 2, 5, 7, 2, 2}, /* odd sizes: floor mode drops the last row and column */
+    {2, 2, 5, 4, 3, 2}, /* overlapping windows */
+    {1, 2, 4, 5, 2, 1}, /* k = 2, stride 1 */
+    {2, 1, 6, 6, 3, 3}, /* k = stride = 3 */
+    {1, 1, 3, 4, 3, 1}, /* window = full height */
+};
+#define N_POOL_CASES (int)(sizeof pool_cases / sizeof pool_cases[0])
+
+START_TEST(test_pool_forward)
+{
+    for (int t = 0; t < N_POOL_CASES; t++)
+        for (int is_max = 0; is_max < 2; is_max++) {
+            const pool_case *p = &pool_cases[t];
+            mf_graph *g = mf_graph_new(is_max); /* max: training (argmax kept) and eval */
+            mf_node *x = mf_variable(g, "x", mf_shape4(p->B, p->C, p->H, p->W));
+            mf_node *y = is_max ? mf_max_pool2d(g, x, p->k, p->stride)
+                                : mf_avg_pool2d(g, x, p->k, p->stride);
+            const int64_t want[] = {p->B, p->C, (p->H - p->k) / p->stride + 1,
+                                    (p->W - p->k) / p->stride + 1};
+            expect_shape(y, 4, want);
+            compile_ok(g);
+            fill(x, 40 + t);
+            mf_graph_forward(g);
+            float *ref = malloc((size_t)mf_node_numel(y) * sizeof(float));
+            ref_pool(mf_node_value(x), mf_node_shape(x)->dim, p->k, p->stride, is_max, ref);
+            double d = max_diff(mf_node_value(y), ref, mf_node_numel(y));
+            ck_assert_msg(d < 1e-6, "%s case %d: max difference %g", is_max ? "max" : "avg", t, d);
+            free(ref);
+            mf_graph_free(g);
+        }
+}
+END_TEST
+
+START_TEST(test_max_pool_ties_and_nan)
+{
+    /* ties go to the first element in row-major order; a NaN in a window wins */
+    for (int k = 2; k <= 3; k++) { /* the 2x2 fast path and the general one */
+        mf_graph *g = mf_graph_new(1);
+        mf_node *x = mf_variable(g, "x", mf_shape4(1, 1, k, 2 * k));
+        mf_node *y = mf_max_pool2d(g, x, k, k); /* two windows: columns [0,k) and [k,2k) */
+        mf_node *loss = mf_sum_all(g, y);
+        compile_ok(g);
+        float *v = mf_node_value(x);
+        for (int i = 0; i < 2 * k * k; i++)
+            v[i] = 1.0f;
+        mf_graph_forward(g);
+        mf_graph_backward(g, loss);
+        ck_assert(mf_node_value(y)[0] == 1.0f && mf_node_value(y)[1] == 1.0f);
+        const float *dx = mf_node_grad(x);
+        for (int i = 0; i < 2 * k * k; i++) /* each window's first element takes it all */
+            ck_assert_msg(dx[i] == (i == 0 || i == k ? 1.0f : 0.0f), "k %d: dx[%d] = %g", k, i,
+                          (double)dx[i]);
+
+        v[2 * k - 1] = NAN;                    /* window 1: a NaN at the end of its first row */
+        v[(k - 1) * 2 * k + 2 * k - 1] = 5.0f; /* and a larger number after it */
+        v[k * 2 * k - 2 * k] = 7.0f;           /* window 0: the max in its last row */
+        mf_graph_forward(g);
+        ck_assert(mf_node_value(y)[0] == 7.0f);
+        ck_assert(isnan(mf_node_value(y)[1]));
+        mf_graph_free(g);
+    }
+}
+END_TEST
+
+START_TEST(test_grad_max_pool)
+{
+    const pool_case *p = &pool_cases[_i];
+    mf_graph *g = mf_graph_new(1);
+    mf_node *x = mf_variable(g, "x", mf_shape4(p->B, p->C, p->H, p->W));
+    mf_node *y = mf_max_pool2d(g, x, p->k, p->stride);
+    ck_assert_ptr_nonnull(y);
+    compile_ok(g);
+    fill_distinct(x, 50 + (uint64_t)_i);
+    gradcheck_ok(g, y);
+    mf_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_grad_avg_pool)
+{
+    const pool_case *p = &pool_cases[_i];
+    mf_graph *g = mf_graph_new(1);
+    mf_node *x = mf_variable(g, "x", mf_shape4(p->B, p->C, p->H, p->W));
+    expect_gradcheck(g, mf_avg_pool2d(g, x, p->k, p->stride));
+    mf_graph_free(g);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- layer_norm */
+START_TEST(test_layer_norm_forward)
+{
+    const int with_gamma = _i & 1, with_beta = (_i >> 1) & 1;
+    const int64_t R = 6, D = 7;
+    mf_graph *g = mf_graph_new(0);
+    mf_node *x = mf_input(g, "x", mf_shape3(2, 3, D));
+    mf_node *gamma = with_gamma ? mf_input(g, "gamma", mf_shape1(D)) : NULL;
+    mf_node *beta = with_beta ? mf_input(g, "beta", mf_shape1(D)) : NULL;
+    mf_node *y = mf_layer_norm(g, x, gamma, beta, 1e-5f);
+    const int64_t want[] = {2, 3, D};
+    expect_shape(y, 3, want);
+    compile_ok(g);
+    fill(x, 60);
+    mf_node_value(x)[3] += 50.0f; /* an offset row: the variance is taken about the mean */
+    if (gamma)
+        fill(gamma, 61);
+    if (beta)
+        fill(beta, 62);
+    mf_graph_forward(g);
+    const float *xv = mf_node_value(x), *yv = mf_node_value(y);
+    for (int64_t r = 0; r < R; r++) {
+        double m = 0, v = 0;
+        for (int64_t i = 0; i < D; i++)
+            m += xv[r * D + i];
+        m /= D;
+        for (int64_t i = 0; i < D; i++)
+            v += (xv[r * D + i] - m) * (xv[r * D + i] - m);
+        v /= D;
+        for (int64_t i = 0; i < D; i++) {
+            double want_y = (xv[r * D + i] - m) / sqrt(v + 1e-5);
+            if (gamma)
+                want_y *= mf_node_value(gamma)[i];
+            if (beta)
+                want_y += mf_node_value(beta)[i];
+            ck_assert_msg(fabs(yv[r * D + i] - want_y) < 1e-4, "y[%lld,%lld] = %g, want %g",
+                          (long long)r, (long long)i, (double)yv[r * D + i], want_y);
+        }
+    }
+    mf_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_grad_layer_norm)
+{
+    const int with_gamma = _i & 1, with_beta = (_i >> 1) & 1;
+    for (int three_d = 0; three_d < 2; three_d++) {
+        mf_graph *g = mf_graph_new(1);
+        mf_node *x = mf_variable(g, "x", three_d ? mf_shape3(2, 2, 5) : mf_shape2(3, 6));
+        const int64_t D = three_d ? 5 : 6;
+        mf_node *gamma = with_gamma ? mf_variable(g, "gamma", mf_shape1(D)) : NULL;
+        mf_node *beta = with_beta ? mf_variable(g, "beta", mf_shape1(D)) : NULL;
+        expect_gradcheck(g, mf_layer_norm(g, x, gamma, beta, 1e-5f));
+        mf_graph_free(g);
+    }
+}
+END_TEST
+
+/* ---------------------------------------------------------------- embedding */
+START_TEST(test_embedding_forward)
+{
+    mf_graph *g = mf_graph_new(1);
+    mf_node *table = mf_variable(g, "table", mf_shape2(4, 3));
+    mf_node *idx = mf_input(g, "idx", mf_shape2(2, 3));
+    mf_node *y = mf_embedding(g, table, idx);
+    const int64_t want[] = {2, 3, 3};
+    expect_shape(y, 3, want);
+    compile_ok(g);
+    for (int i = 0; i < 12; i++)
+        mf_node_value(table)[i] = (float)i;
+    /* out-of-range indices (4, -1, NaN) read as rows of zeros and take no gradient */
+    const float iv[] = {2, 0, 2, 4, -1, NAN};
+    memcpy(mf_node_value(idx), iv, sizeof iv);
+    mf_graph_forward(g);
+    const float *yv = mf_node_value(y);
+    for (int k = 0; k < 6; k++)
+        for (int j = 0; j < 3; j++)
+            ck_assert(yv[k * 3 + j] == (k < 3 ? (float)iv[k] * 3 + j : 0.0f));
+    mf_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_grad_embedding)
+{
+    mf_graph *g = mf_graph_new(1);
+    mf_node *table = mf_variable(g, "table", mf_shape2(5, 3));
+    mf_node *idx = mf_input(g, "idx", mf_shape2(2, 4));
+    mf_node *y = mf_embedding(g, table, idx);
+    ck_assert_ptr_nonnull(y);
+    compile_ok(g);
+    const float iv[] = {1, 3, 1, 0, 3, 3, 4, 7 /* out of range */};
+    memcpy(mf_node_value(idx), iv, sizeof iv);
+    fill(table, 70);
+    ck_assert_ptr_null(mf_node_grad(idx));
+    gradcheck_ok(g, y);
+
+    /* the scattered gradient by hand: d(Σ y)/d table[r] = how often r was picked */
+    mf_graph_free(g);
+    g = mf_graph_new(1);
+    table = mf_variable(g, "table", mf_shape2(5, 3));
+    idx = mf_input(g, "idx", mf_shape2(2, 4));
+    mf_node *loss = mf_sum_all(g, mf_embedding(g, table, idx));
+    compile_ok(g);
+    memcpy(mf_node_value(idx), iv, sizeof iv);
+    fill(table, 70);
+    mf_graph_forward(g);
+    mf_graph_backward(g, loss);
+    const float count[5] = {1, 2, 0, 3, 1};
+    for (int r = 0; r < 5; r++)
+        for (int j = 0; j < 3; j++)
+            ck_assert(mf_node_grad(table)[r * 3 + j] == count[r]);
+    mf_graph_free(g);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- sticky errors */
+START_TEST(test_errors)
+{
+    mf_graph *g = mf_graph_new(1);
+    mf_node *x = mf_input(g, "x", mf_shape4(2, 3, 8, 8));
+    expect_error(g, mf_conv2d(g, x, mf_variable(g, "w", mf_shape4(4, 2, 3, 3)), NULL, 1, 1),
+                 "conv2d: channels differ: x (2,3,8,8) has 3, w (4,2,3,3) expects 2");
+
+    g = mf_graph_new(1);
+    x = mf_input(g, "x", mf_shape3(2, 3, 8));
+    expect_error(g, mf_conv2d(g, x, mf_variable(g, "w", mf_shape4(4, 3, 3, 3)), NULL, 1, 1),
+                 "conv2d: x must be (B,C,H,W) and w (O,C,kh,kw): x (2,3,8), w (4,3,3,3)");
+
+    g = mf_graph_new(1);
+    x = mf_input(g, "x", mf_shape4(2, 3, 8, 8));
+    expect_error(g,
+                 mf_conv2d(g, x, mf_variable(g, "w", mf_shape4(4, 3, 3, 3)),
+                           mf_variable(g, "b", mf_shape1(3)), 1, 1),
+                 "conv2d: bias must be (4) for w (4,3,3,3): bias (3)");
+
+    g = mf_graph_new(1);
+    x = mf_input(g, "x", mf_shape4(1, 1, 2, 2));
+    expect_error(g, mf_conv2d(g, x, mf_variable(g, "w", mf_shape4(1, 1, 5, 5)), NULL, 1, 1),
+                 "conv2d: kernel 5x5 larger than the padded input 4x4: x (1,1,2,2), "
+                 "w (1,1,5,5), pad 1");
+
+    g = mf_graph_new(1);
+    x = mf_input(g, "x", mf_shape4(1, 1, 4, 4));
+    expect_error(g, mf_conv2d(g, x, mf_variable(g, "w", mf_shape4(1, 1, 3, 3)), NULL, 0, 0),
+                 "conv2d: stride must be >= 1 and pad >= 0: stride 0, pad 0");
+
+    g = mf_graph_new(1);
+    x = mf_input(g, "x", mf_shape4(1, 2, 3, 5));
+    expect_error(g, mf_max_pool2d(g, x, 4, 4),
+                 "max_pool2d: window 4x4 larger than the input (1,2,3,5)");
+
+    g = mf_graph_new(1);
+    x = mf_input(g, "x", mf_shape4(1, 2, 3, 5));
+    expect_error(g, mf_max_pool2d(g, x, 0, 1),
+                 "max_pool2d: window and stride must be >= 1: k 0, stride 1");
+
+    g = mf_graph_new(1);
+    x = mf_input(g, "x", mf_shape3(2, 3, 4));
+    expect_error(g, mf_avg_pool2d(g, x, 2, 2), "avg_pool2d: x must be (B,C,H,W): x (2,3,4)");
+
+    g = mf_graph_new(1);
+    x = mf_input(g, "x", mf_shape2(4, 6));
+    expect_error(g, mf_layer_norm(g, x, mf_variable(g, "gamma", mf_shape1(5)), NULL, 1e-5f),
+                 "layer_norm: gamma must be (6) to match the last axis of x (4,6): gamma (5)");
+
+    g = mf_graph_new(1);
+    x = mf_input(g, "x", mf_shape2(4, 6));
+    expect_error(g,
+                 mf_layer_norm(g, x, mf_variable(g, "gamma", mf_shape1(6)),
+                               mf_variable(g, "beta", mf_shape2(6, 1)), 1e-5f),
+                 "layer_norm: beta must be (6) to match the last axis of x (4,6): beta (6,1)");
+
+    g = mf_graph_new(1);
+    x = mf_input(g, "x", mf_shape2(4, 6));
+    expect_error(g, mf_layer_norm(g, x, NULL, mf_variable(g, "beta", mf_shape1(4)), 1e-5f),
+                 "layer_norm: beta must be (6) to match the last axis of x (4,6): beta (4)");
+
+    g = mf_graph_new(1);
+    x = mf_input(g, "x", mf_shape2(4, 6));
+    expect_error(g, mf_layer_norm(g, x, NULL, NULL, -1.0f),
+                 "layer_norm: eps must be finite and >= 0: -1");
+
+    g = mf_graph_new(1);
+    expect_error(g,
+                 mf_bmm(g, mf_variable(g, "a", mf_shape3(2, 3, 4)),
+                        mf_variable(g, "b", mf_shape3(3, 4, 5)), 0, 0),
+                 "bmm: batch axes differ: (2,3,4) x (3,4,5)");
+
+    g = mf_graph_new(1);
+    expect_error(g,
+                 mf_bmm(g, mf_variable(g, "a", mf_shape3(2, 3, 4)),
+                        mf_variable(g, "b", mf_shape3(2, 5, 6)), 0, 1),
+                 "bmm: inner dimensions differ: (2,3,4) x (2,5,6)^T");
+
+    g = mf_graph_new(1);
+    expect_error(g,
+                 mf_bmm(g, mf_variable(g, "a", mf_shape2(3, 4)),
+                        mf_variable(g, "b", mf_shape2(4, 5)), 0, 0),
+                 "bmm: inputs must both be 3-D or both 4-D: (3,4) x (4,5)");
+
+    g = mf_graph_new(1);
+    expect_error(g,
+                 mf_bmm(g, mf_variable(g, "a", mf_shape4(1, 2, 3, 4)),
+                        mf_variable(g, "b", mf_shape3(2, 4, 5)), 1, 0),
+                 "bmm: inputs must both be 3-D or both 4-D: (1,2,3,4)^T x (2,4,5)");
+
+    g = mf_graph_new(1);
+    expect_error(g,
+                 mf_embedding(g, mf_variable(g, "t", mf_shape3(2, 3, 4)),
+                              mf_input(g, "i", mf_shape1(3))),
+                 "embedding: table must be 2-D (V,D): table (2,3,4)");
+
+    g = mf_graph_new(1);
+    expect_error(g,
+                 mf_embedding(g, mf_variable(g, "t", mf_shape2(5, 4)),
+                              mf_input(g, "i", mf_shape4(1, 2, 3, 4))),
+                 "embedding: idx (1,2,3,4) has too many axes: the output (idx shape…,D) "
+                 "allows at most 4");
+
+    /* the first error stays; NULL passes through */
+    g = mf_graph_new(1);
+    x = mf_input(g, "x", mf_shape4(1, 2, 3, 5));
+    ck_assert_ptr_null(mf_max_pool2d(g, x, 4, 4));
+    ck_assert_ptr_null(mf_conv2d(g, NULL, mf_variable(g, "w", mf_shape4(1, 2, 1, 1)), NULL, 1, 0));
+    ck_assert_ptr_null(mf_layer_norm(g, x, mf_variable(g, "gamma", mf_shape1(2)), NULL, 1e-5f));
+    ck_assert_str_eq(mf_graph_error(g), "max_pool2d: window 4x4 larger than the input (1,2,3,5)");
+    mf_graph_free(g);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- threads and determinism */
+typedef struct stack {
+    mf_graph *g;
+    mf_node *mine[8]; /* the nodes of this suite's ops */
+    int n_mine;
+    mf_node *loss;
+} stack;
+
+/* conv → relu → max pool → conv → avg pool → layer_norm, and embedding → layer_norm,
+ * each big enough for its op's parallel path (at least 32768 elements or multiply-adds) */
+static void stack_build(stack *s)
+{
+    mf_graph *g = s->g = mf_graph_new(1);
+    mf_node *x = mf_variable(g, "x", mf_shape4(16, 2, 20, 18));
+    mf_node *w1 = mf_variable(g, "w1", mf_shape4(8, 2, 3, 3));
+    mf_node *b1 = mf_variable(g, "b1", mf_shape1(8));
+    mf_node *w2 = mf_variable(g, "w2", mf_shape4(6, 8, 3, 3));
+    mf_node *gamma = mf_variable(g, "gamma", mf_shape1(4));
+    mf_node *beta = mf_variable(g, "beta", mf_shape1(4));
+    mf_node *table = mf_variable(g, "table", mf_shape2(50, 16));
+    mf_node *idx = mf_input(g, "idx", mf_shape2(16, 300));
+    mf_node **m = s->mine;
+    m[0] = mf_conv2d(g, x, w1, b1, 1, 1);                      /* (16,8,20,18) */
+    m[1] = mf_max_pool2d(g, mf_relu(g, m[0]), 2, 2);            /* (16,8,10,9) */
+    m[2] = mf_conv2d(g, m[1], w2, NULL, 1, 1);                  /* (16,6,10,9) */
+    m[3] = mf_avg_pool2d(g, m[2], 2, 2);                        /* (16,6,5,4) */
+    m[4] = mf_layer_norm(g, m[3], gamma, beta, 1e-5f);
+    m[5] = mf_embedding(g, table, idx);                         /* (16,300,16) */
+    m[6] = mf_layer_norm(g, m[5], NULL, NULL, 1e-5f);
+    s->n_mine = 7;
+    mf_node *c1 = mf_input(g, "c1", mf_shape4(16, 6, 5, 4));
+    mf_node *c2 = mf_input(g, "c2", mf_shape3(16, 300, 16));
+    s->loss = mf_add(g, mf_sum_all(g, mf_mul(g, m[4], c1)), mf_sum_all(g, mf_mul(g, m[6], c2)));
+    ck_assert_ptr_nonnull(s->loss);
+    compile_ok(g);
+    for (int i = 0; i < mf_graph_size(g); i++)
+        if (is_variable(mf_graph_node(g, i)))
+            fill(mf_graph_node(g, i), 3000u + (uint64_t)i);
+    fill(c1, 1);
+    fill(c2, 2);
+    mf_rng r;
+    mf_rng_seed(&r, 5);
+    for (int64_t i = 0; i < mf_node_numel(idx); i++)
+        mf_node_value(idx)[i] = (float)mf_rng_below(&r, 50);
+}
+
+/* Forward and backward; then the values of this suite's nodes and the variables'
+ * gradients, concatenated into a new buffer of *n floats. */
+static float *stack_run(stack *s, int64_t *n)
+{
+    mf_graph_forward(s->g);
+    mf_graph_backward(s->g, s->loss);
+    int64_t total = 0;
+    for (int k = 0; k < s->n_mine; k++)
+        total += mf_node_numel(s->mine[k]);
+    for (int i = 0; i < mf_graph_size(s->g); i++)
+        if (is_variable(mf_graph_node(s->g, i)))
+            total += mf_node_numel(mf_graph_node(s->g, i));
+    float *buf = malloc((size_t)total * sizeof(float)), *p = buf;
+    ck_assert_ptr_nonnull(buf);
+    for (int k = 0; k < s->n_mine; k++) {
+        memcpy(p, mf_node_value(s->mine[k]), (size_t)mf_node_numel(s->mine[k]) * sizeof(float));
+        p += mf_node_numel(s->mine[k]);
+    }
+    for (int i = 0; i < mf_graph_size(s->g); i++) {
+        mf_node *v = mf_graph_node(s->g, i);
+        if (is_variable(v)) {
+            memcpy(p, mf_node_grad(v), (size_t)mf_node_numel(v) * sizeof(float));
+            p += mf_node_numel(v);
+        }
+    }
+    *n = total;
+    return buf;
+}
+
+/* conv2d splits a batch into chunks fixed by the batch size and adds their partial weight
+ * gradients in chunk order; pooling, layer_norm and embedding give every output element to
+ * one thread: so all of them are bit-identical across runs AND thread counts. */
+START_TEST(test_deterministic_across_threads)
+{
+    stack s;
+    stack_build(&s);
+    int64_t n1, n2a, n2b;
+    mf_set_threads(2);
+    float *a = stack_run(&s, &n2a);
+    float *b = stack_run(&s, &n2b);
+    mf_set_threads(1);
+    float *c = stack_run(&s, &n1);
+    mf_set_threads(2);
+    ck_assert_int_eq(n1, n2a);
+    ck_assert_int_eq(n2b, n2a);
+    ck_assert_msg(memcmp(a, b, (size_t)n2a * sizeof(float)) == 0, "2 threads: runs differ");
+    ck_assert_msg(memcmp(a, c, (size_t)n2a * sizeof(float)) == 0, "1 and 2 threads differ");
+    free(a);
+    free(b);
+    free(c);
+    mf_graph_free(s.g);
+}
+END_TEST
+
+START_TEST(test_conv_forward_threads)
+{
+    /* the parallel conv path against the reference, with a bias and stride 2 */
+    const conv_case k = {13, 3, 17, 15, 5, 3, 3, 2, 1, 1};
+    mf_set_threads(2);
+    mf_graph *g = mf_graph_new(0);
+    mf_node *x, *w, *bias;
+    mf_node *y = conv_of(g, &k, &x, &w, &bias, 1);
+    compile_ok(g);
+    fill(x, 1);
+    fill(w, 2);
+    fill(bias, 3);
+    mf_graph_forward(g);
+    const int64_t Ho = mf_node_shape(y)->dim[2], Wo = mf_node_shape(y)->dim[3];
+    float *ref = malloc((size_t)mf_node_numel(y) * sizeof(float));
+    ref_conv(mf_node_value(x), mf_node_shape(x)->dim, mf_node_value(w), mf_node_shape(w)->dim,
+             mf_node_value(bias), k.stride, k.pad, ref, Ho, Wo);
+    double d = max_diff(mf_node_value(y), ref, mf_node_numel(y));
+    ck_assert_msg(d < 1e-4, "max difference %g", d);
+    free(ref);
+    mf_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_replay_no_alloc)
+{
+    stack s;
+    stack_build(&s);
+    mf_set_threads(2);
+    mf_graph_forward(s.g); /* warm up: thread pools and BLAS buffers */
+    mf_graph_backward(s.g, s.loss);
+    n_allocs = 0;
+    counting = 1;
+    for (int rep = 0; rep < 2; rep++) {
+        mf_graph_forward(s.g);
+        mf_graph_backward(s.g, s.loss);
+    }
+    counting = 0;
+    ck_assert_int_eq(n_allocs, 0);
+    mf_graph_free(s.g);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- suite */
+static Suite *ops_nn_suite(void)
+{
+    Suite *s = suite_create("ops-nn");
+    TCase *tc = tcase_create("forward");
+    tcase_add_loop_test(tc, test_bmm_forward, 0, 8);
+    tcase_add_test(tc, test_conv_forward);
+    tcase_add_test(tc, test_conv_forward_threads);
+    tcase_add_test(tc, test_pool_forward);
+    tcase_add_test(tc, test_max_pool_ties_and_nan);
+    tcase_add_loop_test(tc, test_layer_norm_forward, 0, 4);
+    tcase_add_test(tc, test_embedding_forward);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("gradients");
+    tcase_add_loop_test(tc, test_grad_bmm, 0, 8);
+    tcase_add_test(tc, test_grad_bmm_self);
+    tcase_add_loop_test(tc, test_grad_conv, 0, N_CONV_CASES);
+    tcase_add_test(tc, test_grad_conv_stack);
+    tcase_add_loop_test(tc, test_grad_max_pool, 0, N_POOL_CASES);
+    tcase_add_loop_test(tc, test_grad_avg_pool, 0, N_POOL_CASES);
+    tcase_add_loop_test(tc, test_grad_layer_norm, 0, 4);
+    tcase_add_test(tc, test_grad_embedding);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("errors");
+    tcase_add_test(tc, test_errors);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("threads");
+    tcase_add_test(tc, test_deterministic_across_threads);
+    tcase_add_test(tc, test_replay_no_alloc);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return mf_test_run(ops_nn_suite());
+}
