@@ -138,6 +138,52 @@ END_TEST
 START_TEST(bit_identical_two_threads) { assert_reproducible(2); }
 END_TEST
 
+/* The building blocks' parameters get correct gradients (finite differences). */
+START_TEST(blocks_gradcheck)
+{
+    mf_set_threads(1);
+    mf_error err;
+    mf_error_clear(&err);
+    mf_params *ps = mf_params_new();
+    mf_module *mod = mf_module_new(NULL, "g", ps, &err);
+    mf_attention attn;
+    mf_layer_norm_layer ln;
+    mf_conv2d_layer conv;
+    mf_linear lin;
+    ck_assert_int_eq(mf_attention_init(&attn, mod, "attn", 8, 6, 2, 0.0f), 0);
+    ck_assert_int_eq(mf_layer_norm_layer_init(&ln, mod, "ln", 8, 1e-5f), 0);
+    ck_assert_int_eq(mf_conv2d_layer_init(&conv, mod, "conv", 2, 3, 3, 2, 1, 1), 0);
+    ck_assert_int_eq(mf_linear_init(&lin, mod, "lin", 3 * 2 * 2, 8, 1), 0);
+    ck_assert_int_eq(mf_params_finalize(ps, 3, 0, &err), 0);
+    mf_graph *g = mf_graph_new(1);
+    mf_node *x = mf_variable(g, "x", mf_shape3(2, 4, 8));    // queries (B,T,D)
+    mf_node *ctx = mf_variable(g, "ctx", mf_shape3(2, 5, 6)); // context (B,S,Dc)
+    mf_node *img = mf_variable(g, "img", mf_shape4(2, 2, 4, 4));
+    mf_node *mask = mf_input(g, "mask", mf_shape4(2, 1, 1, 5));
+    mf_node *a = mf_attention_forward(g, &attn, x, ctx, mask);              // cross-attention
+    mf_node *c = mf_linear_forward(g, &lin, mf_reshape(g, mf_conv2d_layer_forward(g, &conv, img),
+                                                      mf_shape3(2, 1, 12))); // (B,1,D)
+    mf_node *parts[2] = {a, c};
+    mf_node *out = mf_layer_norm_layer_forward(g, &ln, mf_concat_axis(g, 2, parts, 1));
+    ck_assert_msg(mf_graph_compile(g, &err) == 0, "%s", err.msg);
+    mf_rng r;
+    mf_rng_seed(&r, 5);
+    mf_node *leaves[3] = {x, ctx, img};
+    for (int l = 0; l < 3; l++)
+        for (int64_t i = 0; i < mf_node_numel(leaves[l]); i++)
+            mf_node_value(leaves[l])[i] = (float)(2 * mf_rng_uniform(&r) - 1);
+    for (int i = 0; i < 10; i++) /* the last context position of the second sample is masked */
+        mf_node_value(mask)[i] = i == 9;
+    mf_gradcheck_result res;
+    mf_gradcheck_opts opts = {.eps = 1e-2, .atol = 2e-3, .rtol = 2e-2};
+    ck_assert_msg(mf_gradcheck(g, out, &opts, &res) == 0, "%s", res.worst);
+    ck_assert_int_gt(res.checked, 300);
+    mf_graph_free(g);
+    mf_module_free(mod);
+    mf_params_free(ps);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("train");
@@ -145,6 +191,7 @@ int main(void)
     tcase_add_test(tc, steady_state_step_allocates_nothing);
     tcase_add_test(tc, bit_identical_one_thread);
     tcase_add_test(tc, bit_identical_two_threads);
+    tcase_add_test(tc, blocks_gradcheck);
     suite_add_tcase(s, tc);
     return mf_test_run(s);
 }

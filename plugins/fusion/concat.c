@@ -1,5 +1,6 @@
-/* concat — fuses by joining the modalities' feature vectors: (B,D_1)…(B,D_M) → (B,ΣD_m).
- * The simplest fusion, and the baseline every other operator is compared with. */
+/* concat — fuses by joining the modalities' features, each flattened:
+ * (B,D_1)…(B,D_M) → (B,ΣD_m). The simplest fusion, and the baseline every other operator is
+ * compared with (early fusion when the encoders are identities). */
 #include <mmfuse/mmfuse.h>
 
 static const mf_param_spec concat_params[] = {MF_PARAM_END};
@@ -8,22 +9,22 @@ static int concat_build(mf_module *self, const mf_config *cfg, const mf_build_ar
                         mf_shape *out, mf_error *err)
 {
     int64_t total = 0;
-    char shape[64];
-    for (int i = 0; i < args->n_in; i++) {
-        if (args->in[i].ndim != 1) {
-            mf_config_error(err, cfg, "concat joins feature vectors, but '%s' has shape %s",
-                            args->in_names[i], mf_shape_str(&args->in[i], shape, sizeof shape));
-            return -1;
-        }
-        total += args->in[i].dim[0];
-    }
+    for (int i = 0; i < args->n_in; i++)
+        total += mf_shape_numel(&args->in[i]);
     *out = mf_shape1(total);
     return 0;
 }
 
 static mf_node *concat_forward(mf_module *self, mf_graph *g, int n_in, mf_node *const *in)
 {
-    return mf_concat(g, n_in, in);
+    mf_node *flat[64];
+    if (n_in > 64)
+        return mf_concat(g, n_in, in); /* the host allows at most 16 modalities */
+    for (int i = 0; i < n_in; i++) // (B,…) → (B,D_i)
+        flat[i] = in[i] && mf_node_shape(in[i])->ndim > 2
+                      ? mf_reshape(g, in[i], mf_shape2(mf_node_shape(in[i])->dim[0], -1))
+                      : in[i];
+    return mf_concat(g, n_in, flat);
 }
 
 static const mf_module_ops concat_ops = {
