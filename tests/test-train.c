@@ -184,6 +184,51 @@ START_TEST(blocks_gradcheck)
 }
 END_TEST
 
+/* A relu that is its input's only reader runs in place; gradients are those of the
+ * out-of-place relu (forced by giving the input a second reader that adds nothing). */
+static void relu_grads(int second_reader, float *dw, float *out_value, int *shared)
+{
+    mf_graph *g = mf_graph_new(1);
+    mf_node *x = mf_input(g, "x", mf_shape4(2, 2, 5, 5));
+    mf_node *w = mf_variable(g, "w", mf_shape4(3, 2, 3, 3));
+    mf_node *h = mf_conv2d(g, x, w, NULL, 1, 1);
+    mf_node *r = mf_relu(g, h);
+    mf_node *c = mf_input(g, "c", mf_shape4(2, 3, 5, 5)); /* a gradient where relu cuts too */
+    mf_node *loss = mf_mean_all(g, mf_mul(g, r, c));
+    if (second_reader)
+        loss = mf_add(g, loss, mf_mean_all(g, mf_scale(g, h, 0.0f)));
+    mf_error err;
+    ck_assert_int_eq(mf_graph_compile(g, &err), 0);
+    mf_rng rng;
+    mf_rng_seed(&rng, 4);
+    for (int64_t i = 0; i < mf_node_numel(x); i++)
+        mf_node_value(x)[i] = mf_rng_normal(&rng);
+    for (int64_t i = 0; i < mf_node_numel(w); i++)
+        mf_node_value(w)[i] = mf_rng_normal(&rng);
+    for (int64_t i = 0; i < mf_node_numel(c); i++)
+        mf_node_value(c)[i] = mf_rng_normal(&rng);
+    mf_graph_forward(g);
+    mf_graph_backward(g, loss);
+    memcpy(dw, mf_node_grad(w), (size_t)mf_node_numel(w) * sizeof(float));
+    *out_value = mf_node_value(loss)[0];
+    *shared = mf_node_value(h) == mf_node_value(r);
+    mf_graph_free(g);
+}
+
+START_TEST(inplace_relu_same_gradients)
+{
+    float a[54], b[54], la, lb;
+    int shared_a, shared_b;
+    relu_grads(0, a, &la, &shared_a);
+    relu_grads(1, b, &lb, &shared_b);
+    ck_assert_int_eq(shared_a, 1); /* in place */
+    ck_assert_int_eq(shared_b, 0); /* two readers: out of place */
+    ck_assert(la == lb);
+    for (int i = 0; i < 54; i++)
+        ck_assert_msg(fabsf(a[i] - b[i]) <= 1e-6f * (1 + fabsf(b[i])), "dw[%d]: %g vs %g", i, a[i], b[i]);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("train");
@@ -192,6 +237,7 @@ int main(void)
     tcase_add_test(tc, bit_identical_one_thread);
     tcase_add_test(tc, bit_identical_two_threads);
     tcase_add_test(tc, blocks_gradcheck);
+    tcase_add_test(tc, inplace_relu_same_gradients);
     suite_add_tcase(s, tc);
     return mf_test_run(s);
 }

@@ -134,6 +134,8 @@ struct mf_node {
     void *scratch;
     size_t scratch_bytes;
     int failed;          /* set by mfi_op_fail during MFI_SHAPE */
+    int n_uses;          /* nodes reading this one (set at compile) */
+    int inplace;         /* value and grad share in[0]'s buffers (set at compile) */
     unsigned mark;       /* reachability epoch during backward */
 };
 

@@ -341,6 +341,12 @@ void mfi_op_relu(mf_node *n, int action)
         UNARY_MAP(x > 0.0f ? x : 0.0f, CHEAP);
         return;
     case MFI_BACKWARD:
+        if (n->inplace) { /* grad is in[0]'s grad too: mask it where the input was cut */
+            float *restrict G_ = n->grad;
+            const float *restrict Y_ = n->value;
+            MFI_FOR_EACH(n->numel, CHEAP_MIN, i, G_[i] = Y_[i] > 0.0f ? G_[i] : 0.0f;);
+            return;
+        }
         UNARY_GRAD(y > 0.0f ? g : 0.0f, CHEAP);
         return;
     default:

@@ -91,6 +91,8 @@ MF_API mf_node *mf_div(mf_graph *g, mf_node *a, mf_node *b);
 MF_API mf_node *mf_scale(mf_graph *g, mf_node *a, float s);
 /* a + c for a constant c. */
 MF_API mf_node *mf_add_scalar(mf_graph *g, mf_node *a, float c);
+/* Runs in place when it is the only reader of a conv2d, matmul, bmm or add output: that
+ * node's value then reads as the relu's (read the relu's node instead). */
 MF_API mf_node *mf_relu(mf_graph *g, mf_node *a);
 MF_API mf_node *mf_tanh(mf_graph *g, mf_node *a);
 MF_API mf_node *mf_sigmoid(mf_graph *g, mf_node *a);
