@@ -118,22 +118,118 @@ START_TEST(bad_override)
 }
 END_TEST
 
+/* Exit status 2; stderr starts with `first_line`, then the usage. */
+static void assert_usage_error(const char *args, const char *first_line, const char *usage)
+{
+    static outcome o;
+    run(&o, args);
+    ck_assert_msg(o.status == 2, "mmfuse %s: exit status %d", args, o.status);
+    size_t n = strlen(first_line);
+    ck_assert_msg(strncmp(o.err, first_line, n) == 0 && o.err[n] == '\n', "mmfuse %s: %s", args,
+                  o.err);
+    ck_assert_msg(strncmp(o.err + n + 1, usage, strlen(usage)) == 0, "mmfuse %s: %s", args, o.err);
+}
+
 START_TEST(bad_arguments)
 {
-    assert_bad_input("frobnicate", "mmfuse: unknown command 'frobnicate'\n"
-                                   "usage: mmfuse run FILE.yaml [-o KEY.PATH=VALUE]... [-q]\n"
-                                   "       mmfuse plugins\n"
-                                   "       mmfuse bench MODEL [--mode train|eval] [--threads N] [--steps N] [--warmup N] [--json FILE]\n"
-                                   "       mmfuse --version | --help\n");
-    assert_bad_input("rn x.yaml", "mmfuse: unknown command 'rn' (did you mean 'run'?)\n"
-                                  "usage: mmfuse run FILE.yaml [-o KEY.PATH=VALUE]... [-q]\n"
-                                  "       mmfuse plugins\n"
-                                  "       mmfuse bench MODEL [--mode train|eval] [--threads N] [--steps N] [--warmup N] [--json FILE]\n"
-                                  "       mmfuse --version | --help\n");
-    assert_bad_input("run", "mmfuse run: which experiment file?\n"
-                            "usage: mmfuse run FILE.yaml [-o KEY.PATH=VALUE]... [-q]\n");
-    assert_bad_input("run a.yaml --fast", "mmfuse run: unknown option '--fast'\n"
-                                          "usage: mmfuse run FILE.yaml [-o KEY.PATH=VALUE]... [-q]\n");
+    assert_usage_error("frobnicate", "mmfuse: unknown command 'frobnicate'", "usage: mmfuse run");
+    assert_usage_error("rn x.yaml", "mmfuse: unknown command 'rn' (did you mean 'run'?)",
+                       "usage: mmfuse run");
+    assert_usage_error("run", "mmfuse run: which experiment file?", "usage: mmfuse run FILE.yaml");
+    assert_usage_error("run a.yaml --fast", "mmfuse run: unknown option '--fast'",
+                       "usage: mmfuse run FILE.yaml");
+    assert_usage_error("bench mlp --steps x", "mmfuse bench: --steps takes a positive integer, not 'x'",
+                       "usage: mmfuse bench MODEL");
+    assert_usage_error("new-plugin fuson x", "mmfuse new-plugin: unknown kind 'fuson' (did you "
+                       "mean 'fusion'?)", "usage: mmfuse new-plugin");
+    assert_usage_error("new-plugin fusion Bad-Name",
+                       "mmfuse new-plugin: 'Bad-Name' is not a plugin name: use a lowercase letter, "
+                       "then lowercase letters, digits or '_' (at most 48)",
+                       "usage: mmfuse new-plugin");
+    assert_usage_error("check-plugin", "mmfuse check-plugin: which plugin?",
+                       "usage: mmfuse check-plugin");
+}
+END_TEST
+
+/* A fixture refused by check-plugin: exit 2, one sentence naming the file and the reason. */
+static void assert_refused(const char *fixture, const char *reason)
+{
+    static outcome o;
+    char args[4096], expected[8192];
+    snprintf(args, sizeof args, "check-plugin %s/%s.so", getenv("MMFUSE_FIXTURE_PLUGINS"), fixture);
+    run(&o, args);
+    snprintf(expected, sizeof expected, "%s/%s.so: %s\n", getenv("MMFUSE_FIXTURE_PLUGINS"),
+             fixture, reason);
+    ck_assert_msg(o.status == 2, "%s: exit %d", args, o.status);
+    ck_assert_str_eq(o.err, expected);
+}
+
+START_TEST(check_plugin_refusals)
+{
+    assert_refused("bad_magic", "plugin #1 has magic number 0xdeadbeef instead of 0x4d465031: "
+                                "not an mmfuse plugin descriptor");
+    assert_refused("other_major", "plugin #1 was built for mmfuse ABI 2.0, but this host has ABI "
+                                  "1.0; rebuild it against this version's headers");
+    assert_refused("newer_minor", "plugin #1 needs mmfuse ABI 1.1, newer than this host's 1.0; "
+                                  "upgrade mmfuse");
+    assert_refused("missing_forward", "plugin 'missing_forward' (fusion) lacks the required "
+                                      "vtable member 'forward'");
+    assert_refused("no_entry", "not an mmfuse plugin: it does not export mf_plugin_list()");
+    assert_refused("unresolved", "cannot be loaded: undefined symbol: mf_data_that_does_not_exist");
+}
+END_TEST
+
+START_TEST(refused_plugins_leave_the_rest_usable)
+{
+    /* every fixture on the search path: each refusal reported, the built-ins still listed */
+    static outcome o;
+    char args[4096];
+    snprintf(args, sizeof args, "plugins --kind fusion");
+    setenv("MMFUSE_PLUGIN_PATH", getenv("MMFUSE_FIXTURE_PLUGINS"), 1);
+    run(&o, args);
+    unsetenv("MMFUSE_PLUGIN_PATH");
+    ck_assert_int_eq(o.status, 0);
+    ck_assert_ptr_nonnull(strstr(o.out, "fusion   first_only"));
+    ck_assert_ptr_nonnull(strstr(o.out, "fusion   concat"));
+    const char *reasons[] = {"magic number 0xdeadbeef", "built for mmfuse ABI 2.0",
+                             "needs mmfuse ABI 1.1", "lacks the required vtable member",
+                             "does not export mf_plugin_list()", "undefined symbol",
+                             "plugin 'concat' is already provided by"};
+    for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
+        ck_assert_msg(strstr(o.err, reasons[i]) != NULL, "no refusal with '%s' in: %s",
+                      reasons[i], o.err);
+}
+END_TEST
+
+START_TEST(describe_and_json)
+{
+    static outcome o;
+    run(&o, "plugins --describe synthetic");
+    ck_assert_int_eq(o.status, 0);
+    ck_assert_ptr_nonnull(strstr(o.out, "synthetic (dataset plugin, version 1.0.0, MIT)"));
+    ck_assert_ptr_nonnull(strstr(o.out, "redundancy     a number"));
+    run(&o, "plugins --json --kind loss");
+    ck_assert_int_eq(o.status, 0);
+    ck_assert_ptr_nonnull(strstr(o.out, "\"name\": \"cross_entropy\""));
+    run(&o, "plugins --describe concta");
+    ck_assert_int_eq(o.status, 2);
+    ck_assert_str_eq(o.err, "mmfuse plugins: no plugin named 'concta' (did you mean 'concat'?)\n");
+}
+END_TEST
+
+START_TEST(check_plugin_builtins)
+{
+    /* every built-in plugin passes its conformance checks */
+    static const char *const names[] = {"synthetic", "mlp", "identity", "concat", "cross_entropy"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        static outcome o;
+        char args[128], summary[128];
+        snprintf(args, sizeof args, "check-plugin %s", names[i]);
+        run(&o, args);
+        snprintf(summary, sizeof summary, "%s: ", names[i]);
+        ck_assert_msg(o.status == 0 && !strstr(o.out, "FAIL"), "%s:\n%s%s", args, o.out, o.err);
+        ck_assert_msg(strstr(o.out, " failed\n") && strstr(o.out, ", 0 failed\n"), "%s", o.out);
+    }
 }
 END_TEST
 
@@ -163,6 +259,10 @@ int main(void)
     tcase_add_test(tc, bad_override);
     tcase_add_test(tc, bad_arguments);
     tcase_add_test(tc, plugins_lists_builtins);
+    tcase_add_test(tc, check_plugin_refusals);
+    tcase_add_test(tc, refused_plugins_leave_the_rest_usable);
+    tcase_add_test(tc, describe_and_json);
+    tcase_add_test(tc, check_plugin_builtins);
     suite_add_tcase(s, tc);
     return mf_test_run(s);
 }

@@ -795,7 +795,7 @@ START_TEST(test_write_round_trip)
     mf_config_free(again);
     mf_error_clear(&err);
     ck_assert_int_eq(mf_config_write(root, "/nonexistent/q.yaml", &err), -1);
-    ck_assert_str_eq(err.msg, "cannot write '/nonexistent/q.yaml.tmp': No such file or directory");
+    ck_assert_str_eq(err.msg, "cannot write '/nonexistent/q.yaml': No such file or directory");
     mf_config_free(root);
     unlink(path);
     scratch_done();

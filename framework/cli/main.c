@@ -9,7 +9,9 @@
 
 static const char usage[] =
     "usage: mmfuse run FILE.yaml [-o KEY.PATH=VALUE]... [-q]\n"
-    "       mmfuse plugins\n"
+    "       mmfuse plugins [--kind K] [--describe NAME] [--json]\n"
+    "       mmfuse check-plugin NAME|FILE.so\n"
+    "       mmfuse new-plugin dataset|encoder|fusion|loss NAME [DIR]\n"
     "       mmfuse bench MODEL [--mode train|eval] [--threads N] [--steps N] [--warmup N] [--json FILE]\n"
     "       mmfuse --version | --help\n";
 
@@ -49,6 +51,10 @@ int main(int argc, char **argv)
         return mf_cli_plugins(argc - 1, argv + 1);
     if (strcmp(verb, "bench") == 0)
         return mf_cli_bench(argc - 1, argv + 1);
+    if (strcmp(verb, "check-plugin") == 0)
+        return mf_cli_check_plugin(argc - 1, argv + 1);
+    if (strcmp(verb, "new-plugin") == 0)
+        return mf_cli_new_plugin(argc - 1, argv + 1);
     if (strcmp(verb, "--version") == 0 || strcmp(verb, "version") == 0) {
         printf("mmfuse %s (plugin ABI %d.%d)\n", MF_VERSION_STRING, MF_ABI_MAJOR, MF_ABI_MINOR);
         return MF_EXIT_OK;
@@ -57,7 +63,7 @@ int main(int argc, char **argv)
         fputs(usage, stdout);
         return MF_EXIT_OK;
     }
-    static const char *const verbs[] = {"run", "plugins", "bench", "help", "version", NULL};
+    static const char *const verbs[] = {"run", "plugins", "bench", "check-plugin", "new-plugin", "help", "version", NULL};
     const char *near = mf_did_you_mean(verb, verbs);
     fprintf(stderr, "mmfuse: unknown command '%s'%s%s%s\n%s", verb, near ? " (did you mean '" : "",
             near ? near : "", near ? "'?)" : "", usage);

@@ -1,5 +1,6 @@
 /* config_write.c — the tree back to YAML (libyaml emitter), written atomically:
- * PATH.tmp, fflush + fsync, then rename over PATH, so PATH is never half written.
+ * a temporary beside PATH, fsynced and renamed over it (mf_atomic_*), so PATH is never
+ * half written.
  *
  * Scalars keep their quoting style, so "123" stays a string and 123 a number; maps are
  * written in block style; lists of short plain words/numbers in flow style ([64, 64]).
@@ -89,24 +90,15 @@ int mf_config_write(const mf_config *root, const char *path, mf_error *err)
         mf_error_set(err, "mf_config_write: no configuration or path given");
         return -1;
     }
-    size_t tmp_size = strlen(path) + 5;
-    char *tmp = malloc(tmp_size);
-    if (!tmp) {
-        mf_error_set(err, "cannot write '%s': out of memory", path);
+    mf_atomic_file af;
+    FILE *f = mf_atomic_open(&af, path, err);
+    if (!f)
         return -1;
-    }
-    snprintf(tmp, tmp_size, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        mf_error_set(err, "cannot write '%s': %s", tmp, strerror(errno));
-        free(tmp);
-        return -1;
-    }
 
     yaml_emitter_t em;
     int ok = yaml_emitter_initialize(&em);
     if (!ok) {
-        mf_error_set(err, "cannot write '%s': out of memory", tmp);
+        mf_error_set(err, "cannot write '%s': out of memory", path);
     } else {
         yaml_emitter_set_output_file(&em, f);
         yaml_emitter_set_unicode(&em, 1);
@@ -114,26 +106,16 @@ int mf_config_write(const mf_config *root, const char *path, mf_error *err)
         yaml_emitter_set_indent(&em, 2);
         ok = emit_document(&em, root);
         if (!ok)
-            mf_error_set(err, "cannot write '%s': %s", tmp,
+            mf_error_set(err, "cannot write '%s': %s", path,
                          em.error == YAML_WRITER_ERROR ? strerror(errno)
                          : em.problem                  ? em.problem
                                                        : "YAML emitter error");
         yaml_emitter_delete(&em);
     }
-    if (ok && (fflush(f) != 0 || fsync(fileno(f)) != 0)) {
-        mf_error_set(err, "cannot write '%s': %s", tmp, strerror(errno));
-        ok = 0;
+    if (!ok) {
+        mf_atomic_abort(&af);
+        return -1;
     }
-    if (fclose(f) != 0 && ok) {
-        mf_error_set(err, "cannot write '%s': %s", tmp, strerror(errno));
-        ok = 0;
-    }
-    if (ok && rename(tmp, path) != 0) {
-        mf_error_set(err, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
-        ok = 0;
-    }
-    if (!ok)
-        unlink(tmp);
-    free(tmp);
-    return ok ? 0 : -1;
+    return mf_atomic_commit(&af, err);
 }
+

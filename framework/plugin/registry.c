@@ -1,6 +1,9 @@
+#define _GNU_SOURCE /* dladdr */
 /* Plugin loading on libltdl: search path, ABI checks, one sentence per refusal. */
 #include <dirent.h>
 #include <dlfcn.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <ltdl.h>
@@ -203,8 +206,27 @@ static const char *load_failure(const char *path)
     return lt_dlerror();
 }
 
+/* Code that others can change is not loaded: a file or folder writable by group or others
+ * would let another user run code in every experiment. NULL when safe, else the reason. */
+static const char *writable_by_others(const char *path, char *why, size_t size)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return NULL; /* a missing path is reported by whoever opens it */
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        snprintf(why, size, "writable by other users (mode %04o); refusing to load %s from it "
+                 "(chmod go-w '%s')", (unsigned)(st.st_mode & 07777),
+                 S_ISDIR(st.st_mode) ? "plugins" : "code", path);
+        return why;
+    }
+    return NULL;
+}
+
 int mf_registry_add_file(mf_registry *reg, const char *path, mf_error *err)
 {
+    char why[1024];
+    if (writable_by_others(path, why, sizeof why))
+        return refuse(reg, err, "%s: %s", path, why);
     lt_dladvise advise;
     lt_dladvise_init(&advise);
     lt_dladvise_local(&advise); /* plugins never see each other's symbols */
@@ -248,6 +270,9 @@ static int compare_strings(const void *a, const void *b)
 
 int mf_registry_add_dir(mf_registry *reg, const char *dir, mf_error *err)
 {
+    char why[1024];
+    if (writable_by_others(dir, why, sizeof why))
+        return refuse(reg, err, "plugin folder '%s' is %s", dir, why);
     DIR *d = opendir(dir);
     if (!d) {
         mf_error_set(err, "plugin folder '%s' cannot be read: %s", dir, strerror(errno));
@@ -277,17 +302,24 @@ int mf_registry_add_dir(mf_registry *reg, const char *dir, mf_error *err)
 
 const char *mf_default_plugin_dir(void)
 {
-    /* Run from the build tree (the executable or test lives under it): its plugins, so that
-     * a developer never picks up an older installed copy. */
-    char exe[4096];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    /* Beside this library: <libdir>/libmmfuse.so → <libdir>/mmfuse/plugins, so an installed
+     * tree can be moved (or staged with DESTDIR) and still find its plugins. Run from the
+     * build tree: its plugins, so a developer never picks up an older installed copy. */
+    static char dir[PATH_MAX + 32];
+    Dl_info info;
+    char lib[PATH_MAX];
+    if (!dladdr((void *)(uintptr_t)mf_default_plugin_dir, &info) || !info.dli_fname ||
+        !realpath(info.dli_fname, lib))
+        return MF_PLUGIN_INSTALL_DIR;
     size_t root = strlen(MF_BUILD_ROOT);
-    if (len > 0) {
-        exe[len] = '\0';
-        if (strncmp(exe, MF_BUILD_ROOT, root) == 0 && exe[root] == '/')
-            return MF_BUILD_PLUGIN_DIR;
-    }
-    return MF_PLUGIN_INSTALL_DIR;
+    if (strncmp(lib, MF_BUILD_ROOT, root) == 0 && lib[root] == '/')
+        return MF_BUILD_PLUGIN_DIR;
+    char *slash = strrchr(lib, '/');
+    if (!slash)
+        return MF_PLUGIN_INSTALL_DIR;
+    *slash = '\0';
+    snprintf(dir, sizeof dir, "%s/mmfuse/plugins", lib);
+    return dir;
 }
 
 int mf_registry_add_search_path(mf_registry *reg, const char *const *extra, mf_error *err)

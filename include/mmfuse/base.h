@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #if defined(MF_BUILDING_LIBRARY)
 #define MF_API __attribute__((visibility("default")))
@@ -42,6 +43,20 @@ MF_API void mf_error_clear(mf_error *err);
 /* Append one message (a line). Safe with err == NULL (then it does nothing).
  * When the buffer is full the message is dropped and the buffer ends with "…". */
 MF_API void mf_error_set(mf_error *err, const char *fmt, ...) MF_PRINTF(2, 3);
+
+/* ---------------------------------------------------------------- files */
+/* Data and checkpoints are never lost: write into a temporary beside `path`, then commit
+ * (flush, fsync, rename over path, fsync the folder) or abort (the temporary is removed). */
+typedef struct mf_atomic_file {
+    FILE *f;
+    char *tmp, *path;
+} mf_atomic_file;
+
+MF_API FILE *mf_atomic_open(mf_atomic_file *af, const char *path, mf_error *err);
+MF_API int mf_atomic_commit(mf_atomic_file *af, mf_error *err);
+MF_API void mf_atomic_abort(mf_atomic_file *af);
+/* The whole file at once. */
+MF_API int mf_write_file_atomic(const char *path, const void *data, size_t len, mf_error *err);
 
 /* ---------------------------------------------------------------- shapes */
 #define MF_MAX_DIMS 4

@@ -91,6 +91,11 @@ typedef struct mf_run_result {
 MF_API int mf_experiment_run(const char *path, const mf_run_options *opts, mf_run_result *res,
                              mf_error *err);
 
+/* ---------------------------------------------------------------- conformance */
+/* The checks a lab runs before sharing a plugin (mmfuse check-plugin): one line per check
+ * on `out`, "PASS|FAIL check detail", then "NAME: N passed, M failed". Returns M. */
+MF_API int mf_check_plugin(const mf_plugin *plugin, const char *file, FILE *out);
+
 /* ---------------------------------------------------------------- benchmarks */
 /* The reference models of shared/bench/README.md (mlp-concat, tensor-fusion, cnn-late,
  * clip-dual) built from the core API and timed step by step as torch_ref.py times PyTorch. */

@@ -1,0 +1,54 @@
+/* mmfuse check-plugin NAME|FILE.so — the conformance checks a lab runs before sharing. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char check_usage[] = "mmfuse check-plugin NAME|FILE.so";
+
+int mf_cli_check_plugin(int argc, char **argv)
+{
+    if (argc != 2)
+        return mf_cli_usage_error("check-plugin", check_usage,
+                                  argc < 2 ? "which plugin?" : "one plugin at a time");
+    const char *what = argv[1];
+    size_t len = strlen(what);
+    int is_file = strchr(what, '/') || (len > 3 && strcmp(what + len - 3, ".so") == 0);
+    mf_registry *reg = mf_registry_new();
+    mf_error err;
+    mf_error_clear(&err);
+    int status = MF_EXIT_OK, failures = 0;
+    if (is_file) {
+        /* the file alone: every plugin it carries is checked on its own */
+        if (mf_registry_add_file(reg, what, &err) && mf_registry_count(reg) == 0) {
+            mf_cli_report(&err);
+            mf_registry_free(reg);
+            return MF_EXIT_BAD_INPUT;
+        }
+        if (err.count) { /* a bundle with some plugins refused: say so, check the rest */
+            mf_cli_report(&err);
+            status = MF_EXIT_BAD_INPUT;
+        }
+        for (int i = 0; i < mf_registry_count(reg); i++) {
+            const char *file;
+            const mf_plugin *p = mf_registry_at(reg, i, &file);
+            failures += mf_check_plugin(p, file, stdout) > 0;
+        }
+    } else {
+        mf_registry_add_search_path(reg, NULL, &err);
+        const char *file;
+        const mf_plugin *p = mf_registry_find(reg, 0, what, &file);
+        if (!p) {
+            const char *near = mf_did_you_mean(what, mf_registry_names(reg, 0));
+            fprintf(stderr, "mmfuse check-plugin: no plugin named '%s' on the search path%s%s%s\n",
+                    what, near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
+            for (int i = 0; i < mf_registry_refusal_count(reg); i++)
+                fprintf(stderr, "refused: %s\n", mf_registry_refusal(reg, i));
+            mf_registry_free(reg);
+            return MF_EXIT_BAD_INPUT;
+        }
+        failures += mf_check_plugin(p, file, stdout) > 0;
+    }
+    mf_registry_free(reg);
+    return failures ? MF_EXIT_FAILED : status;
+}
