@@ -11,47 +11,10 @@
 
 #include <mmfuse/mmfuse.h>
 
-/* ---------------------------------------------------------------- malloc interposition */
-extern void *__libc_malloc(size_t n);
-extern void *__libc_calloc(size_t n, size_t size);
-extern void *__libc_realloc(void *p, size_t n);
-
-static volatile int counting;
-static volatile long n_allocs;
-
-void *malloc(size_t n)
-{
-    if (counting)
-        n_allocs++;
-    return __libc_malloc(n);
-}
-
-void *calloc(size_t n, size_t size)
-{
-    if (counting)
-        n_allocs++;
-    return __libc_calloc(n, size);
-}
-
-void *realloc(void *p, size_t n)
-{
-    if (counting)
-        n_allocs++;
-    return __libc_realloc(p, n);
-}
+#include "alloc_count.h"
+#include "op_test_util.h"
 
 /* ---------------------------------------------------------------- helpers */
-/* Seeded values in ±[0.1, 1]. */
-static void fill(mf_node *n, uint64_t seed)
-{
-    mf_rng r;
-    mf_rng_seed(&r, seed);
-    float *v = mf_node_value(n);
-    for (int64_t i = 0; i < mf_node_numel(n); i++) {
-        float x = (float)(0.1 + 0.9 * mf_rng_uniform(&r));
-        v[i] = (mf_rng_u64(&r) & 1) ? x : -x;
-    }
-}
 
 /* Distinct values, at least 0.01 apart, in a seeded order: no ties for max pooling, and a
  * finite-difference step of 1e-3 never changes which element wins. */
@@ -70,45 +33,11 @@ static void fill_distinct(mf_node *n, uint64_t seed)
     free(perm);
 }
 
-static void compile_ok(mf_graph *g)
-{
-    mf_error err;
-    mf_error_clear(&err);
-    ck_assert_msg(mf_graph_compile(g, &err) == 0, "compile failed: %s", err.msg);
-}
 
 static int is_variable(mf_node *n) { return strcmp(mf_node_op_name(n), "variable") == 0; }
 
-/* gradcheck `out` of a compiled graph whose leaves are filled */
-static void gradcheck_ok(mf_graph *g, mf_node *out)
-{
-    mf_gradcheck_result res;
-    mf_gradcheck_opts opts = {0};
-    opts.seed = 7;
-    int rc = mf_gradcheck(g, out, &opts, &res);
-    ck_assert_msg(rc == 0, "gradcheck failed %lld/%lld, worst %s", (long long)res.failed,
-                  (long long)res.checked, res.worst);
-    ck_assert_int_gt(res.checked, 0);
-}
 
-/* Compile, fill every variable (seeded by its position), then gradcheck `out`. */
-static void expect_gradcheck(mf_graph *g, mf_node *out)
-{
-    ck_assert_ptr_nonnull(out);
-    compile_ok(g);
-    for (int i = 0; i < mf_graph_size(g); i++)
-        if (is_variable(mf_graph_node(g, i)))
-            fill(mf_graph_node(g, i), 1000u + (uint64_t)i);
-    gradcheck_ok(g, out);
-}
 
-static void expect_error(mf_graph *g, mf_node *n, const char *msg)
-{
-    ck_assert_ptr_null(n);
-    ck_assert_ptr_nonnull(mf_graph_error(g));
-    ck_assert_str_eq(mf_graph_error(g), msg);
-    mf_graph_free(g);
-}
 
 static void expect_shape(mf_node *n, int ndim, const int64_t *dims)
 {
@@ -223,7 +152,7 @@ START_TEST(test_grad_bmm)
     mf_graph *g = mf_graph_new(1);
     mf_node *a = mf_variable(g, "a", ta ? bmm_shape(four, K, M) : bmm_shape(four, M, K));
     mf_node *b = mf_variable(g, "b", tb ? bmm_shape(four, N, K) : bmm_shape(four, K, N));
-    expect_gradcheck(g, mf_bmm(g, a, b, ta, tb));
+    gradcheck_filled(g, mf_bmm(g, a, b, ta, tb));
     mf_graph_free(g);
 }
 END_TEST
@@ -233,12 +162,12 @@ START_TEST(test_grad_bmm_self)
     /* attention scores q·qᵀ: one node on both sides, its gradients add up */
     mf_graph *g = mf_graph_new(1);
     mf_node *q = mf_variable(g, "q", mf_shape3(2, 3, 4));
-    expect_gradcheck(g, mf_bmm(g, q, q, 0, 1));
+    gradcheck_filled(g, mf_bmm(g, q, q, 0, 1));
     mf_graph_free(g);
     g = mf_graph_new(1); /* qᵀ·q twice: every gradient adds to what is there */
     q = mf_variable(g, "q", mf_shape4(2, 2, 3, 4));
     mf_node *c = mf_bmm(g, q, q, 1, 0);
-    expect_gradcheck(g, mf_add(g, c, mf_tanh(g, mf_bmm(g, q, q, 1, 0))));
+    gradcheck_filled(g, mf_add(g, c, mf_tanh(g, mf_bmm(g, q, q, 1, 0))));
     mf_graph_free(g);
 }
 END_TEST
@@ -307,7 +236,7 @@ START_TEST(test_grad_conv)
     const conv_case *k = &conv_cases[_i];
     mf_graph *g = mf_graph_new(1);
     mf_node *x, *w, *bias;
-    expect_gradcheck(g, conv_of(g, k, &x, &w, &bias, 0));
+    gradcheck_filled(g, conv_of(g, k, &x, &w, &bias, 0));
     mf_graph_free(g);
 
     /* x as data (no gradient), as for a first layer */
@@ -316,7 +245,7 @@ START_TEST(test_grad_conv)
     compile_ok(g);
     fill(x, 5);
     ck_assert_ptr_null(mf_node_grad(x));
-    expect_gradcheck(g, y);
+    gradcheck_filled(g, y);
     mf_graph_free(g);
 }
 END_TEST
@@ -332,7 +261,7 @@ START_TEST(test_grad_conv_stack)
     mf_node *h = mf_tanh(g, mf_conv2d(g, x, w1, b1, 1, 1));
     mf_node *y = mf_conv2d(g, h, w2, NULL, 2, 0);
     mf_node *y2 = mf_conv2d(g, mf_tanh(g, mf_conv2d(g, x, w1, NULL, 2, 1)), w2, NULL, 1, 0);
-    expect_gradcheck(g, mf_add(g, mf_sum_all(g, mf_tanh(g, y)), mf_sum_all(g, mf_tanh(g, y2))));
+    gradcheck_filled(g, mf_add(g, mf_sum_all(g, mf_tanh(g, y)), mf_sum_all(g, mf_tanh(g, y2))));
     mf_graph_free(g);
 }
 END_TEST
@@ -428,7 +357,7 @@ START_TEST(test_grad_avg_pool)
     const pool_case *p = &pool_cases[_i];
     mf_graph *g = mf_graph_new(1);
     mf_node *x = mf_variable(g, "x", mf_shape4(p->B, p->C, p->H, p->W));
-    expect_gradcheck(g, mf_avg_pool2d(g, x, p->k, p->stride));
+    gradcheck_filled(g, mf_avg_pool2d(g, x, p->k, p->stride));
     mf_graph_free(g);
 }
 END_TEST
@@ -485,7 +414,7 @@ START_TEST(test_grad_layer_norm)
         const int64_t D = three_d ? 5 : 6;
         mf_node *gamma = with_gamma ? mf_variable(g, "gamma", mf_shape1(D)) : NULL;
         mf_node *beta = with_beta ? mf_variable(g, "beta", mf_shape1(D)) : NULL;
-        expect_gradcheck(g, mf_layer_norm(g, x, gamma, beta, 1e-5f));
+        gradcheck_filled(g, mf_layer_norm(g, x, gamma, beta, 1e-5f));
         mf_graph_free(g);
     }
 }
