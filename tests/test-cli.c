@@ -217,6 +217,24 @@ START_TEST(describe_and_json)
 }
 END_TEST
 
+START_TEST(check_plugin_bundle)
+{
+    /* a file carrying two plugins: each is checked on its own (these fixtures declare no
+     * version, licence or summary, which the descriptor check reports) */
+    static outcome o;
+    char args[4096];
+    snprintf(args, sizeof args, "check-plugin %s/duplicate_concat.so",
+             getenv("MMFUSE_FIXTURE_PLUGINS"));
+    run(&o, args);
+    ck_assert_int_eq(o.status, 1);
+    ck_assert_ptr_nonnull(strstr(o.out, "checking fusion 'concat' from "));
+    ck_assert_ptr_nonnull(strstr(o.out, "checking fusion 'first_only' from "));
+    ck_assert_ptr_nonnull(strstr(o.out, "FAIL descriptor   'concat' ("));
+    ck_assert_ptr_nonnull(strstr(o.out, "PASS gradients"));
+    ck_assert_ptr_nonnull(strstr(o.out, "first_only: 7 passed, 1 failed\n"));
+}
+END_TEST
+
 START_TEST(check_plugin_builtins)
 {
     /* every built-in plugin passes its conformance checks */
@@ -263,6 +281,7 @@ int main(void)
     tcase_add_test(tc, refused_plugins_leave_the_rest_usable);
     tcase_add_test(tc, describe_and_json);
     tcase_add_test(tc, check_plugin_builtins);
+    tcase_add_test(tc, check_plugin_bundle);
     suite_add_tcase(s, tc);
     return mf_test_run(s);
 }
