@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <mmfuse/host.h>
 
@@ -19,7 +20,8 @@ static const char *source_path(const char *rel)
 /* Run an experiment with overrides, quietly; fail the test on anything but success. */
 static mf_run_result run(const char *file, int n, const char *const *overrides)
 {
-    mf_run_options opts = {sizeof opts, n, overrides, stdout, 1};
+    mf_run_options opts = {.struct_size = sizeof opts, .n_overrides = n, .overrides = overrides,
+                           .log = stdout, .quiet = 1, .no_save = 1};
     mf_run_result res;
     mf_error err;
     mf_error_clear(&err);
@@ -88,6 +90,47 @@ START_TEST(unique_information_is_per_modality)
 }
 END_TEST
 
+/* A run folder holds the resolved experiment, which reproduces the run to the bit, its
+ * metrics per epoch and its result. */
+START_TEST(run_folder_reproduces)
+{
+    char dir[] = "/tmp/mmfuse-run-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char run_dir[4200], config[4300], line[256];
+    snprintf(run_dir, sizeof run_dir, "%s/run", dir);
+    static const char *const o[] = {"train.epochs=3", "data.samples=2000", "seed=5"};
+    mf_run_options opts = {.struct_size = sizeof opts, .n_overrides = 3, .overrides = o,
+                           .log = stdout, .quiet = 1, .run_dir = run_dir};
+    mf_run_result first, again;
+    mf_error err;
+    mf_error_clear(&err);
+    ck_assert_int_eq(mf_experiment_run(source_path("experiments/quickstart.yaml"), &opts, &first,
+                                       &err), MF_EXIT_OK);
+    ck_assert_str_eq(first.run_dir, run_dir);
+    /* metrics.csv: a header and one row per epoch */
+    snprintf(config, sizeof config, "%s/metrics.csv", run_dir);
+    FILE *f = fopen(config, "r");
+    ck_assert_ptr_nonnull(f);
+    int rows = 0;
+    while (fgets(line, sizeof line, f))
+        rows++;
+    fclose(f);
+    ck_assert_int_eq(rows, 4);
+    snprintf(config, sizeof config, "%s/result.json", run_dir);
+    ck_assert_int_eq(access(config, R_OK), 0);
+    /* the saved config alone (no overrides) gives the same numbers */
+    snprintf(config, sizeof config, "%s/config.yaml", run_dir);
+    mf_run_options plain = {.struct_size = sizeof plain, .log = stdout, .quiet = 1, .no_save = 1};
+    ck_assert_int_eq(mf_experiment_run(config, &plain, &again, &err), MF_EXIT_OK);
+    ck_assert(first.test_accuracy == again.test_accuracy);
+    ck_assert(first.final_train_loss == again.final_train_loss);
+    ck_assert_int_eq(again.epochs_run, 3);
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("experiment");
@@ -97,6 +140,7 @@ int main(void)
     tcase_add_test(tc, same_seed_same_numbers);
     tcase_add_test(tc, synergy_needs_both_modalities);
     tcase_add_test(tc, unique_information_is_per_modality);
+    tcase_add_test(tc, run_folder_reproduces);
     suite_add_tcase(s, tc);
     return mf_test_run(s);
 }

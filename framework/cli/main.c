@@ -8,7 +8,8 @@
 #include "cli.h"
 
 static const char usage[] =
-    "usage: mmfuse run FILE.yaml [-o KEY.PATH=VALUE]... [-q]\n"
+    "usage: mmfuse run FILE.yaml [-o KEY.PATH=VALUE]... [-q] [--run-dir DIR] [--no-save]\n"
+    "       mmfuse validate FILE.yaml [-o KEY.PATH=VALUE]...\n"
     "       mmfuse plugins [--kind K] [--describe NAME] [--json]\n"
     "       mmfuse check-plugin NAME|FILE.so\n"
     "       mmfuse new-plugin dataset|encoder|fusion|loss NAME [DIR]\n"
@@ -47,6 +48,8 @@ int main(int argc, char **argv)
     const char *verb = argv[1];
     if (strcmp(verb, "run") == 0)
         return mf_cli_run(argc - 1, argv + 1);
+    if (strcmp(verb, "validate") == 0)
+        return mf_cli_validate(argc - 1, argv + 1);
     if (strcmp(verb, "plugins") == 0)
         return mf_cli_plugins(argc - 1, argv + 1);
     if (strcmp(verb, "bench") == 0)
@@ -63,7 +66,7 @@ int main(int argc, char **argv)
         fputs(usage, stdout);
         return MF_EXIT_OK;
     }
-    static const char *const verbs[] = {"run", "plugins", "bench", "check-plugin", "new-plugin", "help", "version", NULL};
+    static const char *const verbs[] = {"run", "validate", "plugins", "bench", "check-plugin", "new-plugin", "help", "version", NULL};
     const char *near = mf_did_you_mean(verb, verbs);
     fprintf(stderr, "mmfuse: unknown command '%s'%s%s%s\n%s", verb, near ? " (did you mean '" : "",
             near ? near : "", near ? "'?)" : "", usage);

@@ -15,6 +15,7 @@
 #include <mmfuse/host.h>
 
 #include "../data/loader.h"
+#include "rundir.h"
 
 #define MAX_MODALITIES 16
 #define MAX_GRAPHS 4 /* (full batch, last partial batch) × (train, eval) */
@@ -28,6 +29,10 @@ static const mf_param_spec top_specs[] = {
      "Threads for matrix products and parallel loops; 0 uses every core. The environment "
      "variable MMFUSE_THREADS overrides it."},
     {"plugins", MF_TYPE_MAP, "{}", 0, 0, 0, NULL, "Where to find plugins."},
+    {"runs", MF_TYPE_STRING, "runs", 0, 0, 0, NULL,
+     "Folder of run folders (<runs>/<name>/<timestamp>), relative to the working directory."},
+    {"sweep", MF_TYPE_MAP, "{}", 0, 0, 0, NULL,
+     "A grid for mmfuse sweep: key path → list of values (seed included); mmfuse run ignores it."},
     {"data", MF_TYPE_MAP, NULL, MF_PARAM_REQUIRED, 0, 0, NULL, "The dataset reader and batching."},
     {"model", MF_TYPE_MAP, NULL, MF_PARAM_REQUIRED, 0, 0, NULL, "Encoders, fusion and head."},
     {"loss", MF_TYPE_MAP, NULL, MF_PARAM_REQUIRED, 0, 0, NULL, "The training objective."},
@@ -94,6 +99,7 @@ typedef struct experiment {
     mf_registry *reg;
     FILE *log;
     int quiet;
+    mfi_run_dir *run; /* NULL when nothing is saved */
 
     const mf_config *data_cfg, *encoder_cfg[MAX_MODALITIES], *fusion_cfg, *head_cfg, *loss_cfg;
     const mf_plugin *reader, *encoder_plugin[MAX_MODALITIES], *fusion_plugin, *head_plugin,
@@ -586,6 +592,12 @@ static int train(experiment *e, mf_run_result *res, mf_error *err)
         }
         res->epochs_run = epoch + 1;
         res->final_train_loss = tr.loss;
+        if (e->run && mfi_run_dir_epoch(e->run, epoch + 1, tr.loss, tr.accuracy,
+                                        loader[MF_SPLIT_VAL] ? va.loss : NAN,
+                                        loader[MF_SPLIT_VAL] ? va.accuracy : NAN, now() - te, err)) {
+            status = MF_EXIT_FAILED;
+            goto done;
+        }
         if (!e->quiet && loader[MF_SPLIT_VAL])
             fprintf(e->log, "epoch %3d/%lld  train loss %.4f  acc %.4f  val loss %.4f  acc %.4f  %.2f s\n",
                     epoch + 1, (long long)e->epochs, tr.loss, tr.accuracy, va.loss, va.accuracy,
@@ -604,6 +616,7 @@ static int train(experiment *e, mf_run_result *res, mf_error *err)
         res->test_accuracy = te.accuracy;
     }
     res->seconds = now() - t0;
+    res->best_epoch = best_epoch + 1;
     if (loader[MF_SPLIT_TEST] && loader[MF_SPLIT_VAL])
         fprintf(e->log, "test accuracy %.4f  (epoch %d, best validation accuracy %.4f; %.1f s)\n",
                 res->test_accuracy, best_epoch + 1, res->best_val_accuracy, res->seconds);
@@ -694,10 +707,42 @@ int mf_experiment_run(const char *path, const mf_run_options *opts, mf_run_resul
     /* MMFUSE_THREADS, when set, wins over the file (mf_set_threads(0) reads it). */
     const char *env_threads = getenv("MMFUSE_THREADS");
     mf_set_threads(env_threads && *env_threads ? 0 : (int)e.threads);
-    if (open_data(&e, err) || build_model(&e, err))
+    /* everything that can be wrong with the input shows before anything is written: the
+     * training graph for a full batch is built and compiled here */
+    if (open_data(&e, err) || build_model(&e, err) || !graph_for(&e, e.batch_size, 1, err))
         goto done;
+    if (opts && opts->validate_only) {
+        status = MF_EXIT_OK;
+        goto done;
+    }
+    mfi_run_dir run;
+    const char *runs = NULL, *name = NULL;
+    mf_config_string(e.cfg, "runs", &runs, NULL);
+    mf_config_string(e.cfg, "name", &name, NULL);
+    if (!(opts && opts->no_save)) {
+        if (mfi_run_dir_create(&run, opts ? opts->run_dir : NULL, runs, name, err) ||
+            mfi_run_dir_write_config(&run, e.cfg, err)) {
+            status = MF_EXIT_FAILED;
+            goto done;
+        }
+        e.run = &run;
+        snprintf(res->run_dir, sizeof res->run_dir, "%s", run.path);
+    }
     describe(&e);
     status = train(&e, res, err);
+    if (e.run) {
+        mf_error werr;
+        mf_error_clear(&werr);
+        const char *outcome = status == MF_EXIT_OK ? "done" : "failed";
+        if (mfi_run_dir_result(e.run, outcome, res, e.seed, res->best_epoch,
+                               status == MF_EXIT_OK ? NULL : err->msg, &werr) && status == 0) {
+            mf_error_set(err, "%s", werr.msg);
+            status = MF_EXIT_FAILED;
+        }
+        if (!e.quiet)
+            fprintf(e.log, "saved in %s\n", run.path);
+        mfi_run_dir_free(e.run);
+    }
 done:
     experiment_free(&e);
     return status;

@@ -76,6 +76,9 @@ typedef struct mf_run_options {
     const char *const *overrides;  /* "key.path=value" */
     FILE *log;                     /* progress lines; NULL: stdout */
     int quiet;                     /* only the final result line */
+    const char *run_dir;           /* the run's folder; NULL: <runs>/<name>/<timestamp> */
+    int no_save;                   /* write no run folder */
+    int validate_only;             /* check everything (config, plugins, data, model), run nothing */
 } mf_run_options;
 
 typedef struct mf_run_result {
@@ -84,6 +87,8 @@ typedef struct mf_run_result {
     double best_val_accuracy;
     double test_accuracy;          /* at the best validation epoch */
     double seconds;
+    int best_epoch;                /* from 1 */
+    char run_dir[4096];            /* where the run was saved ("" when not) */
 } mf_run_result;
 
 /* Load, validate and run one experiment file. Returns an MF_EXIT_* status; on failure err

@@ -1,0 +1,139 @@
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "rundir.h"
+
+int mfi_make_dirs(const char *path)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s", path);
+    for (char *s = p + 1; *s; s++)
+        if (*s == '/') {
+            *s = '\0';
+            if (mkdir(p, 0755) != 0 && errno != EEXIST)
+                return -1;
+            *s = '/';
+        }
+    return mkdir(p, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+int mfi_run_dir_create(mfi_run_dir *rd, const char *explicit_dir, const char *root,
+                       const char *name, mf_error *err)
+{
+    memset(rd, 0, sizeof *rd);
+    if (explicit_dir) {
+        snprintf(rd->path, sizeof rd->path, "%s", explicit_dir);
+        if (mfi_make_dirs(rd->path)) {
+            mf_error_set(err, "cannot create the run folder '%s': %s", rd->path, strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
+    char stamp[32];
+    time_t t = time(NULL);
+    strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&t));
+    char parent[4000];
+    snprintf(parent, sizeof parent, "%s/%s", root, name);
+    if (mfi_make_dirs(parent)) {
+        mf_error_set(err, "cannot create the run folder '%s': %s", parent, strerror(errno));
+        return -1;
+    }
+    /* mkdir is the lock: two runs started in one second get -2, -3, … */
+    for (int n = 1; n < 1000; n++) {
+        if (n == 1)
+            snprintf(rd->path, sizeof rd->path, "%s/%s", parent, stamp);
+        else
+            snprintf(rd->path, sizeof rd->path, "%s/%s-%d", parent, stamp, n);
+        if (mkdir(rd->path, 0755) == 0)
+            return 0;
+        if (errno != EEXIST)
+            break;
+    }
+    mf_error_set(err, "cannot create the run folder '%s': %s", rd->path, strerror(errno));
+    return -1;
+}
+
+static void file_in(const mfi_run_dir *rd, const char *file, char *out, size_t size)
+{
+    snprintf(out, size, "%s/%s", rd->path, file);
+}
+
+int mfi_run_dir_write_config(mfi_run_dir *rd, const mf_config *cfg, mf_error *err)
+{
+    char path[4200];
+    file_in(rd, "config.yaml", path, sizeof path);
+    return mf_config_write(cfg, path, err);
+}
+
+int mfi_run_dir_epoch(mfi_run_dir *rd, int epoch, double train_loss, double train_acc,
+                      double val_loss, double val_acc, double seconds, mf_error *err)
+{
+    char row[256];
+    int n = snprintf(row, sizeof row, "%s%d,%.6g,%.6g,%.6g,%.6g,%.4f\n",
+                     rd->len ? "" : "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds\n",
+                     epoch, train_loss, train_acc, val_loss, val_acc, seconds);
+    if (rd->len + (size_t)n + 1 > rd->cap) {
+        size_t cap = (rd->cap + (size_t)n + 1) * 2;
+        char *m = realloc(rd->metrics, cap);
+        if (!m) {
+            mf_error_set(err, "out of memory for metrics");
+            return -1;
+        }
+        rd->metrics = m;
+        rd->cap = cap;
+    }
+    memcpy(rd->metrics + rd->len, row, (size_t)n + 1);
+    rd->len += (size_t)n;
+    char path[4200];
+    file_in(rd, "metrics.csv", path, sizeof path);
+    return mf_write_file_atomic(path, rd->metrics, rd->len, err);
+}
+
+/* NaN and infinities are not JSON: null. */
+static json_t *number(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+int mfi_run_dir_result(mfi_run_dir *rd, const char *status, const mf_run_result *res,
+                       int64_t seed, int best_epoch, const char *message, mf_error *err)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "status", json_string(status));
+    json_object_set_new(j, "test_accuracy", number(res->test_accuracy));
+    json_object_set_new(j, "best_val_accuracy", number(res->best_val_accuracy));
+    json_object_set_new(j, "best_epoch", json_integer(best_epoch));
+    json_object_set_new(j, "epochs", json_integer(res->epochs_run));
+    json_object_set_new(j, "final_train_loss", number(res->final_train_loss));
+    json_object_set_new(j, "seconds", number(res->seconds));
+    json_object_set_new(j, "seed", json_integer(seed));
+    json_object_set_new(j, "mmfuse", json_string(MF_VERSION_STRING));
+    if (message && *message)
+        json_object_set_new(j, "message", json_string(message));
+    char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(j);
+    if (!text) {
+        mf_error_set(err, "out of memory for result.json");
+        return -1;
+    }
+    char path[4200];
+    file_in(rd, "result.json", path, sizeof path);
+    size_t len = strlen(text);
+    text[len] = '\n'; /* the NUL becomes the final newline */
+    int rc = mf_write_file_atomic(path, text, len + 1, err);
+    free(text);
+    return rc;
+}
+
+void mfi_run_dir_free(mfi_run_dir *rd)
+{
+    free(rd->metrics);
+    rd->metrics = NULL;
+}
