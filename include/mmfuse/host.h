@@ -96,6 +96,24 @@ typedef struct mf_run_result {
 MF_API int mf_experiment_run(const char *path, const mf_run_options *opts, mf_run_result *res,
                              mf_error *err);
 
+/* ---------------------------------------------------------------- sweeps */
+typedef struct mf_sweep_options {
+    uint32_t struct_size;
+    int jobs;                      /* points run at once (separate processes); <= 0: 1 */
+    int n_overrides;               /* applied to every point, before the point's own */
+    const char *const *overrides;
+    const char *exe;               /* the mmfuse executable that runs each point */
+    FILE *log;                     /* progress; NULL: stdout */
+} mf_sweep_options;
+
+/* Run every point of the experiment's `sweep:` grid (key path → list of values; `seed`
+ * among them) as `mmfuse run FILE -o …` in its own process and folder, `jobs` at a time;
+ * skip points already finished; then write summary.md and summary.csv (each metric's mean
+ * ± std over seeds per configuration, ranked by validation accuracy) in the sweep's folder.
+ * Returns MF_EXIT_OK when every point finished, MF_EXIT_FAILED when some failed (the others
+ * still run and are summarised), MF_EXIT_BAD_INPUT for a bad file or grid. */
+MF_API int mf_sweep_run(const char *path, const mf_sweep_options *opts, mf_error *err);
+
 /* ---------------------------------------------------------------- conformance */
 /* The checks a lab runs before sharing a plugin (mmfuse check-plugin): one line per check
  * on `out`, "PASS|FAIL check detail", then "NAME: N passed, M failed". Returns M. */

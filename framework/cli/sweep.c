@@ -1,0 +1,2 @@
+/* mmfuse sweep FILE [--jobs N] (being written) */
+#include "cli.h"

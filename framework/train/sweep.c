@@ -1,0 +1,2 @@
+/* mmfuse sweep: see include/mmfuse/host.h (being written) */
+#include <mmfuse/host.h>
