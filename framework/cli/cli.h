@@ -6,6 +6,7 @@
 
 int mf_cli_run(int argc, char **argv);
 int mf_cli_validate(int argc, char **argv);
+int mf_cli_reference(int argc, char **argv);
 int mf_cli_plugins(int argc, char **argv);
 int mf_cli_bench(int argc, char **argv);
 int mf_cli_check_plugin(int argc, char **argv);

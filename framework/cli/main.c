@@ -14,6 +14,7 @@ static const char usage[] =
     "       mmfuse check-plugin NAME|FILE.so\n"
     "       mmfuse new-plugin dataset|encoder|fusion|loss NAME [DIR]\n"
     "       mmfuse bench MODEL [--mode train|eval] [--threads N] [--steps N] [--warmup N] [--json FILE]\n"
+    "       mmfuse reference      (the experiment file reference, as markdown)\n"
     "       mmfuse --version | --help\n";
 
 void mf_cli_report(const mf_error *err)
@@ -48,6 +49,8 @@ int main(int argc, char **argv)
     const char *verb = argv[1];
     if (strcmp(verb, "run") == 0)
         return mf_cli_run(argc - 1, argv + 1);
+    if (strcmp(verb, "reference") == 0)
+        return mf_cli_reference(argc - 1, argv + 1);
     if (strcmp(verb, "validate") == 0)
         return mf_cli_validate(argc - 1, argv + 1);
     if (strcmp(verb, "plugins") == 0)
@@ -66,7 +69,7 @@ int main(int argc, char **argv)
         fputs(usage, stdout);
         return MF_EXIT_OK;
     }
-    static const char *const verbs[] = {"run", "validate", "plugins", "bench", "check-plugin", "new-plugin", "help", "version", NULL};
+    static const char *const verbs[] = {"run", "validate", "reference", "plugins", "bench", "check-plugin", "new-plugin", "help", "version", NULL};
     const char *near = mf_did_you_mean(verb, verbs);
     fprintf(stderr, "mmfuse: unknown command '%s'%s%s%s\n%s", verb, near ? " (did you mean '" : "",
             near ? near : "", near ? "'?)" : "", usage);

@@ -84,6 +84,32 @@ static const mf_param_spec train_specs[] = {
     MF_PARAM_END,
 };
 
+static const mf_section_doc sections[] = {
+    {"", "The top level of an experiment file.", top_specs},
+    {"plugins", "Where to look for plugins besides MMFUSE_PLUGIN_PATH and the built-in folder.",
+     plugins_specs},
+    {"data", "The dataset: the host's keys below, plus the parameters of the reader named by "
+             "`reader` (see its section under *Plugins*).",
+     data_specs},
+    {"model", "inputs → encoders (one per modality) → fusion → head.", model_specs},
+    {"model.encoders.<modality>", "One per modality used: `type` names an encoder plugin; the "
+                                  "plugin's parameters sit beside it.",
+     module_specs},
+    {"model.fusion", "`type` names a fusion plugin; its parameters sit beside it.", module_specs},
+    {"model.head", "`type` names an encoder plugin, asked to output the class count.",
+     module_specs},
+    {"loss", "`type` names a loss plugin; its parameters sit beside it.", module_specs},
+    {"optim", "The optimiser (torch.optim's update rules).", optim_specs},
+    {"train", "The training loop; the model kept is the one of the best validation accuracy.",
+     train_specs},
+    {NULL, NULL, NULL},
+};
+
+const mf_section_doc *mf_experiment_sections(void)
+{
+    return sections;
+}
+
 /* ---------------------------------------------------------------- state */
 typedef struct model_graph {
     mf_graph *g;

@@ -91,6 +91,16 @@ typedef struct mf_run_result {
     char run_dir[4096];            /* where the run was saved ("" when not) */
 } mf_run_result;
 
+/* The host's sections of an experiment file, for documentation: "" is the top level;
+ * "model.encoders.<modality>", "model.fusion", "model.head" and "loss" take `type` plus
+ * the named plugin's parameters, "data" its own keys plus the reader's. NULL-terminated. */
+typedef struct mf_section_doc {
+    const char *key;
+    const char *doc;
+    const mf_param_spec *specs;
+} mf_section_doc;
+MF_API const mf_section_doc *mf_experiment_sections(void);
+
 /* Load, validate and run one experiment file. Returns an MF_EXIT_* status; on failure err
  * holds the reasons (one per line). */
 MF_API int mf_experiment_run(const char *path, const mf_run_options *opts, mf_run_result *res,
