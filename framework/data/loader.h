@@ -1,9 +1,12 @@
 /* Batches from a dataset: a fixed list of sample indices, reshuffled every epoch from
- * (seed, epoch), read into caller-provided buffers (a graph's input nodes). Private. */
+ * (seed, epoch), read by a worker thread into one of two batch slots while the caller
+ * computes on the other. Private. */
 #ifndef MF_DATA_LOADER_H
 #define MF_DATA_LOADER_H
 
 #include <mmfuse/host.h>
+
+#define MFI_MAX_MODALITIES 16
 
 typedef struct mfi_loader mfi_loader;
 
@@ -18,17 +21,30 @@ int mfi_splits_make(const mf_dataset_info *info, double val_fraction, uint64_t s
                     mfi_splits *out, mf_error *err);
 void mfi_splits_free(mfi_splits *s);
 
-/* Borrows `indices` (n of them) for the loader's lifetime. */
-mfi_loader *mfi_loader_new(mf_dataset *ds, const int64_t *indices, int64_t n, int64_t batch_size,
-                           int shuffle, uint64_t seed, mf_error *err);
+/* One batch as the dataset delivered it: every modality of the dataset. */
+typedef struct mfi_batch {
+    int64_t n;
+    float *modality[MFI_MAX_MODALITIES];
+    int32_t *labels;
+    float *targets;
+    const int64_t *index; /* the samples' indices in the dataset */
+} mfi_batch;
+
+/* Borrows `ds`, `info` and `indices` (n of them) for the loader's lifetime. With prefetch,
+ * a worker thread reads ahead by one batch. */
+mfi_loader *mfi_loader_new(mf_dataset *ds, const mf_dataset_info *info, const int64_t *indices,
+                           int64_t n, int64_t batch_size, int shuffle, uint64_t seed, int prefetch,
+                           mf_error *err);
 void mfi_loader_free(mfi_loader *l);
 /* Start epoch `epoch` (reshuffled when the loader shuffles). */
 void mfi_loader_start(mfi_loader *l, int epoch);
 /* Size of the next batch (0 at the end of the epoch), so the caller can pick its graph. */
 int64_t mfi_loader_peek(const mfi_loader *l);
-/* Read the next batch into bufs (one per modality, the dataset's order) and labels.
- * Returns its size, 0 at the end of the epoch, -1 on a read error. */
-int64_t mfi_loader_next(mfi_loader *l, float *const *bufs, int32_t *labels, mf_error *err);
+/* Borrow the next batch until the following call: its size, 0 at the end of the epoch, -1
+ * on a read error (the reader's message in err). */
+int64_t mfi_loader_next(mfi_loader *l, const mfi_batch **batch, mf_error *err);
 int64_t mfi_loader_batches(const mfi_loader *l);
+/* Seconds next() spent waiting for data since the loader was made. */
+double mfi_loader_wait_seconds(const mfi_loader *l);
 
 #endif

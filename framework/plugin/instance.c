@@ -159,11 +159,14 @@ mf_dataset *mf_dataset_open(const mf_plugin *plugin, const mf_config *cfg, const
     }
     ds->opened = 1;
     const mf_dataset_info *in = &ds->info;
-    const char *problem = in->n_modalities < 1        ? "no modalities"
-                          : !in->modalities           ? "no modality table"
-                          : in->n_samples < 1         ? "no samples"
-                          : in->n_classes < 1         ? "no classes"
-                                                      : NULL;
+    const int classes = in->label_kind == MF_LABELS_CLASSES;
+    const char *problem = in->n_modalities < 1                       ? "no modalities"
+                          : !in->modalities                          ? "no modality table"
+                          : in->n_samples < 1                        ? "no samples"
+                          : classes && in->n_classes < 1             ? "no classes"
+                          : !classes && in->label_kind != MF_LABELS_TARGETS ? "an unknown label kind"
+                          : !classes && in->target_dim < 1           ? "targets of no width"
+                                                                     : NULL;
     for (int m = 0; !problem && m < in->n_modalities; m++)
         if (!in->modalities[m].name || mf_shape_numel(&in->modalities[m].shape) <= 0)
             problem = "a modality without a name or shape";
@@ -175,11 +178,21 @@ mf_dataset *mf_dataset_open(const mf_plugin *plugin, const mf_config *cfg, const
     return ds;
 }
 
-int mf_dataset_read(mf_dataset *ds, int64_t n, const int64_t *idx, float *const *bufs,
-                    int32_t *labels, mf_error *err)
+int mf_dataset_read(mf_dataset *ds, int64_t n, const int64_t *idx, const mf_batch_buffers *out,
+                    mf_error *err)
 {
     const mf_dataset_ops *ops = ds->plugin->ops;
-    return ops->read(ds, n, idx, bufs, labels, err);
+    return ops->read(ds, n, idx, out, err);
+}
+
+static const char *const dtype_names[] = {"float32", "float64", "uint8", "int8", "uint16",
+                                          "int16", "int32", "int64", "token"};
+_Static_assert(sizeof dtype_names / sizeof dtype_names[0] == MF_DTYPE_COUNT,
+               "one name per storage type");
+
+const char *mf_dtype_name(mf_dtype t)
+{
+    return (unsigned)t < MF_DTYPE_COUNT ? dtype_names[t] : "unknown";
 }
 
 void mf_dataset_close(mf_dataset *ds)

@@ -313,15 +313,26 @@ static void check_dataset(checker *c, const mf_config *cfg)
     }
     int64_t idx[3] = {0, in->n_samples / 2, in->n_samples - 1};
     int32_t labels[3], labels2[3];
-    if (!ok || mf_dataset_read(ds, 3, idx, bufs, labels, &err) ||
-        mf_dataset_read(ds, 3, idx, again, labels2, &err)) {
+    const int classes = in->label_kind == MF_LABELS_CLASSES;
+    float targets[3 * 64], targets2[3 * 64];
+    mf_batch_buffers first = {sizeof first, bufs, classes ? labels : NULL,
+                              classes ? NULL : targets},
+                     second = {sizeof second, again, classes ? labels2 : NULL,
+                               classes ? NULL : targets2};
+    if (!classes && in->target_dim > 64)
+        ok = 0;
+    if (!ok || mf_dataset_read(ds, 3, idx, &first, &err) ||
+        mf_dataset_read(ds, 3, idx, &second, &err)) {
         report(c, 0, "read", "samples 0, %lld and %lld: %s", (long long)idx[1], (long long)idx[2],
-               ok ? err.msg : "more than 16 modalities");
+               ok ? err.msg : "more than 16 modalities or 64 targets");
     } else {
         const char *problem = NULL;
-        for (int i = 0; i < 3 && !problem; i++)
+        for (int i = 0; i < 3 && classes && !problem; i++)
             if (labels[i] < 0 || labels[i] >= in->n_classes)
                 problem = "a label outside 0…classes-1";
+        for (int64_t i = 0; !classes && i < 3 * in->target_dim && !problem; i++)
+            if (!isfinite(targets[i]))
+                problem = "a target that is not finite";
         for (m = 0; m < in->n_modalities && !problem; m++) {
             int64_t n = 3 * mf_shape_numel(&in->modalities[m].shape);
             for (int64_t j = 0; j < n && !problem; j++)
@@ -330,8 +341,11 @@ static void check_dataset(checker *c, const mf_config *cfg)
             if (!problem && memcmp(bufs[m], again[m], (size_t)n * sizeof(float)))
                 problem = "different values when the same samples are read again";
         }
-        if (!problem && memcmp(labels, labels2, sizeof labels))
+        if (!problem && classes && memcmp(labels, labels2, sizeof labels))
             problem = "different labels when the same samples are read again";
+        if (!problem && !classes &&
+            memcmp(targets, targets2, (size_t)(3 * in->target_dim) * sizeof(float)))
+            problem = "different targets when the same samples are read again";
         for (int64_t i = 0; in->split && i < in->n_samples && !problem; i++)
             if (in->split[i] > MF_SPLIT_TEST)
                 problem = "a split value other than 0, 1 or 2";

@@ -14,6 +14,7 @@
 
 #include <mmfuse/host.h>
 
+#include "../data/assemble.h"
 #include "../data/loader.h"
 #include "rundir.h"
 
@@ -38,6 +39,7 @@ static const mf_param_spec top_specs[] = {
     {"loss", MF_TYPE_MAP, NULL, MF_PARAM_REQUIRED, 0, 0, NULL, "The training objective."},
     {"optim", MF_TYPE_MAP, "{}", 0, 0, 0, NULL, "The optimiser."},
     {"train", MF_TYPE_MAP, "{}", 0, 0, 0, NULL, "The training loop."},
+    {"eval", MF_TYPE_MAP, "{}", 0, 0, 0, NULL, "Evaluation after training."},
     MF_PARAM_END,
 };
 static const mf_param_spec plugins_specs[] = {
@@ -53,6 +55,35 @@ static const mf_param_spec data_specs[] = {
      "Samples per training batch."},
     {"val_fraction", MF_TYPE_FLOAT, "0.1", MF_PARAM_MIN | MF_PARAM_MAX, 0, 0.9, NULL,
      "Share of the training split held out for validation when the data has no validation split."},
+    {"views", MF_TYPE_MAP, "{}", 0, 0, 0, NULL,
+     "Modalities carved out of a reader's modality: name → {from, axis, start, length} "
+     "(channels of an image, a band range, image halves)."},
+    {"standardize", MF_TYPE_BOOL, "true", 0, 0, 0, NULL,
+     "Scale every feature to zero mean and unit variance, fitted on the training split only "
+     "(token ids are left alone); saved in the run folder."},
+    {"prefetch", MF_TYPE_BOOL, "true", 0, 0, 0, NULL,
+     "Read the next batch in a second thread while the current one computes."},
+    MF_PARAM_END,
+};
+static const mf_param_spec view_specs[] = {
+    {"from", MF_TYPE_STRING, NULL, MF_PARAM_REQUIRED, 0, 0, NULL, "The reader's modality."},
+    {"axis", MF_TYPE_INT, NULL, MF_PARAM_REQUIRED | MF_PARAM_MIN, 0, 0, NULL,
+     "Per-sample axis to slice (0 = the first axis after the batch)."},
+    {"start", MF_TYPE_INT, "0", MF_PARAM_MIN, 0, 0, NULL, "First index kept on that axis."},
+    {"length", MF_TYPE_INT, NULL, MF_PARAM_REQUIRED | MF_PARAM_MIN, 1, 0, NULL,
+     "How many indices are kept."},
+    MF_PARAM_END,
+};
+static const mf_param_spec eval_specs[] = {
+    {"robustness", MF_TYPE_MAP, "{}", 0, 0, 0, NULL,
+     "Test-set evaluation under corrupted inputs, after training."},
+    MF_PARAM_END,
+};
+static const mf_param_spec robustness_specs[] = {
+    {"drop", MF_TYPE_STRING_LIST, "[]", 0, 0, 0, NULL,
+     "Modalities to drop one at a time (replaced by zeros: the training mean)."},
+    {"noise", MF_TYPE_FLOAT_LIST, "[]", MF_PARAM_MIN, 0, 0, NULL,
+     "Gaussian noise levels σ, added to one modality at a time (in standardised units)."},
     MF_PARAM_END,
 };
 static const mf_param_spec model_specs[] = {
@@ -102,6 +133,14 @@ static const mf_section_doc sections[] = {
     {"optim", "The optimiser (torch.optim's update rules).", optim_specs},
     {"train", "The training loop; the model kept is the one of the best validation accuracy.",
      train_specs},
+    {"data.views.<name>", "A modality carved out of one of the reader's: a slice along one "
+                          "per-sample axis. List it in data.modalities (or leave that empty: "
+                          "then the views are used, when there are any).",
+     view_specs},
+    {"eval", "What is measured on the test split after training.", eval_specs},
+    {"eval.robustness", "Each modality dropped, and each noise level added to each modality, "
+                        "one at a time; test accuracy for each.",
+     robustness_specs},
     {NULL, NULL, NULL},
 };
 
@@ -133,13 +172,12 @@ typedef struct experiment {
 
     mf_dataset *ds;
     const mf_dataset_info *info;
-    int n_mod;                        /* modalities used                         */
-    int mod[MAX_MODALITIES];          /* their indices in the dataset            */
+    int n_mod;                        /* model inputs: modalities or views used  */
+    mfi_input input[MAX_MODALITIES];
     const char *mod_name[MAX_MODALITIES + 1]; /* NULL-terminated */
     mfi_splits splits;
-    float *scratch[MAX_MODALITIES];   /* read buffers of the modalities not used */
-    int32_t *labels;
 
+    int64_t *confusion;               /* K×K counts of the last pass */
     mf_params *params;
     mf_module *encoder[MAX_MODALITIES], *fusion, *head, *loss;
     model_graph graphs[MAX_GRAPHS];
@@ -316,7 +354,12 @@ static int validate(experiment *e, mf_error *err)
     e->loss_plugin = check_module(e, e->loss_cfg, MF_KIND_LOSS, &problems, err);
     problems += mf_config_check(section(e, "optim"), optim_specs, NULL, err);
     problems += mf_config_check(section(e, "train"), train_specs, NULL, err);
-    return problems;
+    mf_config *ev = section(e, "eval");
+    int eval_problems = mf_config_check(ev, eval_specs, NULL, err);
+    if (!eval_problems)
+        eval_problems = mf_config_check((mf_config *)mf_config_get(ev, "robustness"),
+                                        robustness_specs, NULL, err);
+    return problems + eval_problems;
 }
 
 /* Settings the host reads itself (all validated, so reads cannot fail). */
@@ -342,6 +385,27 @@ static void read_settings(experiment *e)
 }
 
 /* ---------------------------------------------------------------- data */
+/* eval.robustness.drop names modalities in use. */
+static int check_robustness(experiment *e, mf_error *err)
+{
+    const mf_config *drop = mf_config_get(section(e, "eval"), "robustness.drop");
+    int problems = 0;
+    for (int i = 0; i < mf_config_length(drop); i++) {
+        const char *name = mf_config_scalar(mf_config_at(drop, i));
+        int used = 0;
+        for (int m = 0; m < e->n_mod; m++)
+            used |= strcmp(e->mod_name[m], name) == 0;
+        if (!used) {
+            const char *near = mf_did_you_mean(name, e->mod_name);
+            mf_config_error(err, mf_config_at(drop, i), "'%s' is not a modality in use%s%s%s",
+                            name, near ? " (did you mean '" : "", near ? near : "",
+                            near ? "'?)" : "");
+            problems++;
+        }
+    }
+    return problems ? -1 : 0;
+}
+
 static int open_data(experiment *e, mf_error *err)
 {
     e->ds = mf_dataset_open(e->reader, e->data_cfg, e->base_dir, err);
@@ -349,36 +413,100 @@ static int open_data(experiment *e, mf_error *err)
         return -1;
     e->info = mf_dataset_get_info(e->ds);
     const mf_dataset_info *in = e->info;
-    const char *names[MAX_MODALITIES + 1];
-    int n_all = in->n_modalities < MAX_MODALITIES ? in->n_modalities : MAX_MODALITIES;
-    for (int m = 0; m < n_all; m++)
-        names[m] = in->modalities[m].name;
-    names[n_all] = NULL;
+    if (in->label_kind != MF_LABELS_CLASSES) {
+        mf_config_error(err, mf_config_get(e->data_cfg, "reader"),
+                        "the '%s' data has regression targets; the trainer fits classifiers only "
+                        "so far", e->reader->name);
+        return -1;
+    }
+    if (in->n_modalities > MAX_MODALITIES) {
+        mf_error_set(err, "%s: the '%s' data has %d modalities; at most %d are supported",
+                     e->path, e->reader->name, in->n_modalities, MAX_MODALITIES);
+        return -1;
+    }
+    /* What can be used: the reader's modalities, then the views carved out of them. */
+    const char *names[2 * MAX_MODALITIES + 1];
+    mfi_input avail[2 * MAX_MODALITIES];
+    int n_avail = 0, problems = 0;
+    for (int m = 0; m < in->n_modalities; m++) {
+        avail[n_avail] = (mfi_input){.name = in->modalities[m].name, .source = m, .axis = -1,
+                                     .shape = in->modalities[m].shape};
+        names[n_avail++] = in->modalities[m].name;
+    }
+    names[n_avail] = NULL;
+    const mf_config *views = mf_config_get(e->data_cfg, "views");
+    for (int v = 0; v < mf_config_length(views) && n_avail < 2 * MAX_MODALITIES; v++) {
+        const mf_config *spec = mf_config_at(views, v);
+        if (mf_config_node_kind(spec) != MF_CONFIG_MAP) {
+            mf_config_error(err, spec, "expected a map like {from: image, axis: 1, start: 0, "
+                                       "length: 14}");
+            return -1;
+        }
+        if (mf_config_check((mf_config *)spec, view_specs, NULL, err))
+            return -1;
+        const char *from;
+        int64_t axis, start, length;
+        mf_config_string(spec, "from", &from, NULL);
+        mf_config_int(spec, "axis", &axis, NULL);
+        mf_config_int(spec, "start", &start, NULL);
+        mf_config_int(spec, "length", &length, NULL);
+        int source = -1;
+        for (int m = 0; m < in->n_modalities; m++)
+            if (strcmp(in->modalities[m].name, from) == 0)
+                source = m;
+        mf_error why;
+        mf_error_clear(&why);
+        if (source < 0) {
+            const char *near = mf_did_you_mean(from, names);
+            mf_config_error(err, mf_config_get(spec, "from"),
+                            "the '%s' data has no modality '%s'%s%s%s", e->reader->name, from,
+                            near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
+            return -1;
+        }
+        avail[n_avail] = (mfi_input){.name = mf_config_key_at(views, v), .source = source};
+        if (mfi_input_view(&avail[n_avail], &in->modalities[source].shape, (int)axis, start,
+                           length, &why)) {
+            mf_config_error(err, spec, "%s", why.msg);
+            return -1;
+        }
+        names[n_avail++] = mf_config_key_at(views, v);
+    }
+    names[n_avail] = NULL;
 
-    /* The modalities used: data.modalities, or all of them. */
+    /* The inputs used: data.modalities; or the views when there are any; or every modality. */
     const mf_config *wanted = mf_config_get(e->data_cfg, "modalities");
-    int n_wanted = mf_config_length(wanted);
-    e->n_mod = n_wanted ? n_wanted : n_all;
+    int n_wanted = mf_config_length(wanted), n_views = n_avail - in->n_modalities;
+    e->n_mod = n_wanted ? n_wanted : n_views ? n_views : in->n_modalities;
+    if (e->n_mod > MAX_MODALITIES) {
+        mf_config_error(err, wanted, "at most %d modalities can be used at once", MAX_MODALITIES);
+        return -1;
+    }
+    int standardize;
+    mf_config_bool(e->data_cfg, "standardize", &standardize, NULL);
     for (int i = 0; i < e->n_mod; i++) {
-        const char *name = n_wanted ? mf_config_scalar(mf_config_at(wanted, i)) : names[i];
+        const char *name = n_wanted ? mf_config_scalar(mf_config_at(wanted, i))
+                                    : names[n_views ? in->n_modalities + i : i];
         int found = -1;
-        for (int m = 0; m < n_all; m++)
+        for (int m = 0; m < n_avail; m++)
             if (strcmp(names[m], name) == 0)
                 found = m;
         if (found < 0) {
             const char *near = mf_did_you_mean(name, names);
             mf_config_error(err, mf_config_at(wanted, i),
-                            "the '%s' data has no modality '%s'%s%s%s", e->reader->name, name,
-                            near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
+                            "the '%s' data has no modality or view '%s'%s%s%s", e->reader->name,
+                            name, near ? " (did you mean '" : "", near ? near : "",
+                            near ? "'?)" : "");
             return -1;
         }
-        e->mod[i] = found;
-        e->mod_name[i] = names[found];
+        e->input[i] = avail[found];
+        e->input[i].standardize =
+            standardize && in->modalities[avail[found].source].dtype != MF_DTYPE_TOKEN;
+        e->mod_name[i] = e->input[i].name;
     }
+    e->mod_name[e->n_mod] = NULL;
 
     /* Every modality used has an encoder; every encoder a modality. */
     const mf_config *encoders = mf_config_get(section(e, "model"), "encoders");
-    int problems = 0;
     for (int i = 0; i < mf_config_length(encoders); i++) {
         const char *key = mf_config_key_at(encoders, i);
         int used = 0;
@@ -414,17 +542,7 @@ static int open_data(experiment *e, mf_error *err)
         mf_error_set(err, "%s: the '%s' data has no training samples", e->path, e->reader->name);
         return -1;
     }
-    /* Buffers for modalities the reader fills but the model does not use. */
-    for (int m = 0; m < in->n_modalities && m < MAX_MODALITIES; m++) {
-        e->scratch[m] = malloc((size_t)(e->batch_size * mf_shape_numel(&in->modalities[m].shape)) *
-                               sizeof(float));
-        if (!e->scratch[m]) {
-            mf_error_set(err, "out of memory for batches");
-            return -1;
-        }
-    }
-    e->labels = malloc((size_t)e->batch_size * sizeof(int32_t));
-    return e->labels ? 0 : -1;
+    return check_robustness(e, err);
 }
 
 /* ---------------------------------------------------------------- model */
@@ -434,7 +552,7 @@ static int build_model(experiment *e, mf_error *err)
     mf_shape emb[MAX_MODALITIES], fused, logits;
     e->params = mf_params_new();
     for (int m = 0; m < e->n_mod; m++) {
-        const mf_shape *in = &e->info->modalities[e->mod[m]].shape;
+        const mf_shape *in = &e->input[m].shape;
         mf_build_args args = {sizeof args, 1, in, &e->mod_name[m], 0};
         snprintf(path, sizeof path, "model.encoders.%s", e->mod_name[m]);
         if (!(e->encoder[m] = mf_module_new(e->encoder_plugin[m], path, e->params, err)) ||
@@ -480,7 +598,7 @@ static model_graph *graph_for(experiment *e, int64_t batch, int training, mf_err
     mf_graph *g = mg->g = mf_graph_new(training);
     mf_node *emb[MAX_MODALITIES];
     for (int m = 0; m < e->n_mod; m++) {
-        mg->input[m] = mf_input(g, e->mod_name[m], batched(&e->info->modalities[e->mod[m]].shape, batch));
+        mg->input[m] = mf_input(g, e->mod_name[m], batched(&e->input[m].shape, batch));
         emb[m] = mf_module_forward(e->encoder[m], g, 1, &mg->input[m]);
     }
     mf_node *fused = mf_module_forward(e->fusion, g, e->n_mod, emb);
@@ -517,36 +635,60 @@ static model_graph *graph_for(experiment *e, int64_t batch, int training, mf_err
 
 /* ---------------------------------------------------------------- loops */
 typedef struct epoch_stats {
-    double loss, accuracy;
+    double loss, accuracy, macro_f1;
     int64_t samples;
 } epoch_stats;
 
-/* One pass over a split: train (optimiser steps) or evaluate. */
+/* Macro-F1 from a K×K confusion matrix (rows: truth): the mean over classes that occur
+ * (in truth or prediction) of 2·TP / (2·TP + FP + FN). */
+static double macro_f1(const int64_t *confusion, int k)
+{
+    double sum = 0;
+    int classes = 0;
+    for (int c = 0; c < k; c++) {
+        int64_t tp = confusion[c * k + c], fp = 0, fn = 0;
+        for (int o = 0; o < k; o++)
+            if (o != c) {
+                fp += confusion[o * k + c];
+                fn += confusion[c * k + o];
+            }
+        if (tp + fp + fn == 0)
+            continue;
+        sum += 2.0 * (double)tp / (double)(2 * tp + fp + fn);
+        classes++;
+    }
+    return classes ? sum / classes : 0;
+}
+
+/* One pass over a split: train (optimiser steps) or evaluate. `rng` draws evaluation noise
+ * (the robustness transforms), NULL otherwise. */
 static int run_epoch(experiment *e, mfi_loader *loader, int training, int epoch, epoch_stats *st,
-                     mf_error *err)
+                     mf_rng *rng, mf_error *err)
 {
     double loss_sum = 0;
     int64_t correct = 0, seen = 0, b;
+    const int k = e->info->n_classes;
+    if (e->confusion)
+        memset(e->confusion, 0, (size_t)k * (size_t)k * sizeof(int64_t));
     mfi_loader_start(loader, epoch);
     while ((b = mfi_loader_peek(loader)) > 0) {
         model_graph *mg = graph_for(e, b, training, err);
         if (!mg)
             return MF_EXIT_BAD_INPUT;
-        float *bufs[MAX_MODALITIES];
-        for (int m = 0; m < e->info->n_modalities && m < MAX_MODALITIES; m++)
-            bufs[m] = e->scratch[m];
-        for (int m = 0; m < e->n_mod; m++)
-            bufs[e->mod[m]] = mf_node_value(mg->input[m]);
-        if (mfi_loader_next(loader, bufs, e->labels, err) < 0)
+        const mfi_batch *batch;
+        if (mfi_loader_next(loader, &batch, err) < 0)
             return MF_EXIT_BAD_INPUT;
+        for (int m = 0; m < e->n_mod; m++)
+            mfi_assemble(&e->input[m], e->info, batch, mf_node_value(mg->input[m]), rng);
         float *target = mf_node_value(mg->target);
         for (int64_t i = 0; i < b; i++) {
-            if (e->labels[i] < 0 || e->labels[i] >= e->info->n_classes) {
-                mf_error_set(err, "%s: the '%s' data has label %d, outside 0…%d", e->path,
-                             e->reader->name, e->labels[i], e->info->n_classes - 1);
+            int32_t y = batch->labels[i];
+            if (y < 0 || y >= k) {
+                mf_error_set(err, "%s: the '%s' data gives sample %lld the label %d, outside "
+                             "0…%d", e->path, e->reader->name, (long long)batch->index[i], y, k - 1);
                 return MF_EXIT_BAD_INPUT;
             }
-            target[i] = (float)e->labels[i];
+            target[i] = (float)y;
         }
         mf_graph_forward(mg->g);
         float loss = mf_node_value(mg->loss)[0];
@@ -560,19 +702,21 @@ static int run_epoch(experiment *e, mfi_loader *loader, int training, int epoch,
             mf_optim_step(&e->optim, e->params);
         }
         const float *logits = mf_node_value(mg->logits);
-        const int k = e->info->n_classes;
         for (int64_t i = 0; i < b; i++) {
             int best = 0;
             for (int c = 1; c < k; c++)
                 if (logits[i * k + c] > logits[i * k + best])
                     best = c;
-            correct += best == e->labels[i];
+            correct += best == batch->labels[i];
+            if (e->confusion)
+                e->confusion[(int64_t)batch->labels[i] * k + best]++;
         }
         loss_sum += (double)loss * (double)b;
         seen += b;
     }
     st->loss = seen ? loss_sum / (double)seen : 0;
     st->accuracy = seen ? (double)correct / (double)seen : 0;
+    st->macro_f1 = e->confusion ? macro_f1(e->confusion, k) : NAN;
     st->samples = seen;
     return MF_EXIT_OK;
 }
@@ -584,31 +728,102 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Test accuracy with each modality dropped and each noise level on each modality, one at a
+ * time; printed and saved as robustness.csv. */
+static int evaluate_robustness(experiment *e, mfi_loader *test, const epoch_stats *clean,
+                               mf_error *err)
+{
+    const mf_config *rob = mf_config_get(section(e, "eval"), "robustness");
+    const mf_config *drop = mf_config_get(rob, "drop"), *noise = mf_config_get(rob, "noise");
+    int n_drop = mf_config_length(drop), n_noise = mf_config_length(noise);
+    if (n_drop + n_noise == 0)
+        return MF_EXIT_OK;
+    char csv[8192];
+    int len = snprintf(csv, sizeof csv, "transform,modality,level,accuracy,macro_f1\n"
+                                        "clean,,0,%.6f,%.6f\n", clean->accuracy, clean->macro_f1);
+    fprintf(e->log, "robustness (test split): clean accuracy %.4f\n", clean->accuracy);
+    for (int t = 0; t < n_drop + n_noise * e->n_mod; t++) {
+        int m;
+        double level = 0;
+        if (t < n_drop) {
+            const char *name = mf_config_scalar(mf_config_at(drop, t));
+            for (m = 0; m < e->n_mod && strcmp(e->mod_name[m], name); m++)
+                ;
+            e->input[m].drop = 1;
+        } else {
+            m = (t - n_drop) % e->n_mod;
+            double sigma;
+            const mf_config *item = mf_config_at(noise, (t - n_drop) / e->n_mod);
+            sigma = strtod(mf_config_scalar(item), NULL);
+            level = sigma;
+            e->input[m].noise = (float)sigma;
+        }
+        mf_rng rng;
+        mf_rng_seed_stream(&rng, (uint64_t)e->seed, UINT64_C(0x726f62) + (uint64_t)t); /* "rob" */
+        epoch_stats st;
+        int status = run_epoch(e, test, 0, 0, &st, &rng, err);
+        e->input[m].drop = 0;
+        e->input[m].noise = 0;
+        if (status)
+            return status;
+        const char *kind = t < n_drop ? "drop" : "noise";
+        fprintf(e->log, "  %-5s %-12s %-6g accuracy %.4f  (%+.4f)\n", kind, e->mod_name[m], level,
+                st.accuracy, st.accuracy - clean->accuracy);
+        if (len < (int)sizeof csv)
+            len += snprintf(csv + len, sizeof csv - (size_t)len, "%s,%s,%g,%.6f,%.6f\n", kind,
+                            e->mod_name[m], level, st.accuracy, st.macro_f1);
+    }
+    if (e->run) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/robustness.csv", e->run->path);
+        if (mf_write_file_atomic(path, csv, strlen(csv), err))
+            return MF_EXIT_FAILED;
+    }
+    return MF_EXIT_OK;
+}
+
 static int train(experiment *e, mf_run_result *res, mf_error *err)
 {
     mfi_loader *loader[3] = {NULL, NULL, NULL};
     float *best = NULL;
-    int status = MF_EXIT_FAILED, best_epoch = -1;
+    int status = MF_EXIT_FAILED, best_epoch = -1, prefetch = 1;
     const int64_t numel = mf_params_numel(e->params);
-    double t0 = now();
+    double t0 = now(), train_seconds = 0;
+    mf_config_bool(e->data_cfg, "prefetch", &prefetch, NULL);
     for (int s = 0; s < 3; s++) {
         if (e->splits.count[s] == 0)
             continue;
-        loader[s] = mfi_loader_new(e->ds, e->splits.index[s], e->splits.count[s], e->batch_size,
-                                   s == MF_SPLIT_TRAIN, (uint64_t)e->seed, err);
+        loader[s] = mfi_loader_new(e->ds, e->info, e->splits.index[s], e->splits.count[s],
+                                   e->batch_size, s == MF_SPLIT_TRAIN, (uint64_t)e->seed, prefetch,
+                                   err);
         if (!loader[s])
             goto done;
     }
-    if (!(best = malloc((size_t)(numel ? numel : 1) * sizeof(float))))
+    const int k = e->info->n_classes;
+    if (!(best = malloc((size_t)(numel ? numel : 1) * sizeof(float))) ||
+        !(e->confusion = calloc((size_t)k * (size_t)k, sizeof(int64_t)))) {
+        mf_error_set(err, "out of memory");
         goto done;
+    }
+    /* standardisation from the training split only, saved with the run */
+    int any = 0;
+    for (int m = 0; m < e->n_mod; m++)
+        any |= e->input[m].standardize;
+    if (any && (mfi_fit_standardization(e->input, e->n_mod, e->info, loader[MF_SPLIT_TRAIN], err) ||
+                (e->run && mfi_run_dir_standardization(e->run, e->input, e->n_mod, err)))) {
+        status = MF_EXIT_BAD_INPUT;
+        goto done;
+    }
     memcpy(best, mf_params_values(e->params), (size_t)numel * sizeof(float));
     res->best_val_accuracy = -1;
     for (int epoch = 0; epoch < e->epochs; epoch++) {
         double te = now();
-        epoch_stats tr, va = {0, 0, 0};
-        if ((status = run_epoch(e, loader[MF_SPLIT_TRAIN], 1, epoch, &tr, err)))
+        epoch_stats tr, va = {0, 0, 0, 0};
+        if ((status = run_epoch(e, loader[MF_SPLIT_TRAIN], 1, epoch, &tr, NULL, err)))
             goto done;
-        if (loader[MF_SPLIT_VAL] && (status = run_epoch(e, loader[MF_SPLIT_VAL], 0, 0, &va, err)))
+        train_seconds += now() - te;
+        if (loader[MF_SPLIT_VAL] &&
+            (status = run_epoch(e, loader[MF_SPLIT_VAL], 0, 0, &va, NULL, err)))
             goto done;
         /* Model selection on validation accuracy (the last epoch without a validation split). */
         if (!loader[MF_SPLIT_VAL] || va.accuracy > res->best_val_accuracy) {
@@ -633,26 +848,32 @@ static int train(experiment *e, mf_run_result *res, mf_error *err)
                     (long long)e->epochs, tr.loss, tr.accuracy, now() - te);
         fflush(e->log);
     }
+    res->data_wait = train_seconds > 0
+                         ? mfi_loader_wait_seconds(loader[MF_SPLIT_TRAIN]) / train_seconds
+                         : 0;
     memcpy(mf_params_values(e->params), best, (size_t)numel * sizeof(float));
-    res->test_accuracy = NAN;
+    res->test_accuracy = res->test_macro_f1 = NAN;
+    epoch_stats test = {0};
     if (loader[MF_SPLIT_TEST]) {
-        epoch_stats te;
-        if ((status = run_epoch(e, loader[MF_SPLIT_TEST], 0, 0, &te, err)))
+        if ((status = run_epoch(e, loader[MF_SPLIT_TEST], 0, 0, &test, NULL, err)))
             goto done;
-        res->test_accuracy = te.accuracy;
+        res->test_accuracy = test.accuracy;
+        res->test_macro_f1 = test.macro_f1;
     }
     res->seconds = now() - t0;
     res->best_epoch = best_epoch + 1;
     if (loader[MF_SPLIT_TEST] && loader[MF_SPLIT_VAL])
-        fprintf(e->log, "test accuracy %.4f  (epoch %d, best validation accuracy %.4f; %.1f s)\n",
-                res->test_accuracy, best_epoch + 1, res->best_val_accuracy, res->seconds);
+        fprintf(e->log, "test accuracy %.4f  macro-F1 %.4f  (epoch %d, best validation accuracy "
+                "%.4f; %.1f s, data wait %.1f %%)\n", res->test_accuracy, res->test_macro_f1,
+                best_epoch + 1, res->best_val_accuracy, res->seconds, 100 * res->data_wait);
     else if (loader[MF_SPLIT_TEST])
-        fprintf(e->log, "test accuracy %.4f  (after epoch %d; %.1f s)\n", res->test_accuracy,
-                best_epoch + 1, res->seconds);
+        fprintf(e->log, "test accuracy %.4f  macro-F1 %.4f  (after epoch %d; %.1f s)\n",
+                res->test_accuracy, res->test_macro_f1, best_epoch + 1, res->seconds);
     else
         fprintf(e->log, "no test split: training finished after %d epochs (%.1f s)\n",
                 res->epochs_run, res->seconds);
-    status = MF_EXIT_OK;
+    status = loader[MF_SPLIT_TEST] ? evaluate_robustness(e, loader[MF_SPLIT_TEST], &test, err)
+                                   : MF_EXIT_OK;
 done:
     for (int s = 0; s < 3; s++)
         mfi_loader_free(loader[s]);
@@ -672,7 +893,7 @@ static void describe(experiment *e)
     for (int m = 0; m < e->n_mod; m++) {
         char shape[64];
         fprintf(e->log, " %s %s", e->mod_name[m],
-                mf_shape_str(&in->modalities[e->mod[m]].shape, shape, sizeof shape));
+                mf_shape_str(&e->input[m].shape, shape, sizeof shape));
     }
     fprintf(e->log, "\n%s: model: %lld parameters; encoders", e->path,
             (long long)mf_params_numel(e->params));
@@ -694,9 +915,9 @@ static void experiment_free(experiment *e)
     mf_module_free(e->head);
     mf_module_free(e->loss);
     mf_params_free(e->params);
-    for (int m = 0; m < MAX_MODALITIES; m++)
-        free(e->scratch[m]);
-    free(e->labels);
+    for (int m = 0; m < e->n_mod; m++)
+        mfi_input_free(&e->input[m]);
+    free(e->confusion);
     mfi_splits_free(&e->splits);
     mf_dataset_close(e->ds);
     mf_registry_free(e->reg); /* last: the plugins' code must outlive their instances */

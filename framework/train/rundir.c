@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 
+#include "../data/assemble.h"
 #include "rundir.h"
 
 int mfi_make_dirs(const char *path)
@@ -128,6 +129,32 @@ int mfi_run_dir_result(mfi_run_dir *rd, const char *status, const mf_run_result 
     size_t len = strlen(text);
     text[len] = '\n'; /* the NUL becomes the final newline */
     int rc = mf_write_file_atomic(path, text, len + 1, err);
+    free(text);
+    return rc;
+}
+
+int mfi_run_dir_standardization(mfi_run_dir *rd, const mfi_input *inputs, int n, mf_error *err)
+{
+    json_t *j = json_object();
+    for (int k = 0; k < n; k++) {
+        if (!inputs[k].mean)
+            continue;
+        json_t *mean = json_array(), *std = json_array();
+        for (int64_t i = 0; i < mf_shape_numel(&inputs[k].shape); i++) {
+            json_array_append_new(mean, json_real(inputs[k].mean[i]));
+            json_array_append_new(std, json_real(1.0 / inputs[k].inv_std[i]));
+        }
+        json_object_set_new(j, inputs[k].name, json_pack("{s:o, s:o}", "mean", mean, "std", std));
+    }
+    char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(j);
+    if (!text) {
+        mf_error_set(err, "out of memory for standardization.json");
+        return -1;
+    }
+    char path[4200];
+    file_in(rd, "standardization.json", path, sizeof path);
+    int rc = mf_write_file_atomic(path, text, strlen(text), err);
     free(text);
     return rc;
 }

@@ -23,6 +23,10 @@ int mfi_run_dir_epoch(mfi_run_dir *rd, int epoch, double train_loss, double trai
 /* result.json: status ("done", "failed", "diverged"), the results and the seed. */
 int mfi_run_dir_result(mfi_run_dir *rd, const char *status, const mf_run_result *res,
                        int64_t seed, int best_epoch, const char *message, mf_error *err);
+/* standardization.json: per input, the mean and standard deviation of every feature. */
+struct mfi_input;
+int mfi_run_dir_standardization(mfi_run_dir *rd, const struct mfi_input *inputs, int n,
+                                mf_error *err);
 void mfi_run_dir_free(mfi_run_dir *rd);
 
 /* mkdir -p; 0 or -1 with errno set. */

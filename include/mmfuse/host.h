@@ -62,8 +62,8 @@ MF_API void mf_module_free(mf_module *m);
 MF_API mf_dataset *mf_dataset_open(const mf_plugin *plugin, const mf_config *cfg,
                                    const char *base_dir, mf_error *err);
 MF_API const mf_dataset_info *mf_dataset_get_info(const mf_dataset *ds);
-MF_API int mf_dataset_read(mf_dataset *ds, int64_t n, const int64_t *idx, float *const *bufs,
-                           int32_t *labels, mf_error *err);
+MF_API int mf_dataset_read(mf_dataset *ds, int64_t n, const int64_t *idx,
+                           const mf_batch_buffers *out, mf_error *err);
 MF_API void mf_dataset_close(mf_dataset *ds);
 
 /* ---------------------------------------------------------------- experiments */
@@ -88,6 +88,8 @@ typedef struct mf_run_result {
     double test_accuracy;          /* at the best validation epoch */
     double seconds;
     int best_epoch;                /* from 1 */
+    double test_macro_f1;
+    double data_wait;              /* share of training time spent waiting for batches */
     char run_dir[4096];            /* where the run was saved ("" when not) */
 } mf_run_result;
 

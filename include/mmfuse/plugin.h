@@ -16,7 +16,7 @@
  * says it is there. ABI major bumps are everything else.
  *
  * The kinds and their vtables:
- *   MF_KIND_DATASET  mf_dataset_ops  reads samples: modalities, labels, splits
+ *   MF_KIND_DATASET  mf_dataset_ops  reads samples: modalities, labels, splits (data.h)
  *   MF_KIND_ENCODER  mf_module_ops   one input → one output (also used as a head)
  *   MF_KIND_FUSION   mf_module_ops   one input per modality → one output
  *   MF_KIND_LOSS     mf_loss_ops     model outputs + target → scalar
@@ -26,6 +26,7 @@
 #define MMFUSE_PLUGIN_H
 
 #include "config.h"
+#include "data.h"
 #include "nn.h"
 
 #ifdef __cplusplus
@@ -121,42 +122,6 @@ typedef struct mf_loss_ops {
     mf_node *(*forward)(mf_module *self, mf_graph *g, const mf_loss_inputs *in);
     void (*destroy)(mf_module *self);
 } mf_loss_ops;
-
-/* ---------------------------------------------------------------- datasets */
-typedef struct mf_dataset mf_dataset;
-MF_API void *mf_dataset_state(mf_dataset *ds);
-/* The directory of the experiment file, for resolving relative paths. */
-MF_API const char *mf_dataset_base_dir(const mf_dataset *ds);
-
-enum { MF_SPLIT_TRAIN = 0, MF_SPLIT_VAL = 1, MF_SPLIT_TEST = 2 };
-
-typedef struct mf_modality_info {
-    const char *name;
-    mf_shape shape;                 /* per sample, e.g. (18) or (2,3,3) */
-} mf_modality_info;
-
-/* Filled by open(); the arrays belong to the plugin and live until close(). */
-typedef struct mf_dataset_info {
-    uint32_t struct_size;
-    int n_modalities;
-    const mf_modality_info *modalities;
-    int64_t n_samples;
-    int n_classes;
-    const char *const *class_names; /* n_classes names, or NULL */
-    const uint8_t *split;           /* n_samples MF_SPLIT_* values, or NULL: the host splits */
-} mf_dataset_info;
-
-typedef struct mf_dataset_ops {
-    uint32_t struct_size;
-    size_t state_size;
-    /* Open the data described by cfg and describe it. Required. */
-    int (*open)(mf_dataset *self, const mf_config *cfg, mf_dataset_info *info, mf_error *err);
-    /* Read samples idx[0..n): modality m of the i-th into bufs[m] + i·numel(shape_m),
-     * its class into labels[i]. Required. */
-    int (*read)(mf_dataset *self, int64_t n, const int64_t *idx, float *const *bufs,
-                int32_t *labels, mf_error *err);
-    void (*close)(mf_dataset *self);
-} mf_dataset_ops;
 
 #ifdef __cplusplus
 }

@@ -205,6 +205,7 @@ static int synthetic_open(mf_dataset *self, const mf_config *cfg, mf_dataset_inf
     for (int m = 0; m < M; m++) {
         st->modality[m].name = st->name[m];
         st->modality[m].shape = mf_shape1(p.dims[m]);
+        st->modality[m].dtype = MF_DTYPE_F32;
     }
     info->n_modalities = M;
     info->modalities = st->modality;
@@ -222,17 +223,17 @@ done:
     return ok ? 0 : -1;
 }
 
-static int synthetic_read(mf_dataset *self, int64_t n, const int64_t *idx, float *const *bufs,
-                          int32_t *labels, mf_error *err)
+static int synthetic_read(mf_dataset *self, int64_t n, const int64_t *idx,
+                          const mf_batch_buffers *out, mf_error *err)
 {
     synthetic_state *st = mf_dataset_state(self);
     for (int m = 0; m < st->n_modalities; m++) {
         int64_t d = st->modality[m].shape.dim[0];
         for (int64_t i = 0; i < n; i++)
-            memcpy(bufs[m] + i * d, st->x[m] + idx[i] * d, (size_t)d * sizeof(float));
+            memcpy(out->modality[m] + i * d, st->x[m] + idx[i] * d, (size_t)d * sizeof(float));
     }
     for (int64_t i = 0; i < n; i++)
-        labels[i] = st->label[idx[i]];
+        out->labels[i] = st->label[idx[i]];
     return 0;
 }
 

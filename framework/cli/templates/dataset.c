@@ -62,8 +62,8 @@ static int @NAME@_open(mf_dataset *self, const mf_config *cfg, mf_dataset_info *
         s->label[i] = y;
         s->split[i] = i % 10 < 8 ? MF_SPLIT_TRAIN : i % 10 == 8 ? MF_SPLIT_VAL : MF_SPLIT_TEST;
     }
-    s->modality[0] = (mf_modality_info){"a", mf_shape1(FEATURES)};
-    s->modality[1] = (mf_modality_info){"b", mf_shape1(FEATURES)};
+    s->modality[0] = (mf_modality_info){"a", mf_shape1(FEATURES), MF_DTYPE_F32};
+    s->modality[1] = (mf_modality_info){"b", mf_shape1(FEATURES), MF_DTYPE_F32};
     info->n_modalities = 2;
     info->modalities = s->modality;
     info->n_samples = n;
@@ -72,14 +72,14 @@ static int @NAME@_open(mf_dataset *self, const mf_config *cfg, mf_dataset_info *
     return 0;
 }
 
-static int @NAME@_read(mf_dataset *self, int64_t n, const int64_t *idx, float *const *bufs,
-                       int32_t *labels, mf_error *err)
+static int @NAME@_read(mf_dataset *self, int64_t n, const int64_t *idx,
+                       const mf_batch_buffers *out, mf_error *err)
 {
     @NAME@_state *s = mf_dataset_state(self);
     for (int64_t i = 0; i < n; i++) {
         for (int m = 0; m < 2; m++)
-            memcpy(bufs[m] + i * FEATURES, s->x[m] + idx[i] * FEATURES, FEATURES * sizeof(float));
-        labels[i] = s->label[idx[i]];
+            memcpy(out->modality[m] + i * FEATURES, s->x[m] + idx[i] * FEATURES, FEATURES * sizeof(float));
+        out->labels[i] = s->label[idx[i]];
     }
     return 0;
 }

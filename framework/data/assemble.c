@@ -1,0 +1,134 @@
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "assemble.h"
+
+int mfi_input_view(mfi_input *in, const mf_shape *source, int axis, int64_t start,
+                   int64_t length, mf_error *err)
+{
+    char shape[64];
+    if (axis < 0 || axis >= source->ndim) {
+        mf_error_set(err, "axis %d is out of range for the per-sample shape %s", axis,
+                     mf_shape_str(source, shape, sizeof shape));
+        return -1;
+    }
+    if (start < 0 || length < 1 || start + length > source->dim[axis]) {
+        mf_error_set(err, "[%lld, %lld) is out of range for axis %d of the per-sample shape %s",
+                     (long long)start, (long long)(start + length), axis,
+                     mf_shape_str(source, shape, sizeof shape));
+        return -1;
+    }
+    in->axis = axis;
+    in->start = start;
+    in->length = length;
+    in->shape = *source;
+    in->shape.dim[axis] = length;
+    return 0;
+}
+
+void mfi_assemble(const mfi_input *in, const mf_dataset_info *info, const mfi_batch *b, float *dst,
+                  mf_rng *rng)
+{
+    const mf_shape *src_shape = &info->modalities[in->source].shape;
+    const int64_t src_numel = mf_shape_numel(src_shape), numel = mf_shape_numel(&in->shape);
+    const float *src = b->modality[in->source];
+    if (in->drop) { /* zeros: the training mean once standardised */
+        memset(dst, 0, (size_t)(b->n * numel) * sizeof(float));
+        return;
+    }
+    for (int64_t i = 0; i < b->n; i++) {
+        const float *s = src + i * src_numel;
+        float *d = dst + i * numel;
+        if (in->axis < 0) {
+            memcpy(d, s, (size_t)numel * sizeof(float));
+        } else {
+            // the sample viewed as (outer, dim[axis], inner): keep [start, start+length)
+            int64_t outer = 1, inner = 1;
+            for (int k = 0; k < in->axis; k++)
+                outer *= src_shape->dim[k];
+            for (int k = in->axis + 1; k < src_shape->ndim; k++)
+                inner *= src_shape->dim[k];
+            const int64_t run = in->length * inner, full = src_shape->dim[in->axis] * inner;
+            for (int64_t o = 0; o < outer; o++)
+                memcpy(d + o * run, s + o * full + in->start * inner, (size_t)run * sizeof(float));
+        }
+        if (in->mean)
+            for (int64_t j = 0; j < numel; j++)
+                d[j] = (d[j] - in->mean[j]) * in->inv_std[j];
+        if (in->noise > 0)
+            for (int64_t j = 0; j < numel; j++)
+                d[j] += in->noise * mf_rng_normal(rng);
+    }
+}
+
+int mfi_fit_standardization(mfi_input *inputs, int n_inputs, const mf_dataset_info *info,
+                            mfi_loader *loader, mf_error *err)
+{
+    double *sum[MFI_MAX_MODALITIES] = {0}, *sq[MFI_MAX_MODALITIES] = {0};
+    float *tmp[MFI_MAX_MODALITIES] = {0};
+    int64_t count = 0, batch_max = mfi_loader_peek(loader);
+    int status = 0;
+    for (int k = 0; k < n_inputs && !status; k++) {
+        if (!inputs[k].standardize)
+            continue;
+        size_t numel = (size_t)mf_shape_numel(&inputs[k].shape);
+        sum[k] = calloc(numel, sizeof(double));
+        sq[k] = calloc(numel, sizeof(double));
+        tmp[k] = malloc((size_t)batch_max * numel * sizeof(float));
+        inputs[k].mean = malloc(numel * sizeof(float));
+        inputs[k].inv_std = malloc(numel * sizeof(float));
+        if (!sum[k] || !sq[k] || !tmp[k] || !inputs[k].mean || !inputs[k].inv_std) {
+            mf_error_set(err, "out of memory fitting the standardisation");
+            status = -1;
+        }
+    }
+    const mfi_batch *b;
+    int64_t n;
+    mfi_loader_start(loader, 0);
+    while (!status && (n = mfi_loader_next(loader, &b, err)) > 0) {
+        for (int k = 0; k < n_inputs; k++) {
+            if (!inputs[k].standardize)
+                continue;
+            mfi_input raw = inputs[k];
+            raw.mean = raw.inv_std = NULL;
+            raw.drop = 0;
+            raw.noise = 0;
+            mfi_assemble(&raw, info, b, tmp[k], NULL);
+            const int64_t numel = mf_shape_numel(&inputs[k].shape);
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = 0; j < numel; j++) {
+                    double v = tmp[k][i * numel + j];
+                    sum[k][j] += v;
+                    sq[k][j] += v * v;
+                }
+        }
+        count += n;
+    }
+    if (!status && n < 0)
+        status = -1;
+    for (int k = 0; k < n_inputs && !status; k++) {
+        if (!inputs[k].standardize)
+            continue;
+        const int64_t numel = mf_shape_numel(&inputs[k].shape);
+        for (int64_t j = 0; j < numel; j++) {
+            double mean = sum[k][j] / (double)count;
+            double var = sq[k][j] / (double)count - mean * mean;
+            inputs[k].mean[j] = (float)mean;
+            inputs[k].inv_std[j] = var > 1e-12 ? (float)(1.0 / sqrt(var)) : 1.0f;
+        }
+    }
+    for (int k = 0; k < n_inputs; k++) {
+        free(sum[k]);
+        free(sq[k]);
+        free(tmp[k]);
+    }
+    return status;
+}
+
+void mfi_input_free(mfi_input *in)
+{
+    free(in->mean);
+    free(in->inv_std);
+    in->mean = in->inv_std = NULL;
+}

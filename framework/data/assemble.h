@@ -1,0 +1,38 @@
+/* From a batch as the dataset delivered it to the model's inputs: views carved out of a
+ * modality (channels of an image, a band range, image halves), per-feature standardisation
+ * fitted on the training split, and the robustness transforms of evaluation (a modality
+ * dropped, Gaussian noise). Private. */
+#ifndef MF_DATA_ASSEMBLE_H
+#define MF_DATA_ASSEMBLE_H
+
+#include "loader.h"
+
+typedef struct mfi_input {
+    const char *name;
+    int source;           /* the dataset modality it comes from */
+    int axis;             /* per-sample axis of the source it slices, or -1: all of it */
+    int64_t start, length;
+    mf_shape shape;       /* per sample */
+    int standardize;      /* token ids never are */
+    float *mean, *inv_std; /* numel(shape) each once fitted (NULL before) */
+    /* robustness at evaluation */
+    int drop;             /* replace by zeros (the training mean, once standardised) */
+    float noise;          /* add N(0, noise²) after standardisation */
+} mfi_input;
+
+/* The per-sample shape of a view; -1 with a sentence when axis/start/length do not fit. */
+int mfi_input_view(mfi_input *in, const mf_shape *source, int axis, int64_t start,
+                   int64_t length, mf_error *err);
+
+/* Write input `in` of a batch's n samples to dst (n × numel(in->shape) floats); rng draws
+ * the noise (NULL when in->noise is 0). */
+void mfi_assemble(const mfi_input *in, const mf_dataset_info *info, const mfi_batch *b, float *dst,
+                  mf_rng *rng);
+
+/* Fit mean and 1/std per feature of every input that standardises, over all of `loader`'s
+ * samples (the training split), in double precision. A constant feature gets 1/std = 1. */
+int mfi_fit_standardization(mfi_input *inputs, int n_inputs, const mf_dataset_info *info,
+                            mfi_loader *loader, mf_error *err);
+void mfi_input_free(mfi_input *in);
+
+#endif
