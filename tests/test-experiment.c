@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include <mmfuse/host.h>
 
 static char path_buf[4096];
@@ -131,6 +133,110 @@ START_TEST(run_folder_reproduces)
 }
 END_TEST
 
+/* Reading ahead in a second thread changes nothing but speed. */
+START_TEST(prefetch_changes_nothing)
+{
+    static const char *const on[] = {"train.epochs=3", "data.prefetch=true"};
+    static const char *const off[] = {"train.epochs=3", "data.prefetch=false"};
+    mf_run_result a = run("experiments/quickstart.yaml", 2, on);
+    mf_run_result b = run("experiments/quickstart.yaml", 2, off);
+    ck_assert(a.final_train_loss == b.final_train_loss);
+    ck_assert(a.test_accuracy == b.test_accuracy);
+}
+END_TEST
+
+/* The standardisation is fitted on the training split only: standardization.json holds the
+ * mean and standard deviation of every feature over exactly the training samples. */
+START_TEST(standardization_fitted_on_training_split)
+{
+    char dir[] = "/tmp/mmfuse-std-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    static const char *const o[] = {"train.epochs=1", "data.samples=1000"};
+    mf_run_options opts = {.struct_size = sizeof opts, .n_overrides = 2, .overrides = o,
+                           .log = stdout, .quiet = 1, .run_dir = dir};
+    mf_run_result res;
+    mf_error err;
+    mf_error_clear(&err);
+    ck_assert_int_eq(mf_experiment_run(source_path("experiments/quickstart.yaml"), &opts, &res,
+                                       &err), MF_EXIT_OK);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/standardization.json", dir);
+    json_error_t jerr;
+    json_t *saved = json_load_file(path, 0, &jerr);
+    ck_assert_msg(saved != NULL, "%s", jerr.text);
+
+    /* the same data, read directly: the reader's own split (0.7 of 1000 is training) */
+    mf_registry *reg = mf_registry_new();
+    ck_assert_int_eq(mf_registry_add_dir(reg, mf_default_plugin_dir(), &err), 0);
+    mf_config *cfg = mf_config_parse("{seed: 7, samples: 1000}", 24, "test", &err);
+    const mf_plugin *synthetic = mf_registry_find(reg, MF_KIND_DATASET, "synthetic", NULL);
+    ck_assert_int_eq(mf_config_check(cfg, synthetic->params, NULL, &err), 0);
+    mf_dataset *ds = mf_dataset_open(synthetic, cfg, ".", &err);
+    ck_assert_ptr_nonnull(ds);
+    const mf_dataset_info *info = mf_dataset_get_info(ds);
+    int64_t idx[1000], n = 0;
+    for (int64_t i = 0; i < info->n_samples; i++)
+        if (info->split[i] == MF_SPLIT_TRAIN)
+            idx[n++] = i;
+    ck_assert_int_eq(n, 700);
+    float a[700 * 16], b[700 * 16];
+    int32_t labels[700];
+    float *bufs[2] = {a, b};
+    mf_batch_buffers out = {sizeof out, bufs, labels, NULL};
+    ck_assert_int_eq(mf_dataset_read(ds, n, idx, &out, &err), 0);
+    for (int j = 0; j < 16; j++) {
+        double sum = 0, sq = 0;
+        for (int64_t i = 0; i < n; i++) {
+            sum += a[i * 16 + j];
+            sq += (double)a[i * 16 + j] * a[i * 16 + j];
+        }
+        double mean = sum / (double)n, std = sqrt(sq / (double)n - mean * mean);
+        json_t *m = json_array_get(json_object_get(json_object_get(saved, "a"), "mean"), (size_t)j);
+        json_t *d = json_array_get(json_object_get(json_object_get(saved, "a"), "std"), (size_t)j);
+        ck_assert_msg(fabs(json_real_value(m) - mean) < 1e-5, "mean[%d] %g vs %g", j,
+                      json_real_value(m), mean);
+        ck_assert_msg(fabs(json_real_value(d) - std) < 1e-4 * (1 + std), "std[%d]", j);
+    }
+    json_decref(saved);
+    mf_dataset_close(ds);
+    mf_config_free(cfg);
+    mf_registry_free(reg);
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+/* Views carve modalities out of one: the two halves of `a` carry what `a` carries. */
+START_TEST(views_carve_modalities)
+{
+    static const char *const halves[] = {
+        "train.epochs=6", "data.views={a1: {from: a, axis: 0, length: 8}, "
+                          "a2: {from: a, axis: 0, start: 8, length: 8}}",
+        "model.encoders={a1: {type: mlp, hidden: [32], out: 16}, a2: {type: mlp, hidden: [32], out: 16}}"};
+    static const char *const whole[] = {
+        "train.epochs=6", "data.modalities=[a]",
+        "model.encoders={a: {type: mlp, hidden: [64], out: 32}}"};
+    mf_run_result h = run("experiments/quickstart.yaml", 3, halves);
+    mf_run_result w = run("experiments/quickstart.yaml", 3, whole);
+    printf("a as two views %.4f, a whole %.4f\n", h.test_accuracy, w.test_accuracy);
+    ck_assert_double_ge(h.test_accuracy, w.test_accuracy - 0.03);
+    ck_assert_double_le(h.test_accuracy, 0.80); /* b's information is not in a */
+
+    /* a view that does not fit */
+    static const char *const bad[] = {"data.views={x: {from: a, axis: 0, start: 10, length: 8}}"};
+    mf_run_options opts = {.struct_size = sizeof opts, .n_overrides = 1, .overrides = bad,
+                           .log = stdout, .quiet = 1, .no_save = 1};
+    mf_error err;
+    mf_error_clear(&err);
+    ck_assert_int_eq(mf_experiment_run(source_path("experiments/quickstart.yaml"), &opts, NULL,
+                                       &err), MF_EXIT_BAD_INPUT);
+    ck_assert_str_eq(err.msg, "-o data.views={x: {from: a, axis: 0, start: 10, length: 8}}:1:16: "
+                              "data.views.x: [10, 18) is out of range for axis 0 of the "
+                              "per-sample shape (16)");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("experiment");
@@ -141,6 +247,9 @@ int main(void)
     tcase_add_test(tc, synergy_needs_both_modalities);
     tcase_add_test(tc, unique_information_is_per_modality);
     tcase_add_test(tc, run_folder_reproduces);
+    tcase_add_test(tc, prefetch_changes_nothing);
+    tcase_add_test(tc, standardization_fitted_on_training_split);
+    tcase_add_test(tc, views_carve_modalities);
     suite_add_tcase(s, tc);
     return mf_test_run(s);
 }
