@@ -4,9 +4,11 @@
  * Error messages are asserted word for word: they are the user interface. */
 #include "mf_check.h"
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <mmfuse/mmfuse.h>
@@ -212,6 +214,10 @@ START_TEST(test_parse_errors)
                        "q.yaml:3:3: run: merge keys ('<<: *name') are not supported; write the keys out");
 
     assert_parse_error("a: [1, 2]]\n", "q.yaml:1:10: unexpected ']' without a matching '['");
+    assert_parse_error("optim: {lr: ${env:LR,1e-3}}\n",
+                       "q.yaml:1:14: a ${…} cannot be written plainly inside [ ] or { }: write the "
+                       "list or map in block style (one 'key: value' or '- item' per line), or "
+                       "quote it (then it is a string)");
     assert_parse_error("a: \"x\" y\n",
                        "q.yaml:1:8: unexpected text after the value (to keep it, quote the whole value)");
     /* binary junk and bad UTF-8: a clean message with the position of the first bad byte */
@@ -671,6 +677,12 @@ START_TEST(test_overrides)
     assert_override_error(root, "optim.betas[1]=0.5",
                           "-o 'optim.betas[1]=0.5': list items cannot be set one by one; give the "
                           "whole list (KEY=[a, b, …])");
+    assert_override_error(root, "a\x01.b=1",
+                          "-o 'a\\x01.b=1': found a control character (0x01) in the key; keys are "
+                          "UTF-8 text");
+    assert_override_error(root, "caf\xe9=1",
+                          "-o 'caf\xe9=1': found bytes that are not UTF-8 text (0xE9) in the key; "
+                          "keys are UTF-8 text");
     ck_assert_ptr_null(mf_config_get(root, "x")); /* failed overrides change nothing */
     ck_assert_ptr_null(mf_config_get(root, "a"));
     override_ok(root, "model.encoders.nir.hidden=[64,64]");
@@ -755,6 +767,8 @@ START_TEST(test_write_round_trip)
     ck_assert_msg(root != NULL, "%s", err.msg);
     override_ok(root, "extra={a: [1, \"2\"], b: 'x: y', c: ~, d: [[1, 2], {e: 3}], f: [a b, '']}");
     override_ok(root, "model.encoders.nir.note=\"line one\\nline two\"");
+    override_ok(root, "extra.null.<<=x"); /* keys YAML reads otherwise unquoted: quoted */
+    override_ok(root, "extra.~=${not expanded}");
     assert_check(section(root, "train"), train_specs,
                  (const char *const[]){"note", "tags", "empty", "long", NULL}, 0, "");
 
@@ -802,6 +816,349 @@ START_TEST(test_write_round_trip)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- includes */
+/* Write text to the scratch file `name`; returns its path (copied into path). */
+static const char *put_file(const char *name, const char *text, char *path, size_t size)
+{
+    snprintf(path, size, "%s", scratch(name));
+    write_file(path, text, strlen(text));
+    return path;
+}
+
+/* Load the scratch file `name`, expecting the error text with "@" standing for the scratch
+ * folder. */
+static void assert_include_error(const char *name, const char *expected_with_dir)
+{
+    char path[256], expected[MF_ERROR_CAPACITY] = "";
+    snprintf(path, sizeof path, "%s", scratch(name));
+    for (const char *p = expected_with_dir; *p; p++) {
+        if (*p == '@')
+            strcat(expected, scratch_dir);
+        else
+            strncat(expected, p, 1);
+    }
+    assert_load_error(path, expected);
+}
+
+START_TEST(test_includes_merge)
+{
+    char base[256], more[256], exp[256], path[256];
+    put_file("base.yaml",
+             "seed: 1\n"
+             "model:\n"
+             "  encoders:\n"
+             "    a: {type: mlp, hidden: [64, 64]}\n"
+             "  fusion: {type: concat}\n"
+             "optim: {lr: 0.1}\n",
+             base, sizeof base);
+    put_file("more.yaml", "optim: {lr: 0.2, name: sgd}\ntrain: {epochs: 3, tags: [a, b]}\n", more,
+             sizeof more);
+    put_file("exp.yaml",
+             "include: [base.yaml, more.yaml]\n" /* 1 */
+             "model:\n"                          /* 2 */
+             "  encoders:\n"                     /* 3 */
+             "    a: {hidden: [8]}\n"            /* 4 */
+             "train: {epochs: 5}\n"              /* 5 */
+             "name: x\n",                        /* 6 */
+             exp, sizeof exp);
+    mf_error_clear(&err);
+    mf_config *root = mf_config_load(exp, &err);
+    ck_assert_msg(root != NULL, "%s", err.msg);
+    /* included keys first, in the order they were merged; the including file's new keys last */
+    ck_assert_int_eq(mf_config_length(root), 5);
+    ck_assert_str_eq(mf_config_key_at(root, 0), "seed");
+    ck_assert_str_eq(mf_config_key_at(root, 1), "model");
+    ck_assert_str_eq(mf_config_key_at(root, 2), "optim");
+    ck_assert_str_eq(mf_config_key_at(root, 3), "train");
+    ck_assert_str_eq(mf_config_key_at(root, 4), "name");
+    ck_assert(!mf_config_has(root, "include"));
+    /* each node keeps the file it came from */
+    const mf_config *seed = mf_config_get(root, "seed");
+    ck_assert_str_eq(mf_config_file(seed), base);
+    ck_assert_int_eq(mf_config_line(seed), 1);
+    ck_assert_int_eq(mf_config_column(seed), 7);
+    const mf_config *type = mf_config_get(root, "model.encoders.a.type");
+    ck_assert_str_eq(mf_config_scalar(type), "mlp");
+    ck_assert_str_eq(mf_config_file(type), base);
+    ck_assert_int_eq(mf_config_line(type), 4);
+    ck_assert_str_eq(mf_config_path(type), "model.encoders.a.type");
+    /* lists are replaced whole */
+    const mf_config *hidden = mf_config_get(root, "model.encoders.a.hidden");
+    ck_assert_int_eq(mf_config_length(hidden), 1);
+    ck_assert_str_eq(mf_config_file(hidden), exp);
+    ck_assert_str_eq(mf_config_path(mf_config_at(hidden, 0)), "model.encoders.a.hidden[0]");
+    /* later files win; maps both wrote take the later file's mark */
+    ck_assert_str_eq(mf_config_scalar(mf_config_get(root, "optim.lr")), "0.2");
+    ck_assert_str_eq(mf_config_file(mf_config_get(root, "optim.lr")), more);
+    ck_assert_str_eq(mf_config_scalar(mf_config_get(root, "optim.name")), "sgd");
+    ck_assert_str_eq(mf_config_scalar(mf_config_get(root, "train.epochs")), "5");
+    ck_assert_int_eq(mf_config_length(mf_config_get(root, "train.tags")), 2);
+    ck_assert_str_eq(mf_config_file(mf_config_get(root, "model.encoders.a")), exp);
+    ck_assert_int_eq(mf_config_line(mf_config_get(root, "model.encoders.a")), 4);
+    ck_assert_str_eq(mf_config_file(mf_config_get(root, "model.fusion")), base);
+    ck_assert_str_eq(mf_config_file(root), exp);
+    ck_assert_int_eq(mf_config_line(root), 1);
+    /* so checker messages point into the right file */
+    static const mf_param_spec lr_spec[] = {
+        {"lr", MF_TYPE_INT, NULL, 0, 0, 0, NULL, NULL},
+        MF_PARAM_END,
+    };
+    char expected[1024];
+    snprintf(expected, sizeof expected,
+             "%s:1:13: optim.lr: expected an integer, got '0.2'\n"
+             "%s:1:18: optim: unknown key 'name'",
+             more, more);
+    assert_check(section(root, "optim"), lr_spec, NULL, 2, expected);
+    mf_config_free(root);
+
+    /* one name instead of a list; names relative to the including file's folder, nested */
+    ck_assert_int_eq(mkdir(scratch("sub"), 0755), 0);
+    put_file("sub/mid.yaml", "include: leaf.yaml\nmid: 1\nleaf: {b: 2}\n", path, sizeof path);
+    put_file("sub/leaf.yaml", "leaf: {a: 1, b: 1}\n", path, sizeof path);
+    put_file("two.yaml", "include: ./sub//mid.yaml\ninclude_not: 1\n", path, sizeof path);
+    put_file("none.yaml", "include: []\na: 1\n", path, sizeof path);
+    mf_error_clear(&err);
+    root = mf_config_load(scratch("two.yaml"), &err);
+    ck_assert_msg(root != NULL, "%s", err.msg);
+    ck_assert_str_eq(mf_config_scalar(mf_config_get(root, "leaf.a")), "1");
+    ck_assert_str_eq(mf_config_scalar(mf_config_get(root, "leaf.b")), "2");
+    ck_assert_str_eq(mf_config_file(mf_config_get(root, "leaf.a")), scratch("sub/leaf.yaml"));
+    ck_assert_str_eq(mf_config_file(mf_config_get(root, "leaf.b")), scratch("sub/mid.yaml"));
+    ck_assert_str_eq(mf_config_key_at(root, 2), "include_not");
+    mf_config_free(root);
+    root = mf_config_load(scratch("none.yaml"), &err);
+    ck_assert_msg(root != NULL, "%s", err.msg);
+    ck_assert_int_eq(mf_config_length(root), 1);
+    mf_config_free(root);
+
+    /* the merged tree is a complete file: written and read back, it is the same */
+    root = mf_config_load(exp, &err);
+    const char *written = scratch("written.yaml");
+    ck_assert_msg(mf_config_write(root, written, &err) == 0, "%s", err.msg);
+    mf_config *again = mf_config_load(written, &err);
+    ck_assert_msg(again != NULL, "%s", err.msg);
+    assert_same_tree(root, again);
+    mf_config_free(again);
+    mf_config_free(root);
+
+    const char *const names[] = {"base.yaml", "more.yaml", "exp.yaml", "sub/mid.yaml",
+                                 "sub/leaf.yaml", "two.yaml", "none.yaml", "written.yaml", "sub"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        ck_assert_int_eq(remove(scratch(names[i])), 0);
+    scratch_done();
+}
+END_TEST
+
+START_TEST(test_include_errors)
+{
+    char path[256], expected[PATH_MAX + 1024];
+    put_file("a.yaml", "seed: 1\ninclude: b.yaml\n", path, sizeof path);
+    put_file("b.yaml", "include: [c.yaml, a.yaml]\n", path, sizeof path);
+    put_file("c.yaml", "c: 1\n", path, sizeof path);
+    assert_include_error("a.yaml", "@/a.yaml:2:10: include: cycle: @/a.yaml → @/b.yaml → @/a.yaml");
+    put_file("self.yaml", "include: [./self.yaml]\n", path, sizeof path);
+    assert_include_error("self.yaml", "@/self.yaml:1:11: include: cycle: @/self.yaml → @/self.yaml");
+
+    char real[PATH_MAX];
+    ck_assert_ptr_nonnull(realpath(scratch_dir, real));
+    put_file("missing.yaml", "a: 1\ninclude:\n  - c.yaml\n  - base.yaml\n", path, sizeof path);
+    snprintf(expected, sizeof expected,
+             "@/missing.yaml:4:5: include: cannot open 'base.yaml' (resolved to %s/base.yaml): "
+             "No such file or directory",
+             real);
+    assert_include_error("missing.yaml", expected);
+    put_file("dir.yaml", "include: .\n", path, sizeof path);
+    snprintf(expected, sizeof expected,
+             "@/dir.yaml:1:10: include: cannot open '.' (resolved to %s): Is a directory", real);
+    assert_include_error("dir.yaml", expected);
+
+    put_file("dir.yaml", "include: /dev/null\n", path, sizeof path); /* nor a device or pipe */
+    assert_include_error("dir.yaml", "@/dir.yaml:1:10: include: cannot open '/dev/null' (resolved "
+                                     "to /dev/null): not a regular file");
+
+    put_file("list.yaml", "- a\n- b\n", path, sizeof path);
+    put_file("empty.yaml", "# nothing\n", path, sizeof path);
+    put_file("broken.yaml", "a: 1\nb: [1, 2\n", path, sizeof path);
+    put_file("uses.yaml", "include: list.yaml\n", path, sizeof path);
+    assert_include_error("uses.yaml",
+                         "@/uses.yaml:1:10: include: 'list.yaml' must be a map of sections, got a list");
+    put_file("uses.yaml", "include: [c.yaml, empty.yaml]\n", path, sizeof path);
+    assert_include_error("uses.yaml", "@/uses.yaml:1:19: include: 'empty.yaml' is empty");
+    /* a problem inside an included file: where it is, then where it was included from */
+    put_file("uses.yaml", "include: [c.yaml, nested.yaml]\n", path, sizeof path);
+    put_file("nested.yaml", "n: 1\ninclude: broken.yaml\n", path, sizeof path);
+    assert_include_error("uses.yaml",
+                         "@/broken.yaml:3:1: unclosed '[' (opened at line 2, column 4): expected "
+                         "',' or ']'\n"
+                         "@/nested.yaml:2:10: include: while including 'broken.yaml'\n"
+                         "@/uses.yaml:1:19: include: while including 'nested.yaml'");
+    put_file("uses.yaml", "include: {a: 1}\n", path, sizeof path);
+    assert_include_error("uses.yaml", "@/uses.yaml:1:10: include: expected a file name or a list "
+                                      "of file names, got a map");
+    put_file("uses.yaml", "include: [c.yaml, [x]]\n", path, sizeof path);
+    assert_include_error("uses.yaml",
+                         "@/uses.yaml:1:19: include: expected a file name, got a list");
+    put_file("uses.yaml", "include:\n", path, sizeof path);
+    assert_include_error("uses.yaml", "@/uses.yaml:1:9: include: expected a file name or a list "
+                                      "of file names, got an empty value");
+    /* the including file's own problems are its own */
+    put_file("uses.yaml", "include: c.yaml\nx: [\n", path, sizeof path);
+    assert_include_error("uses.yaml", "@/uses.yaml:3:1: expected a value here");
+
+    /* a chain of 34 files: the 33rd nested include is refused */
+    for (int i = 0; i <= 33; i++) {
+        char name[32], text[64];
+        snprintf(name, sizeof name, "d%d.yaml", i);
+        snprintf(text, sizeof text, "include: d%d.yaml\nd%d: 1\n", i + 1, i);
+        put_file(name, i == 33 ? "end: 1\n" : text, path, sizeof path);
+    }
+    assert_include_error("d0.yaml", "@/d32.yaml:1:10: include: includes nested more than 32 levels deep");
+    put_file("d1.yaml", "d1: 1\n", path, sizeof path); /* 2 levels now */
+    mf_error_clear(&err);
+    mf_config *root = mf_config_load(scratch("d0.yaml"), &err);
+    ck_assert_msg(root != NULL, "%s", err.msg);
+    ck_assert_int_eq(mf_config_length(root), 2);
+    mf_config_free(root);
+
+    /* a diamond of includes (each file twice) would double per level: capped */
+    for (int i = 0; i <= 10; i++) {
+        char name[32], text[64];
+        snprintf(name, sizeof name, "w%d.yaml", i);
+        snprintf(text, sizeof text, "include: [w%d.yaml, w%d.yaml]\n", i + 1, i + 1);
+        put_file(name, i == 10 ? "end: 1\n" : text, path, sizeof path);
+    }
+    assert_include_error("w0.yaml", "@/w9.yaml:1:21: include: more than 256 files included");
+
+    const char *const names[] = {"a.yaml", "b.yaml", "c.yaml", "self.yaml", "missing.yaml",
+                                 "dir.yaml", "list.yaml", "empty.yaml", "broken.yaml",
+                                 "uses.yaml", "nested.yaml"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        ck_assert_int_eq(remove(scratch(names[i])), 0);
+    for (int i = 0; i <= 33; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "d%d.yaml", i);
+        ck_assert_int_eq(remove(scratch(name)), 0);
+        snprintf(name, sizeof name, "w%d.yaml", i);
+        if (i <= 10)
+            ck_assert_int_eq(remove(scratch(name)), 0);
+    }
+    scratch_done();
+}
+END_TEST
+
+/* ---------------------------------------------------------------- environment */
+START_TEST(test_env_interpolation)
+{
+    setenv("MF_TEST_LR", "3e-4", 1);
+    setenv("MF_TEST_PADDED", "  padded  ", 1);
+    setenv("MF_TEST_EMPTY", "", 1);
+    setenv("MF_TEST_BASE", "c.yaml", 1);
+    unsetenv("MF_TEST_UNSET");
+    char path[256];
+    put_file("c.yaml", "from_c: ${env:MF_TEST_LR}\n", path, sizeof path);
+    put_file("env.yaml",
+             "lr: ${env:MF_TEST_LR}\n"                                      /* 1 */
+             "lr2: ${env:MF_TEST_UNSET,1e-3}\n"                             /* 2 */
+             "lr3: ${env:MF_TEST_UNSET, 2}\n"                               /* 3 */
+             "quoted: \"${env:MF_TEST_LR}\"\n"                              /* 4 */
+             "mix: a-${env:MF_TEST_LR}-${env:MF_TEST_UNSET,x y}-$${lit}\n"  /* 5 */
+             "pad: ${env:MF_TEST_PADDED}\n"                                 /* 6 */
+             "qpad: '${env:MF_TEST_PADDED}'\n"                              /* 7 */
+             "empty: ${env:MF_TEST_EMPTY,default}\n"                        /* 8 */
+             "list:\n"                                                      /* 9 */
+             "  - ${env:MF_TEST_LR}\n"                                      /* 10 */
+             "keep: $$ $x {} $$$${\n"                                       /* 11 */
+             "${env:MF_TEST_LR}: key\n"                                     /* 12 */
+             "include: ${env:MF_TEST_BASE}\n",                              /* 13 */
+             path, sizeof path);
+    mf_error_clear(&err);
+    mf_config *root = mf_config_load(path, &err);
+    ck_assert_msg(root != NULL, "%s", err.msg);
+    double f = 0;
+    ck_assert_int_eq(mf_config_float(root, "lr", &f, &err), 0);
+    ck_assert_double_eq(f, 3e-4);
+    ck_assert_int_eq(mf_config_float(root, "lr2", &f, &err), 0);
+    ck_assert_double_eq(f, 1e-3);
+    int64_t i = 0;
+    ck_assert_int_eq(mf_config_int(root, "lr3", &i, &err), 0); /* " 2": typed as YAML would */
+    ck_assert_int_eq(i, 2);
+    ck_assert_int_eq(mf_config_float(mf_config_get(root, "list"), "x", &f, &err), -1);
+    mf_error_clear(&err);
+    ck_assert_int_eq(mf_config_float(root, "quoted", &f, &err), -1);
+    char expected[4096];
+    snprintf(expected, sizeof expected,
+             "%s:4:9: quoted: expected a number, got the quoted string \"3e-4\"", path);
+    ck_assert_str_eq(err.msg, expected);
+    ck_assert_str_eq(mf_config_scalar(mf_config_get(root, "mix")), "a-3e-4-x y-${lit}");
+    ck_assert_str_eq(mf_config_scalar(mf_config_get(root, "pad")), "padded");
+    ck_assert_str_eq(mf_config_scalar(mf_config_get(root, "qpad")), "  padded  ");
+    ck_assert_str_eq(mf_config_scalar(mf_config_get(root, "empty")), ""); /* set, if empty */
+    ck_assert_str_eq(mf_config_scalar(mf_config_at(mf_config_get(root, "list"), 0)), "3e-4");
+    ck_assert_str_eq(mf_config_scalar(mf_config_get(root, "keep")), "$$ $x {} $$${");
+    ck_assert_ptr_nonnull(mf_config_get(root, "${env:MF_TEST_LR}")); /* keys are kept as written */
+    ck_assert_str_eq(mf_config_scalar(mf_config_get(root, "from_c")), "3e-4"); /* included */
+    const mf_config *lr = mf_config_get(root, "lr"); /* the mark stays */
+    ck_assert_int_eq(mf_config_line(lr), 1);
+    ck_assert_int_eq(mf_config_column(lr), 5);
+
+    /* written back, "${" is escaped, so loading the file again gives the same text */
+    const char *written = scratch("written.yaml");
+    ck_assert_msg(mf_config_write(root, written, &err) == 0, "%s", err.msg);
+    mf_config *again = mf_config_load(written, &err);
+    ck_assert_msg(again != NULL, "%s", err.msg);
+    assert_same_tree(root, again);
+    mf_config_free(again);
+    mf_config_free(root);
+    unlink(written);
+
+    /* mf_config_parse reads text as written */
+    root = parse_ok("a: ${env:MF_TEST_UNSET}\n");
+    ck_assert_str_eq(mf_config_scalar(mf_config_get(root, "a")), "${env:MF_TEST_UNSET}");
+    mf_config_free(root);
+
+    /* every problem, one per value */
+    put_file("env.yaml",
+             "a: ${env:MF_TEST_UNSET}\n"
+             "b: x ${MF_TEST_LR}\n"
+             "c:\n"
+             "  d: [\"${env:MF_TEST_LR\"]\n"
+             "e: ${env:1X} ${env:MF_TEST_UNSET}\n"
+             "f: ${env:}\n"
+             "g: ${env:MF_TEST_LR}\n",
+             path, sizeof path);
+    snprintf(expected, sizeof expected,
+             "%s:1:4: a: environment variable 'MF_TEST_UNSET' is not set (write "
+             "${env:MF_TEST_UNSET,default} for a default)\n"
+             "%s:2:4: b: unknown substitution '${MF_TEST_LR}' (write ${env:NAME} for an "
+             "environment variable, or $${ for a literal '${')\n"
+             "%s:4:7: c.d[0]: '${env:MF_TEST_LR' has no closing '}' (write $${ for a literal "
+             "'${')\n"
+             "%s:5:4: e: '1X' is not an environment variable name (letters, digits and '_', not "
+             "starting with a digit)\n"
+             "%s:6:4: f: '' is not an environment variable name (letters, digits and '_', not "
+             "starting with a digit)",
+             path, path, path, path, path);
+    assert_load_error(path, expected);
+    ck_assert_int_eq(err.count, 5);
+    setenv("MF_TEST_BINARY", "ab\x1b[31m", 1);
+    put_file("env.yaml", "a: x${env:MF_TEST_BINARY}\n", path, sizeof path);
+    snprintf(expected, sizeof expected,
+             "%s:1:4: a: environment variable 'MF_TEST_BINARY' holds a control character (0x1B); "
+             "values must be UTF-8 text",
+             path);
+    assert_load_error(path, expected);
+    put_file("env.yaml", "include: [c.yaml, '${env:MF_TEST_UNSET}']\n", path, sizeof path);
+    snprintf(expected, sizeof expected,
+             "%s:1:19: include[1]: environment variable 'MF_TEST_UNSET' is not set (write "
+             "${env:MF_TEST_UNSET,default} for a default)",
+             path);
+    assert_load_error(path, expected);
+    unlink(path);
+    unlink(scratch("c.yaml"));
+    scratch_done();
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -820,6 +1177,9 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_overrides);
     tcase_add_test(tc, test_did_you_mean);
     tcase_add_test(tc, test_write_round_trip);
+    tcase_add_test(tc, test_includes_merge);
+    tcase_add_test(tc, test_include_errors);
+    tcase_add_test(tc, test_env_interpolation);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -6,11 +6,13 @@
 
 int mf_cli_run(int argc, char **argv);
 int mf_cli_validate(int argc, char **argv);
+int mf_cli_sweep(int argc, char **argv);
 int mf_cli_reference(int argc, char **argv);
 int mf_cli_plugins(int argc, char **argv);
 int mf_cli_bench(int argc, char **argv);
 int mf_cli_check_plugin(int argc, char **argv);
 int mf_cli_new_plugin(int argc, char **argv);
+int mf_cli_import(int argc, char **argv);
 /* Print each line of err to stderr, prefixed "mmfuse: " unless it already names a place. */
 void mf_cli_report(const mf_error *err);
 /* A usage error: "mmfuse VERB: message" and the usage line; returns MF_EXIT_BAD_INPUT. */

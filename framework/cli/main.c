@@ -10,9 +10,11 @@
 static const char usage[] =
     "usage: mmfuse run FILE.yaml [-o KEY.PATH=VALUE]... [-q] [--run-dir DIR] [--no-save]\n"
     "       mmfuse validate FILE.yaml [-o KEY.PATH=VALUE]...\n"
+    "       mmfuse sweep FILE.yaml [--jobs N] [-o KEY.PATH=VALUE]...\n"
     "       mmfuse plugins [--kind K] [--describe NAME] [--json]\n"
     "       mmfuse check-plugin NAME|FILE.so\n"
     "       mmfuse new-plugin dataset|encoder|fusion|loss NAME [DIR]\n"
+    "       mmfuse import csv FILE --modality NAME=COLUMNS[:SHAPE]... --label COLUMN [--split SPEC] -o OUT.h5\n"
     "       mmfuse bench MODEL [--mode train|eval] [--threads N] [--steps N] [--warmup N] [--json FILE]\n"
     "       mmfuse reference      (the experiment file reference, as markdown)\n"
     "       mmfuse --version | --help\n";
@@ -53,6 +55,8 @@ int main(int argc, char **argv)
         return mf_cli_reference(argc - 1, argv + 1);
     if (strcmp(verb, "validate") == 0)
         return mf_cli_validate(argc - 1, argv + 1);
+    if (strcmp(verb, "sweep") == 0)
+        return mf_cli_sweep(argc - 1, argv + 1);
     if (strcmp(verb, "plugins") == 0)
         return mf_cli_plugins(argc - 1, argv + 1);
     if (strcmp(verb, "bench") == 0)
@@ -61,6 +65,8 @@ int main(int argc, char **argv)
         return mf_cli_check_plugin(argc - 1, argv + 1);
     if (strcmp(verb, "new-plugin") == 0)
         return mf_cli_new_plugin(argc - 1, argv + 1);
+    if (strcmp(verb, "import") == 0)
+        return mf_cli_import(argc - 1, argv + 1);
     if (strcmp(verb, "--version") == 0 || strcmp(verb, "version") == 0) {
         printf("mmfuse %s (plugin ABI %d.%d)\n", MF_VERSION_STRING, MF_ABI_MAJOR, MF_ABI_MINOR);
         return MF_EXIT_OK;
@@ -69,7 +75,7 @@ int main(int argc, char **argv)
         fputs(usage, stdout);
         return MF_EXIT_OK;
     }
-    static const char *const verbs[] = {"run", "validate", "reference", "plugins", "bench", "check-plugin", "new-plugin", "help", "version", NULL};
+    static const char *const verbs[] = {"run", "validate", "sweep", "reference", "plugins", "bench", "check-plugin", "new-plugin", "import", "help", "version", NULL};
     const char *near = mf_did_you_mean(verb, verbs);
     fprintf(stderr, "mmfuse: unknown command '%s'%s%s%s\n%s", verb, near ? " (did you mean '" : "",
             near ? near : "", near ? "'?)" : "", usage);

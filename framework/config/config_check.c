@@ -95,7 +95,7 @@ int mf_config_check(mf_config *map, const mf_param_spec *specs, const char *cons
                     mf_error *err)
 {
     if (!map) {
-        mf_error_set(err, "mf_config_check: no map given");
+        mfi_config_set_error(err, "mf_config_check: no map given");
         return 1;
     }
     if (map->kind != MF_CONFIG_MAP) {
@@ -133,7 +133,7 @@ int mf_config_check(mf_config *map, const mf_param_spec *specs, const char *cons
 static const mf_config *find_value(const mf_config *map, const char *key, mf_error *err)
 {
     if (!map || !key) {
-        mf_error_set(err, "config: no map or key given (key '%s')", key ? key : "(null)");
+        mfi_config_set_error(err, "config: no map or key given (key '%s')", key ? key : "(null)");
         return NULL;
     }
     const mf_config *n = map;

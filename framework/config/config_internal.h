@@ -41,6 +41,10 @@ struct mf_config {
 #define MFI_CONFIG_MAX_DEPTH 200
 /* Aliases can multiply a small file into a huge tree; cap the node count. */
 #define MFI_CONFIG_MAX_NODES 100000
+/* Includes nested deeper than this are refused (a cycle is caught before, by file identity). */
+#define MFI_CONFIG_MAX_INCLUDE_DEPTH 32
+/* Files one experiment may include in all: a diamond of includes loads files repeatedly. */
+#define MFI_CONFIG_MAX_INCLUDE_FILES 256
 
 /* ---------------------------------------------------------------- tree (config_tree.c) */
 mf_config *mfi_config_node_new(mf_config_kind kind, const mfi_config_mark *mark);
@@ -63,6 +67,9 @@ int mfi_config_is_quoted(const mf_config *n);
 char *mfi_config_strdup(const char *s);
 int mfi_config_mark_set(mfi_config_mark *dst, const char *file, int line, int column);
 
+/* mf_error_set for config messages: control characters (from file names, keys, values)
+ * are written \n or \xNN, so every message is one printable line. */
+void mfi_config_set_error(mf_error *err, const char *fmt, ...) MF_PRINTF(2, 3);
 /* The one error formatter: "FILE:LINE:COL: PATH: MESSAGE", leaving out "PATH: " when the
  * path is empty and ":LINE:COL" when line is 0. */
 void mfi_config_report(mf_error *err, const mfi_config_mark *mark, const char *path,
@@ -88,12 +95,22 @@ typedef struct mfi_config_source {
     int root_must_be_map;
 } mfi_config_source;
 
+/* The offset of the first byte YAML cannot hold (NUL, control characters but tab and line
+ * ends, bytes that are not UTF-8), described in `what`; len when the text is clean. */
+size_t mfi_config_bad_text(const char *text, size_t len, char *what, size_t size);
 /* Parse YAML text into a tree. NULL with *problem filled on failure (or empty text). */
 mf_config *mfi_config_build(const char *text, size_t len, const mfi_config_source *source,
                             mfi_config_problem *problem);
 /* Parse one value (override or default text); empty text gives an empty plain scalar. */
 mf_config *mfi_config_parse_value(const char *text, const mfi_config_source *source,
                                   mfi_config_problem *problem);
+
+/* ---------------------------------------------------------------- environment (config_env.c) */
+/* Expand "${env:NAME}" and "${env:NAME,default}" in the text of every scalar value under n
+ * ("$${" stands for a literal "${"). Keys are left alone. Plain scalars lose the spaces the
+ * expansion left at either end, so they are typed as if the result had been written there.
+ * One line per problem in err; returns the number of problems. */
+int mfi_config_interpolate(mf_config *n, mf_error *err);
 
 /* ---------------------------------------------------------------- values (config_value.c) */
 typedef union mfi_config_value {

@@ -109,14 +109,14 @@ static int override_error(mf_error *err, const char *assignment, const char *fmt
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
-    mf_error_set(err, "-o '%s': %s", assignment, message);
+    mfi_config_set_error(err, "-o '%s': %s", assignment, message);
     return -1;
 }
 
 int mf_config_override(mf_config *root, const char *assignment, mf_error *err)
 {
     if (!root || !assignment) {
-        mf_error_set(err, "-o: no configuration or assignment given");
+        mfi_config_set_error(err, "-o: no configuration or assignment given");
         return -1;
     }
     const char *eq = strchr(assignment, '=');
@@ -128,6 +128,9 @@ int mf_config_override(mf_config *root, const char *assignment, mf_error *err)
     if (memchr(assignment, '[', (size_t)key_len) || memchr(assignment, ']', (size_t)key_len))
         return override_error(err, assignment, "list items cannot be set one by one; give the "
                                                "whole list (KEY=[a, b, …])");
+    char what[64];
+    if (mfi_config_bad_text(assignment, (size_t)key_len, what, sizeof what) < (size_t)key_len)
+        return override_error(err, assignment, "found %s in the key; keys are UTF-8 text", what);
     if (root->kind != MF_CONFIG_MAP)
         return override_error(err, assignment, "the configuration is not a map");
     const mf_config *blocker = blocking_scalar(root, assignment, (size_t)key_len);

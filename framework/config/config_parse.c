@@ -5,18 +5,13 @@
  * the copy's root carries the alias's mark, its insides the anchor's. Merge keys ("<<")
  * and explicit tags other than !!str are rejected with a message saying so.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "config_internal.h"
 
-#define MAX_FILE_BYTES (16u * 1024u * 1024u)
 #define STD_TAG_PREFIX "tag:yaml.org,2002:"
 
 typedef struct frame {
@@ -76,8 +71,8 @@ static void offset_position(const char *text, size_t offset, int *line, int *col
     }
 }
 
-/* The byte at a libyaml mark (line/column in characters), or -1 past the end. */
-static int byte_at_mark(const char *text, size_t len, yaml_mark_t m)
+/* The byte offset of a libyaml mark (line/column in characters); len past the end. */
+static size_t offset_of_mark(const char *text, size_t len, yaml_mark_t m)
 {
     size_t i = 0;
     for (size_t line = 0; line < m.line && i < len; i++)
@@ -89,6 +84,13 @@ static int byte_at_mark(const char *text, size_t len, yaml_mark_t m)
         if (col++ == m.column)
             break;
     }
+    return i;
+}
+
+/* The byte at a libyaml mark, or -1 past the end. */
+static int byte_at_mark(const char *text, size_t len, yaml_mark_t m)
+{
+    size_t i = offset_of_mark(text, len, m);
     return i < len ? (unsigned char)text[i] : -1;
 }
 
@@ -100,12 +102,14 @@ static void fail_at(builder *b, const mfi_config_mark *mark, const char *path, c
     mfi_config_problem *p = b->problem;
     if (p->message[0])
         return; /* keep the first problem */
-    int used = 0;
-    if (path && path[0])
-        used = snprintf(p->message, sizeof p->message, "%s: ", path);
+    size_t used = 0;
+    if (path && path[0]) /* a long key path is cut; snprintf tells the uncut length */
+        used = (size_t)snprintf(p->message, sizeof p->message, "%s: ", path);
+    if (used >= sizeof p->message)
+        used = sizeof p->message - 1;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(p->message + used, sizeof p->message - (size_t)used, fmt, ap);
+    vsnprintf(p->message + used, sizeof p->message - used, fmt, ap);
     va_end(ap);
     p->line = mark ? mark->line : 0;
     p->column = mark ? mark->column : 0;
@@ -119,43 +123,54 @@ static void out_of_memory(builder *b)
 /* ---------------------------------------------------------------- text checks */
 /* Bytes libyaml would reject (or read as line breaks: C1 controls such as U+0085), found
  * first so the message can name the exact spot; libyaml reports reader errors by offset
- * only. Returns 0 when the text is clean. */
-static int check_text(builder *b)
+ * only. */
+size_t mfi_config_bad_text(const char *text, size_t len, char *what, size_t size)
 {
-    const unsigned char *s = (const unsigned char *)b->text;
-    for (size_t i = 0, width = 1; i < b->len; i += width) {
+    const unsigned char *s = (const unsigned char *)text;
+    for (size_t i = 0, width = 1; i < len; i += width) {
         unsigned char c = s[i];
-        char what[64] = "";
         width = 1;
         if (c == 0) {
-            snprintf(what, sizeof what, "a NUL byte (0x00)");
+            snprintf(what, size, "a NUL byte (0x00)");
+            return i;
         } else if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7F) {
-            snprintf(what, sizeof what, "a control character (0x%02X)", c);
+            snprintf(what, size, "a control character (0x%02X)", c);
+            return i;
         } else if (c >= 0x80) {
             width = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 && c < 0xE0 ? 2 : 0;
-            int ok = width != 0 && i + width <= b->len;
+            int ok = width != 0 && i + width <= len;
             for (size_t k = 1; ok && k < width; k++)
                 ok = (s[i + k] & 0xC0) == 0x80;
             if (ok && width == 3) /* overlong or surrogate */
                 ok = !(c == 0xE0 && s[i + 1] < 0xA0) && !(c == 0xED && s[i + 1] >= 0xA0);
             if (ok && width == 4)
                 ok = !(c == 0xF0 && s[i + 1] < 0x90) && !(c == 0xF4 && s[i + 1] >= 0x90);
-            if (!ok)
-                snprintf(what, sizeof what, "bytes that are not UTF-8 text (0x%02X)", c);
-            else if (c == 0xC2 && s[i + 1] < 0xA0)
-                snprintf(what, sizeof what, "a control character (U+%04X)", s[i + 1]);
-        }
-        if (what[0]) {
-            mfi_config_mark mark = {(char *)b->source->name, 0, 0};
-            offset_position(b->text, i, &mark.line, &mark.column);
-            if (mark.line == 1)
-                mark.column += b->source->column_offset;
-            fail_at(b, &mark, NULL, "found %s — is this a binary file? YAML must be UTF-8 text",
-                    what);
-            return -1;
+            if (!ok) {
+                snprintf(what, size, "bytes that are not UTF-8 text (0x%02X)", c);
+                return i;
+            }
+            if (c == 0xC2 && s[i + 1] < 0xA0) {
+                snprintf(what, size, "a control character (U+%04X)", s[i + 1]);
+                return i;
+            }
         }
     }
-    return 0;
+    return len;
+}
+
+/* The text checked before libyaml sees it: 0 when clean. */
+static int check_text(builder *b)
+{
+    char what[64];
+    size_t i = mfi_config_bad_text(b->text, b->len, what, sizeof what);
+    if (i == b->len)
+        return 0;
+    mfi_config_mark mark = {(char *)b->source->name, 0, 0};
+    offset_position(b->text, i, &mark.line, &mark.column);
+    if (mark.line == 1)
+        mark.column += b->source->column_offset;
+    fail_at(b, &mark, NULL, "found %s — is this a binary file? YAML must be UTF-8 text", what);
+    return -1;
 }
 
 /* Whether only spaces precede a libyaml mark on its line (so it starts a new entry). */
@@ -172,6 +187,19 @@ static int starts_line(const char *text, size_t len, yaml_mark_t m)
 }
 
 /* ---------------------------------------------------------------- libyaml errors */
+/* "{a: ${env:X}}": in [ ] and { } the '{' of "${" opens a map, so a flow collection fails
+ * at "${" (or just after it); say why instead of reporting the brackets. */
+static int in_flow_substitution(const builder *b, const yaml_parser_t *parser)
+{
+    if (!parser->context || !strstr(parser->context, "flow"))
+        return 0;
+    size_t at = offset_of_mark(b->text, b->len, parser->problem_mark);
+    for (size_t i = at > 8 ? at - 8 : 0; i + 1 < b->len && i <= at; i++)
+        if (b->text[i] == '$' && b->text[i + 1] == '{')
+            return 1;
+    return 0;
+}
+
 static void report_parser_error(builder *b, const yaml_parser_t *parser)
 {
     const char *problem = parser->problem ? parser->problem : "unknown error";
@@ -191,6 +219,11 @@ static void report_parser_error(builder *b, const yaml_parser_t *parser)
                strstr(problem, "tab character")) {
         fail_at(b, &at, NULL,
                 "found a tab character where indentation was expected — YAML indents with spaces");
+    } else if (in_flow_substitution(b, parser)) {
+        fail_at(b, &at, NULL,
+                "a ${…} cannot be written plainly inside [ ] or { }: write the list or map in "
+                "block style (one 'key: value' or '- item' per line), or quote it (then it is a "
+                "string)");
     } else if (strcmp(problem, "did not find expected ',' or ']'") == 0 ||
                strcmp(problem, "did not find expected ',' or '}'") == 0) {
         char close = problem[strlen(problem) - 2];
@@ -404,7 +437,9 @@ static int take_key(builder *b, const yaml_event_t *ev)
         fail_at(b, &mark, path, "merge keys ('<<: *name') are not supported; write the keys out");
         return -1;
     }
-    const char *bad = strpbrk(key, ".[]=");
+    /* a sweep's grid is keyed by key paths ("model.fusion.type"): dots allowed there only */
+    const int grid = b->depth == 2 && strcmp(path, "sweep") == 0;
+    const char *bad = strpbrk(key, grid ? "[]=" : ".[]=");
     if (bad) {
         char excerpt[4 * MFI_CONFIG_EXCERPT + 16];
         mfi_config_excerpt(key, excerpt, sizeof excerpt);
@@ -667,77 +702,5 @@ mf_config *mf_config_parse(const char *text, size_t len, const char *name, mf_er
         mfi_config_mark mark = {(char *)source.name, problem.line, problem.column};
         mfi_config_report(err, &mark, NULL, "%s", problem.message);
     }
-    return root;
-}
-
-mf_config *mf_config_load(const char *path, mf_error *err)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        mf_error_set(err, "cannot open '%s': %s", path, strerror(errno));
-        return NULL;
-    }
-    struct stat st;
-    int stat_error = fstat(fd, &st) != 0 ? errno : S_ISDIR(st.st_mode) ? EISDIR : 0;
-    if (stat_error) {
-        mf_error_set(err, "cannot open '%s': %s", path, strerror(stat_error));
-        close(fd);
-        return NULL;
-    }
-    mfi_config_mark whole_file = {(char *)path, 0, 0};
-    if (S_ISREG(st.st_mode) && (uintmax_t)st.st_size > MAX_FILE_BYTES) {
-        mfi_config_report(err, &whole_file, NULL, "too large (%jd bytes; the limit is 16 MiB)",
-                          (intmax_t)st.st_size);
-        close(fd);
-        return NULL;
-    }
-    /* Read up to one byte past the limit: pipes and the like have no size to check first. */
-    size_t capacity = S_ISREG(st.st_mode) ? (size_t)st.st_size + 1 : 65536, len = 0;
-    char *text = malloc(capacity);
-    for (;;) {
-        if (!text) {
-            mfi_config_report(err, &whole_file, NULL, "out of memory");
-            close(fd);
-            return NULL;
-        }
-        if (len == capacity) {
-            size_t grown = capacity * 2 > MAX_FILE_BYTES + 1 ? MAX_FILE_BYTES + 1 : capacity * 2;
-            char *bigger = grown > capacity ? realloc(text, grown) : NULL;
-            if (!bigger) {
-                if (grown > capacity)
-                    mfi_config_report(err, &whole_file, NULL, "out of memory");
-                else
-                    mfi_config_report(err, &whole_file, NULL,
-                                      "too large (more than %u bytes; the limit is 16 MiB)",
-                                      MAX_FILE_BYTES);
-                free(text);
-                close(fd);
-                return NULL;
-            }
-            text = bigger;
-            capacity = grown;
-        }
-        ssize_t got = read(fd, text + len, capacity - len);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0) {
-            mf_error_set(err, "cannot read '%s': %s", path, strerror(errno));
-            free(text);
-            close(fd);
-            return NULL;
-        }
-        if (got == 0)
-            break;
-        len += (size_t)got;
-    }
-    close(fd);
-    if (len > MAX_FILE_BYTES) {
-        mfi_config_report(err, &whole_file, NULL,
-                          "too large (more than %u bytes; the limit is 16 MiB)", MAX_FILE_BYTES);
-        free(text);
-        return NULL;
-    }
-    mf_config *root = mf_config_parse(text, len, path, err);
-    free(text);
     return root;
 }

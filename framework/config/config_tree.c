@@ -197,6 +197,52 @@ int mfi_config_is_quoted(const mf_config *n)
 }
 
 /* ---------------------------------------------------------------- messages */
+/* text with control characters written as \n, \xNN or \uNNNN, cut after max_chars characters
+ * (0: no cut) with "…". */
+static void escape_text(const char *text, size_t max_chars, char *buf, size_t size)
+{
+    size_t out = 0, chars = 0;
+    for (const unsigned char *p = (const unsigned char *)text; *p && out + 8 < size; p++) {
+        if ((*p & 0xC0) != 0x80 && ++chars > max_chars && max_chars) {
+            out += (size_t)snprintf(buf + out, size - out, "…");
+            break;
+        }
+        if (*p < 0x20 || *p == 0x7F)
+            out += (size_t)snprintf(buf + out, size - out, *p == '\n' ? "\\n" : "\\x%02X", *p);
+        else if (p[0] == 0xC2 && p[1] >= 0x80 && p[1] < 0xA0) /* C1 controls, U+0085… */
+            out += (size_t)snprintf(buf + out, size - out, "\\u%04X", *++p);
+        else
+            buf[out++] = (char)*p;
+    }
+    buf[out < size ? out : size - 1] = '\0';
+}
+
+void mfi_config_excerpt(const char *text, char *buf, size_t size)
+{
+    escape_text(text, MFI_CONFIG_EXCERPT, buf, size);
+}
+
+/* Every config message goes through here: one line of printable text, whatever bytes a
+ * file name, key or value held. */
+static void set_error_v(mf_error *err, const char *fmt, va_list ap) MF_PRINTF(2, 0);
+static void set_error_v(mf_error *err, const char *fmt, va_list ap)
+{
+    if (!err)
+        return;
+    char line[MF_ERROR_CAPACITY], escaped[MF_ERROR_CAPACITY];
+    vsnprintf(line, sizeof line, fmt, ap);
+    escape_text(line, 0, escaped, sizeof escaped);
+    mf_error_set(err, "%s", escaped);
+}
+
+void mfi_config_set_error(mf_error *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    set_error_v(err, fmt, ap);
+    va_end(ap);
+}
+
 void mfi_config_vreport(mf_error *err, const mfi_config_mark *mark, const char *path,
                         const char *fmt, va_list ap)
 {
@@ -207,10 +253,10 @@ void mfi_config_vreport(mf_error *err, const mfi_config_mark *mark, const char *
     if (!path)
         path = "";
     if (mark && mark->line > 0)
-        mf_error_set(err, "%s:%d:%d: %s%s%s", file, mark->line, mark->column, path, sep,
-                     message);
+        mfi_config_set_error(err, "%s:%d:%d: %s%s%s", file, mark->line, mark->column, path, sep,
+                             message);
     else
-        mf_error_set(err, "%s: %s%s%s", file, path, sep, message);
+        mfi_config_set_error(err, "%s: %s%s%s", file, path, sep, message);
 }
 
 void mfi_config_report(mf_error *err, const mfi_config_mark *mark, const char *path,
@@ -226,30 +272,11 @@ void mf_config_error(mf_error *err, const mf_config *n, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    if (n) {
+    if (n)
         mfi_config_vreport(err, &n->mark, n->path, fmt, ap);
-    } else {
-        char message[1024];
-        vsnprintf(message, sizeof message, fmt, ap);
-        mf_error_set(err, "%s", message);
-    }
+    else
+        set_error_v(err, fmt, ap);
     va_end(ap);
-}
-
-void mfi_config_excerpt(const char *text, char *buf, size_t size)
-{
-    size_t out = 0, chars = 0;
-    for (const unsigned char *p = (const unsigned char *)text; *p && out + 8 < size; p++) {
-        if ((*p & 0xC0) != 0x80 && ++chars > MFI_CONFIG_EXCERPT) {
-            out += (size_t)snprintf(buf + out, size - out, "…");
-            break;
-        }
-        if (*p < 0x20 || *p == 0x7F)
-            out += (size_t)snprintf(buf + out, size - out, *p == '\n' ? "\\n" : "\\x%02X", *p);
-        else
-            buf[out++] = (char)*p;
-    }
-    buf[out < size ? out : size - 1] = '\0';
 }
 
 void mfi_config_describe(const mf_config *n, char *buf, size_t size)

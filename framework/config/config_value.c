@@ -203,10 +203,11 @@ static int parse_number(const char *s, double *out, const char **why)
     return 0;
 }
 
+/* Bounds as written in a spec: 1000000, not %g's 1e+06 (which reads oddly for an integer). */
 static void format_number(double v, char *buf, size_t size)
 {
     c_numeric locale = c_numeric_begin();
-    snprintf(buf, size, "%g", v);
+    snprintf(buf, size, "%.15g", v);
     c_numeric_end(locale);
 }
 

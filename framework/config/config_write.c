@@ -4,7 +4,9 @@
  *
  * Scalars keep their quoting style, so "123" stays a string and 123 a number; maps are
  * written in block style; lists of short plain words/numbers in flow style ([64, 64]).
- * Comments of the original file are not kept (libyaml does not report them).
+ * Comments of the original file are not kept (libyaml does not report them). A "${" in a
+ * value is written "$${", so that loading the file again (which expands ${env:…}) gives
+ * back the same text.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -44,12 +46,44 @@ static int emit_scalar(yaml_emitter_t *em, const char *text, yaml_scalar_style_t
            yaml_emitter_emit(em, &ev);
 }
 
+/* A value's text with every "${" written "$${" (see mfi_config_interpolate). */
+static int emit_value(yaml_emitter_t *em, const mf_config *n)
+{
+    if (!strstr(n->text, "${"))
+        return emit_scalar(em, n->text, n->style);
+    size_t count = 0;
+    for (const char *p = strstr(n->text, "${"); p; p = strstr(p + 2, "${"))
+        count++;
+    char *escaped = malloc(strlen(n->text) + count + 1), *out = escaped;
+    if (!escaped)
+        return 0;
+    for (const char *p = n->text; *p; p++) {
+        if (p[0] == '$' && p[1] == '{')
+            *out++ = '$';
+        *out++ = *p;
+    }
+    *out = '\0';
+    int ok = emit_scalar(em, escaped, n->style);
+    free(escaped);
+    return ok;
+}
+
+/* A key is a string; the few that plain YAML reads otherwise (~ and null are no key, << a
+ * merge key) are quoted. */
+static yaml_scalar_style_t key_style(const char *key)
+{
+    mf_config plain = {.kind = MF_CONFIG_SCALAR, .text = (char *)key,
+                       .style = YAML_PLAIN_SCALAR_STYLE};
+    return mfi_config_is_null(&plain) || strcmp(key, "<<") == 0 ? YAML_SINGLE_QUOTED_SCALAR_STYLE
+                                                                : YAML_ANY_SCALAR_STYLE;
+}
+
 static int emit_node(yaml_emitter_t *em, const mf_config *n)
 {
     yaml_event_t ev;
     switch (n->kind) {
     case MF_CONFIG_SCALAR:
-        return emit_scalar(em, n->text, n->style);
+        return emit_value(em, n);
     case MF_CONFIG_LIST:
         if (!yaml_sequence_start_event_initialize(
                 &ev, NULL, NULL, 1, flow_list(n) ? YAML_FLOW_SEQUENCE_STYLE : YAML_BLOCK_SEQUENCE_STYLE) ||
@@ -64,7 +98,7 @@ static int emit_node(yaml_emitter_t *em, const mf_config *n)
             !yaml_emitter_emit(em, &ev))
             return 0;
         for (int i = 0; i < n->length; i++)
-            if (!emit_scalar(em, n->entries[i].key, YAML_ANY_SCALAR_STYLE) ||
+            if (!emit_scalar(em, n->entries[i].key, key_style(n->entries[i].key)) ||
                 !emit_node(em, n->entries[i].value))
                 return 0;
         return yaml_mapping_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev);
@@ -87,7 +121,7 @@ static int emit_document(yaml_emitter_t *em, const mf_config *root)
 int mf_config_write(const mf_config *root, const char *path, mf_error *err)
 {
     if (!root || !path) {
-        mf_error_set(err, "mf_config_write: no configuration or path given");
+        mfi_config_set_error(err, "mf_config_write: no configuration or path given");
         return -1;
     }
     mf_atomic_file af;
@@ -98,7 +132,7 @@ int mf_config_write(const mf_config *root, const char *path, mf_error *err)
     yaml_emitter_t em;
     int ok = yaml_emitter_initialize(&em);
     if (!ok) {
-        mf_error_set(err, "cannot write '%s': out of memory", path);
+        mfi_config_set_error(err, "cannot write '%s': out of memory", path);
     } else {
         yaml_emitter_set_output_file(&em, f);
         yaml_emitter_set_unicode(&em, 1);
@@ -106,7 +140,7 @@ int mf_config_write(const mf_config *root, const char *path, mf_error *err)
         yaml_emitter_set_indent(&em, 2);
         ok = emit_document(&em, root);
         if (!ok)
-            mf_error_set(err, "cannot write '%s': %s", path,
+            mfi_config_set_error(err, "cannot write '%s': %s", path,
                          em.error == YAML_WRITER_ERROR ? strerror(errno)
                          : em.problem                  ? em.problem
                                                        : "YAML emitter error");

@@ -33,7 +33,8 @@ static const mf_param_spec top_specs[] = {
     {"runs", MF_TYPE_STRING, "runs", 0, 0, 0, NULL,
      "Folder of run folders (<runs>/<name>/<timestamp>), relative to the working directory."},
     {"sweep", MF_TYPE_MAP, "{}", 0, 0, 0, NULL,
-     "A grid for mmfuse sweep: key path → list of values (seed included); mmfuse run ignores it."},
+     "A grid for mmfuse sweep: key path (model.fusion.type, or nested maps) → list of values "
+     "(seed included); mmfuse run ignores it."},
     {"data", MF_TYPE_MAP, NULL, MF_PARAM_REQUIRED, 0, 0, NULL, "The dataset reader and batching."},
     {"model", MF_TYPE_MAP, NULL, MF_PARAM_REQUIRED, 0, 0, NULL, "Encoders, fusion and head."},
     {"loss", MF_TYPE_MAP, NULL, MF_PARAM_REQUIRED, 0, 0, NULL, "The training objective."},

@@ -97,7 +97,9 @@ MF_API void mf_config_error(mf_error *err, const mf_config *n, const char *fmt, 
     MF_PRINTF(3, 4);
 
 /* ---------------------------------------------------------------- host side */
-/* Parse a YAML file whose root must be a map. Errors: "file:line:col: message". */
+/* Parse a YAML file whose root must be a map. Follows a top-level `include:` (files merged
+ * in order, this file last; paths relative to the including file) and expands
+ * ${env:NAME} / ${env:NAME,default} in values. Errors: "file:line:col: message". */
 MF_API mf_config *mf_config_load(const char *path, mf_error *err);
 /* Parse text; `name` stands for the file in marks. */
 MF_API mf_config *mf_config_parse(const char *text, size_t len, const char *name, mf_error *err);

@@ -108,6 +108,27 @@ MF_API const mf_section_doc *mf_experiment_sections(void);
 MF_API int mf_experiment_run(const char *path, const mf_run_options *opts, mf_run_result *res,
                              mf_error *err);
 
+/* Write a dataset file in the layout the `hdf5` reader takes (docs/datasets.md) from a CSV
+ * file (RFC 4180; the first row names the columns unless no_header). Columns are listed as
+ * 1-based numbers or header names, ranges A-B and stepped ranges A-B/S ("1-33/4,2-34/4").
+ * Written to a temporary beside `out`, renamed into place when complete. Returns an MF_EXIT_*
+ * status: BAD_INPUT names the file and line or the option, FAILED is a write error. */
+typedef struct mf_csv_import {
+    uint32_t struct_size;
+    const char *csv, *out;
+    int n_modalities;
+    const char *const *modalities; /* "NAME=COLUMNS[:SHAPE]", e.g. "visible=1-33/4,2-34/4:2x3x3" */
+    const char *label;             /* the class column (strings → /classes, sorted), or NULL */
+    const char *target;            /* regression target COLUMNS, or NULL; one of label, target */
+    const char *split;             /* "rows:1-4435=train,4436-6435=test", "column:NAME", NULL */
+    int classes_from_label;        /* integer labels are names too (1,2,3,5,7 → 0…4) */
+    int no_header;
+    int n_attrs;
+    const char *const *attrs;      /* "key=value" provenance attributes on the root */
+    FILE *log;                     /* one summary line; NULL: none */
+} mf_csv_import;
+MF_API int mf_import_csv(const mf_csv_import *opts, mf_error *err);
+
 /* ---------------------------------------------------------------- sweeps */
 typedef struct mf_sweep_options {
     uint32_t struct_size;
