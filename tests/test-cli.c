@@ -238,7 +238,8 @@ END_TEST
 START_TEST(check_plugin_builtins)
 {
     /* every built-in plugin passes its conformance checks */
-    static const char *const names[] = {"synthetic", "mlp", "identity", "concat", "cross_entropy"};
+    static const char *const names[] = {"synthetic", "mlp", "identity", "cnn", "concat",
+                                        "cross_entropy", "idx", "shapes"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         static outcome o;
         char args[128], summary[128];

@@ -204,7 +204,9 @@ MF_API mf_node *mf_custom(mf_graph *g, const mf_custom_op *op, int n_in, mf_node
 /* ---------------------------------------------------------------- gradient check */
 /* Compares the analytic gradient of L = Σ w ⊙ out (w fixed, random) with respect to every
  * leaf that takes a gradient (variables and parameters) against central finite differences.
- * An element passes when |numeric - analytic| <= atol + rtol * max(|numeric|, |analytic|).
+ * An element passes when |numeric - analytic| <= atol + rtol * max(|numeric|, |analytic|),
+ * or when it sits on a kink (relu at 0, a max-pool tie): the slopes left and right of it
+ * differ and the analytic gradient equals one of them.
  * Zeroed options pick the defaults (eps 1e-3, atol 1e-3, rtol 1e-2, all elements). */
 typedef struct mf_gradcheck_opts {
     double eps, atol, rtol;
@@ -214,6 +216,8 @@ typedef struct mf_gradcheck_opts {
 
 typedef struct mf_gradcheck_result {
     int64_t checked, failed;
+    int64_t kinks;   /* elements at a non-differentiable point (one-sided slopes differ and the
+                        analytic gradient equals one of them): counted in checked, not failed */
     double max_abs_err, max_rel_err;
     char worst[256]; /* the worst element: leaf, index, numeric, analytic */
 } mf_gradcheck_result;
