@@ -253,14 +253,14 @@ int64_t mfi_loader_next(mfi_loader *l, const mfi_batch **batch, mf_error *err)
         pthread_mutex_unlock(&l->lock);
         return 0;
     }
-    if (!l->prefetch) {
+    double t0 = now();
+    if (!l->prefetch) { /* the caller waits for the whole read */
         pthread_mutex_unlock(&l->lock);
         if (read_batch(l, b, err))
             return -1;
         pthread_mutex_lock(&l->lock);
         l->read = b + 1;
     }
-    double t0 = now();
     while (l->read <= b && !l->failed)
         pthread_cond_wait(&l->ready, &l->lock);
     l->wait_seconds += now() - t0;
