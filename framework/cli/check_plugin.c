@@ -4,14 +4,25 @@
 
 #include "cli.h"
 
-static const char check_usage[] = "mmfuse check-plugin NAME|FILE.so";
+static const char check_usage[] = "mmfuse check-plugin NAME|FILE.so [-o KEY=VALUE]...";
 
 int mf_cli_check_plugin(int argc, char **argv)
 {
-    if (argc != 2)
-        return mf_cli_usage_error("check-plugin", check_usage,
-                                  argc < 2 ? "which plugin?" : "one plugin at a time");
-    const char *what = argv[1];
+    const char *what = NULL, *overrides[64];
+    int n_overrides = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-o") == 0 && i + 1 < argc && n_overrides < 64)
+            overrides[n_overrides++] = argv[++i];
+        else if (argv[i][0] == '-')
+            return mf_cli_usage_error("check-plugin", check_usage, "unknown option '%s'",
+                                      argv[i]);
+        else if (what)
+            return mf_cli_usage_error("check-plugin", check_usage, "one plugin at a time");
+        else
+            what = argv[i];
+    }
+    if (!what)
+        return mf_cli_usage_error("check-plugin", check_usage, "which plugin?");
     size_t len = strlen(what);
     int is_file = strchr(what, '/') || (len > 3 && strcmp(what + len - 3, ".so") == 0);
     mf_registry *reg = mf_registry_new();
@@ -32,7 +43,7 @@ int mf_cli_check_plugin(int argc, char **argv)
         for (int i = 0; i < mf_registry_count(reg); i++) {
             const char *file;
             const mf_plugin *p = mf_registry_at(reg, i, &file);
-            failures += mf_check_plugin(p, file, stdout) > 0;
+            failures += mf_check_plugin(p, file, n_overrides, overrides, stdout) > 0;
         }
     } else {
         mf_registry_add_search_path(reg, NULL, &err);
@@ -47,7 +58,7 @@ int mf_cli_check_plugin(int argc, char **argv)
             mf_registry_free(reg);
             return MF_EXIT_BAD_INPUT;
         }
-        failures += mf_check_plugin(p, file, stdout) > 0;
+        failures += mf_check_plugin(p, file, n_overrides, overrides, stdout) > 0;
     }
     mf_registry_free(reg);
     return failures ? MF_EXIT_FAILED : status;

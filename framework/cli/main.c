@@ -12,7 +12,7 @@ static const char usage[] =
     "       mmfuse validate FILE.yaml [-o KEY.PATH=VALUE]...\n"
     "       mmfuse sweep FILE.yaml [--jobs N] [-o KEY.PATH=VALUE]...\n"
     "       mmfuse plugins [--kind K] [--describe NAME] [--json]\n"
-    "       mmfuse check-plugin NAME|FILE.so\n"
+    "       mmfuse check-plugin NAME|FILE.so [-o KEY=VALUE]...\n"
     "       mmfuse new-plugin dataset|encoder|fusion|loss NAME [DIR]\n"
     "       mmfuse import csv FILE --modality NAME=COLUMNS[:SHAPE]... --label COLUMN [--split SPEC] -o OUT.h5\n"
     "       mmfuse bench MODEL [--mode train|eval] [--threads N] [--steps N] [--warmup N] [--json FILE]\n"

@@ -21,6 +21,8 @@ typedef struct checker {
     FILE *out;
     const mf_plugin *plugin;
     int passed, failed;
+    int n_overrides; /* "key=value" settings on top of the declared defaults */
+    const char *const *overrides;
 } checker;
 
 static void report(checker *c, int ok, const char *check, const char *fmt, ...) MF_PRINTF(4, 5);
@@ -51,12 +53,18 @@ static void check_descriptor(checker *c, const char *file)
                mf_kind_name(p->kind), p->abi_major, p->abi_minor, p->license, p->summary);
 }
 
-/* The plugin's section as the host would see it: every declared default filled in. */
+/* The plugin's section as the host would see it: the overrides, every other declared
+ * parameter at its default. */
 static mf_config *default_section(checker *c, mf_error *err)
 {
     char name[128];
     snprintf(name, sizeof name, "<defaults of %s>", c->plugin->name);
     mf_config *root = mf_config_parse("{}", 2, name, err);
+    for (int i = 0; root && i < c->n_overrides; i++)
+        if (mf_config_override(root, c->overrides[i], err)) {
+            mf_config_free(root);
+            return NULL;
+        }
     if (root && mf_config_check(root, c->plugin->params, NULL, err)) {
         mf_config_free(root);
         return NULL;
@@ -108,7 +116,9 @@ static void check_params(checker *c)
     mf_error_clear(&err);
     mf_config *defaults = default_section(c, &err);
     if (!defaults) /* a default that does not parse, has the wrong type or is out of range */
-        report(c, 0, "parameters", "the declared defaults do not pass their own checks: %s",
+        report(c, 0, "parameters", "%s: %s",
+               c->n_overrides ? "the defaults with the -o settings do not pass the checks"
+                              : "the declared defaults do not pass their own checks",
                err.msg);
     else
         report(c, 1, "parameters", "%d declared, defaults within their types and ranges", n);
@@ -394,9 +404,10 @@ static void check_dataset(checker *c, const mf_config *cfg)
     mf_dataset_close(ds);
 }
 
-int mf_check_plugin(const mf_plugin *plugin, const char *file, FILE *out)
+int mf_check_plugin(const mf_plugin *plugin, const char *file, int n_overrides,
+                    const char *const *overrides, FILE *out)
 {
-    checker c = {out, plugin, 0, 0};
+    checker c = {out, plugin, 0, 0, n_overrides, overrides};
     fprintf(out, "checking %s '%s' from %s\n", mf_kind_name(plugin->kind), plugin->name, file);
     check_descriptor(&c, file);
     check_params(&c);

@@ -149,8 +149,11 @@ MF_API int mf_sweep_run(const char *path, const mf_sweep_options *opts, mf_error
 
 /* ---------------------------------------------------------------- conformance */
 /* The checks a lab runs before sharing a plugin (mmfuse check-plugin): one line per check
- * on `out`, "PASS|FAIL check detail", then "NAME: N passed, M failed". Returns M. */
-MF_API int mf_check_plugin(const mf_plugin *plugin, const char *file, FILE *out);
+ * on `out`, "PASS|FAIL check detail", then "NAME: N passed, M failed". Returns M. The
+ * plugin is configured with its declared defaults, then the "key=value" overrides (a
+ * dataset reader's file, say). */
+MF_API int mf_check_plugin(const mf_plugin *plugin, const char *file, int n_overrides,
+                           const char *const *overrides, FILE *out);
 
 /* ---------------------------------------------------------------- benchmarks */
 /* The reference models of shared/bench/README.md (mlp-concat, tensor-fusion, cnn-late,
