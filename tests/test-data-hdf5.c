@@ -20,29 +20,13 @@
 #include <mmfuse/host.h>
 
 /* ---------------------------------------------------------------- a temporary folder */
-static char tmp[4096];
+#include "tmpdir.h"
 
-static void make_tmp(void)
+/* HDF5's own error stack would print to stderr: the reader reports in one sentence. */
+static void make_h5_tmp(void)
 {
-    snprintf(tmp, sizeof tmp, "%s/mmfuse-h5-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(tmp));
+    make_tmp("h5");
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-static void remove_tmp(void)
-{
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
-static const char *tmp_path(const char *name)
-{
-    static char path[4][4200];
-    static int next;
-    char *p = path[next++ % 4];
-    snprintf(p, sizeof path[0], "%s/%s", tmp, name);
-    return p;
 }
 
 static void write_text(const char *name, const char *text)
@@ -217,7 +201,7 @@ static void assert_read_error(const char *file, int64_t n, const int64_t *idx,
 START_TEST(round_trip_every_type)
 {
     preload = _i; /* both ways of reading */
-    make_tmp();
+    make_h5_tmp();
     enum { N = 50 };
     static double a[N * 2 * 3], b[N], c[N * 4], y[N], split[N];
     for (int i = 0; i < N; i++) {
@@ -307,7 +291,7 @@ END_TEST
 START_TEST(fixed_names_and_chunks)
 {
     preload = _i; /* both ways of reading */
-    make_tmp();
+    make_h5_tmp();
     enum { N = 40 };
     static double x[N * 5], y[N];
     for (int i = 0; i < N; i++) {
@@ -361,7 +345,7 @@ END_TEST
 START_TEST(regression_targets)
 {
     preload = _i; /* both ways of reading */
-    make_tmp();
+    make_h5_tmp();
     enum { N = 12 };
     double x[N], t[N * 2];
     for (int i = 0; i < N; i++) {
@@ -407,7 +391,7 @@ END_TEST
 /* ---------------------------------------------------------------- refusals */
 START_TEST(refuses_missing_and_foreign_files)
 {
-    make_tmp();
+    make_h5_tmp();
     opened o;
     mf_error err;
     char want[1024];
@@ -449,7 +433,7 @@ END_TEST
 
 START_TEST(refuses_bad_layouts)
 {
-    make_tmp();
+    make_h5_tmp();
     double v[8] = {0, 1, 2, 0, 1, 2, 0, 1};
     hsize_t d2[2] = {4, 2};
 
@@ -557,7 +541,7 @@ END_TEST
 
 START_TEST(refuses_nan_and_inf)
 {
-    make_tmp();
+    make_h5_tmp();
     enum { N = 6 };
     double x[N * 2], y[N] = {0, 1, 0, 1, 0, 1}, zeros[N * 2] = {0};
     for (int i = 0; i < N * 2; i++)
@@ -606,7 +590,7 @@ END_TEST
  * (preloading fails quietly and leaves the dataset to the batch reads). */
 START_TEST(refuses_unreadable_samples)
 {
-    make_tmp();
+    make_h5_tmp();
     enum { N = 20 };
     double x[N * 4], y[N] = {0};
     for (int i = 0; i < N * 4; i++)
@@ -692,7 +676,7 @@ static char *root_attr(const char *file, const char *key)
 START_TEST(import_round_trip)
 {
     preload = _i; /* both ways of reading */
-    make_tmp();
+    make_h5_tmp();
     /* quoted fields with commas, doubled quotes and a line break; CRLF; a blank line */
     write_text("t.csv", "\xEF\xBB\xBF" "p1,p2,p3,p4,\"the, label\",extra\r\n"
                         "1,2,3,4,\"red \"\"soil\"\"\",x\r\n"
@@ -816,7 +800,7 @@ static void assert_import_error(const char *csv_text, const char *mod, const cha
 
 START_TEST(import_errors)
 {
-    make_tmp();
+    make_h5_tmp();
     const char *good = "x.1,x.2,x.3,x.4,y\n1,2,3,4,a\n5,6,7,8,b\n";
     assert_import_error("x.1,x.2,x.3,x.4,y\n1,2,3,4,a\n5,abc,7,8,b\n", "a=1-4", "y", NULL,
                         "%s:3: column x.2: 'abc' is not a number");
@@ -893,7 +877,7 @@ static int run_cli(const char *args, char *out, size_t size)
 
 START_TEST(import_command)
 {
-    make_tmp();
+    make_h5_tmp();
     char out[4096];
     write_text("c.csv", "a,b,\"kind\"\n1,2,x\n3,zz,y\n");
     ck_assert_int_eq(run_cli("csv c.csv --modality m=1-2 --label kind -o c.h5", out, sizeof out),
@@ -920,7 +904,7 @@ END_TEST
 /* ---------------------------------------------------------------- the committed satellite file */
 START_TEST(satellite_matches_its_csv)
 {
-    char dir[4096], csv[4096];
+    char dir[1000], csv[4096];
     snprintf(dir, sizeof dir, "%s/experiments", getenv("MMFUSE_SOURCE_ROOT"));
     snprintf(csv, sizeof csv, "%s/../shared/data/satellite.csv", getenv("MMFUSE_SOURCE_ROOT"));
     snprintf(tmp, sizeof tmp, "%s", dir); /* open_h5 resolves from tmp */

@@ -84,29 +84,8 @@ static void free_batch(batch *b)
 }
 
 /* ---------------------------------------------------------------- IDX files */
-static char tmp[256];
+#include "tmpdir.h"
 
-static void make_tmp(void)
-{
-    snprintf(tmp, sizeof tmp, "%s/mmfuse-idx-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(tmp));
-}
-
-static void remove_tmp(void)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
-static const char *tmp_path(const char *name)
-{
-    static char path[4][512];
-    static int next;
-    char *p = path[next++ % 4];
-    snprintf(p, 512, "%s/%s", tmp, name);
-    return p;
-}
 
 static void write_bytes(const char *name, const void *data, size_t len)
 {
@@ -200,7 +179,7 @@ static const char *idx_yaml(const char *train_images, const char *train_labels,
 
 static void round_trip(int gz)
 {
-    make_tmp();
+    make_tmp("idx");
     const char *ext = gz ? ".gz" : "";
     char f[4][64];
     static const char *const base[4] = {"tr-img", "tr-lab", "te-img", "te-lab"};
@@ -258,7 +237,7 @@ START_TEST(idx_every_type)
         {0x0D, MF_DTYPE_F32, {1.5, -2.25, 1e-3, 3.0e8}},
         {0x0E, MF_DTYPE_F64, {3.125, -0.5, 1e-300, 1e300}},
     };
-    make_tmp();
+    make_tmp("idx");
     idx_bytes lb;
     idx_make(&lb, 0x0C, 1, (int[]){2}, (double[]){1, 0}, 2); /* int labels */
     write_bytes("lab", lb.b, lb.len);
@@ -297,7 +276,7 @@ END_TEST
 /* The default scale maps ubyte 0…255 to 0…1; class_names name the classes. */
 START_TEST(idx_scale_and_names)
 {
-    make_tmp();
+    make_tmp("idx");
     idx_bytes im;
     idx_make(&im, 0x08, 3, (int[]){1, 1, 3}, (double[]){0, 51, 255}, 3);
     write_bytes("img", im.b, im.len);
@@ -346,7 +325,7 @@ static const char *msg(const char *file, const char *sentence)
 
 START_TEST(idx_bad_input)
 {
-    make_tmp();
+    make_tmp("idx");
     write_pair("img", "lab", 3, 0, (int[]){0, 1, 2}, 0);
     write_pair("img.gz", "lab.gz", 3, 0, (int[]){0, 1, 2}, 1);
 
@@ -431,7 +410,7 @@ END_TEST
 
 START_TEST(idx_label_errors)
 {
-    make_tmp();
+    make_tmp("idx");
     write_pair("img", "lab", 3, 0, (int[]){0, 1, 2}, 0);
     write_pair("img2", "lab2", 2, 0, (int[]){0, 1}, 0);
     char want[8192];

@@ -289,6 +289,20 @@ void mfi_op_div(mf_node *n, int action) { binary_op(n, action); }
                      (void)x, (void)y; D_[i] += (EXPR););                                          \
     } while (0)
 
+/* A unary op whose output has its input's shape: out = FORWARD(x); da += BACKWARD(g, x, y).
+ * KINDs pick the parallel threshold (CHEAP arithmetic, HEAVY libm calls). */
+#define UNARY_OP(NAME, FORWARD, FORWARD_KIND, BACKWARD, BACKWARD_KIND)                            \
+    void mfi_op_##NAME(mf_node *n, int action)                                                     \
+    {                                                                                              \
+        mf_node *a = n->in[0];                                                                     \
+        if (action == MFI_SHAPE)                                                                   \
+            n->shape = a->shape;                                                                   \
+        else if (action == MFI_FORWARD)                                                            \
+            UNARY_MAP(FORWARD, FORWARD_KIND);                                                      \
+        else if (action == MFI_BACKWARD)                                                           \
+            UNARY_GRAD(BACKWARD, BACKWARD_KIND);                                                   \
+    }
+
 void mfi_op_scale(mf_node *n, int action)
 {
     // out = s·a; da += s·dout
@@ -382,24 +396,8 @@ static inline float sigmoidf(float x)
     return e / (1.0f + e);
 }
 
-void mfi_op_sigmoid(mf_node *n, int action)
-{
-    // out = 1/(1+e^-a); d/da = out·(1 - out)
-    mf_node *a = n->in[0];
-    switch (action) {
-    case MFI_SHAPE:
-        n->shape = a->shape;
-        return;
-    case MFI_FORWARD:
-        UNARY_MAP(sigmoidf(x), HEAVY);
-        return;
-    case MFI_BACKWARD:
-        UNARY_GRAD(g * y * (1.0f - y), CHEAP);
-        return;
-    default:
-        return;
-    }
-}
+// out = 1/(1+e^-a); d/da = out·(1 - out)
+UNARY_OP(sigmoid, sigmoidf(x), HEAVY, g * y * (1.0f - y), CHEAP)
 
 /* GELU, tanh approximation (GPT-2, llm.c): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
 #define GELU_S 0.7978845608028654f /* √(2/π) */
@@ -418,100 +416,20 @@ static inline float gelu_bwd(float x)
     return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_S * (1.0f + 3.0f * GELU_C * x * x);
 }
 
-void mfi_op_gelu(mf_node *n, int action)
-{
-    // out = gelu(a); da += dout·gelu'(a)
-    mf_node *a = n->in[0];
-    switch (action) {
-    case MFI_SHAPE:
-        n->shape = a->shape;
-        return;
-    case MFI_FORWARD:
-        UNARY_MAP(gelu_fwd(x), HEAVY);
-        return;
-    case MFI_BACKWARD:
-        UNARY_GRAD(g * gelu_bwd(x), HEAVY);
-        return;
-    default:
-        return;
-    }
-}
+// out = gelu(a); da += dout·gelu'(a)
+UNARY_OP(gelu, gelu_fwd(x), HEAVY, g * gelu_bwd(x), HEAVY)
 
-void mfi_op_exp(mf_node *n, int action)
-{
-    // out = e^a; da += dout·out
-    mf_node *a = n->in[0];
-    switch (action) {
-    case MFI_SHAPE:
-        n->shape = a->shape;
-        return;
-    case MFI_FORWARD:
-        UNARY_MAP(expf(x), HEAVY);
-        return;
-    case MFI_BACKWARD:
-        UNARY_GRAD(g * y, CHEAP);
-        return;
-    default:
-        return;
-    }
-}
+// out = e^a; da += dout·out
+UNARY_OP(exp, expf(x), HEAVY, g * y, CHEAP)
 
-void mfi_op_log(mf_node *n, int action)
-{
-    // out = ln a (NaN below 0, -inf at 0); da += dout / a
-    mf_node *a = n->in[0];
-    switch (action) {
-    case MFI_SHAPE:
-        n->shape = a->shape;
-        return;
-    case MFI_FORWARD:
-        UNARY_MAP(logf(x), HEAVY);
-        return;
-    case MFI_BACKWARD:
-        UNARY_GRAD(g / x, CHEAP);
-        return;
-    default:
-        return;
-    }
-}
+// out = ln a (NaN below 0, -inf at 0); da += dout / a
+UNARY_OP(log, logf(x), HEAVY, g / x, CHEAP)
 
-void mfi_op_sqrt(mf_node *n, int action)
-{
-    // out = √a; da += dout / (2·out)  (infinite at 0)
-    mf_node *a = n->in[0];
-    switch (action) {
-    case MFI_SHAPE:
-        n->shape = a->shape;
-        return;
-    case MFI_FORWARD:
-        UNARY_MAP(sqrtf(x), HEAVY);
-        return;
-    case MFI_BACKWARD:
-        UNARY_GRAD(g * 0.5f / y, CHEAP);
-        return;
-    default:
-        return;
-    }
-}
+// out = √a; da += dout / (2·out)  (infinite at 0)
+UNARY_OP(sqrt, sqrtf(x), HEAVY, g * 0.5f / y, CHEAP)
 
-void mfi_op_abs(mf_node *n, int action)
-{
-    // out = |a|; da += dout·sign(a), 0 at 0
-    mf_node *a = n->in[0];
-    switch (action) {
-    case MFI_SHAPE:
-        n->shape = a->shape;
-        return;
-    case MFI_FORWARD:
-        UNARY_MAP(fabsf(x), CHEAP);
-        return;
-    case MFI_BACKWARD:
-        UNARY_GRAD(x > 0.0f ? g : x < 0.0f ? -g : 0.0f, CHEAP);
-        return;
-    default:
-        return;
-    }
-}
+// out = |a|; da += dout·sign(a), 0 at 0
+UNARY_OP(abs, fabsf(x), CHEAP, x > 0.0f ? g : x < 0.0f ? -g : 0.0f, CHEAP)
 
 /* ================================================================ masked_fill */
 /* a viewed as 4-D (leading 1s); the mask's element strides over that view, 0 where broadcast. */
