@@ -369,3 +369,8 @@ int mf_config_column(const mf_config *n)
 {
     return n ? n->mark.column : 0;
 }
+
+/* ---------------------------------------------------------------- public wrappers */
+int mf_config_is_quoted(const mf_config *n) { return n && mfi_config_is_quoted(n); }
+int mf_config_is_null(const mf_config *n) { return n && mfi_config_is_null(n); }
+mf_config *mf_config_copy(const mf_config *n) { return n ? mfi_config_copy(n) : NULL; }

@@ -31,7 +31,6 @@
 
 /* mfi_config_copy, and mfi_config_is_quoted so that "1" stays a string and 1 a number when
  * a value travels as override text */
-#include "../config/config_internal.h"
 #include "rundir.h"
 
 extern char **environ;
@@ -143,35 +142,35 @@ static void render(strbuf *b, const mf_config *n)
 {
     switch (mf_config_node_kind(n)) {
     case MF_CONFIG_SCALAR:
-        if (mfi_config_is_quoted(n))
-            render_quoted(b, n->text);
-        else if (mfi_config_is_null(n))
+        if (mf_config_is_quoted(n))
+            render_quoted(b, mf_config_scalar(n));
+        else if (mf_config_is_null(n))
             sb_puts(b, "null");
-        else if (plain_safe(n->text))
-            sb_puts(b, n->text);
+        else if (plain_safe(mf_config_scalar(n)))
+            sb_puts(b, mf_config_scalar(n));
         else /* plain text with flow indicators (", :" …): a string, so quoting keeps it */
-            render_quoted(b, n->text);
+            render_quoted(b, mf_config_scalar(n));
         break;
     case MF_CONFIG_LIST:
         sb_puts(b, "[");
-        for (int i = 0; i < n->length; i++) {
+        for (int i = 0; i < mf_config_length(n); i++) {
             if (i)
                 sb_puts(b, ", ");
-            render(b, n->entries[i].value);
+            render(b, mf_config_at(n, i));
         }
         sb_puts(b, "]");
         break;
     case MF_CONFIG_MAP:
         sb_puts(b, "{");
-        for (int i = 0; i < n->length; i++) {
+        for (int i = 0; i < mf_config_length(n); i++) {
             if (i)
                 sb_puts(b, ", ");
-            if (plain_safe(n->entries[i].key))
-                sb_puts(b, n->entries[i].key);
+            if (plain_safe(mf_config_key_at(n, i)))
+                sb_puts(b, mf_config_key_at(n, i));
             else
-                render_quoted(b, n->entries[i].key);
+                render_quoted(b, mf_config_key_at(n, i));
             sb_puts(b, ": ");
-            render(b, n->entries[i].value);
+            render(b, mf_config_at(n, i));
         }
         sb_puts(b, "}");
         break;
@@ -183,11 +182,11 @@ static void render(strbuf *b, const mf_config *n)
 static void slug_words(strbuf *b, const mf_config *n)
 {
     if (mf_config_node_kind(n) == MF_CONFIG_SCALAR) {
-        sb_printf(b, " %s", mfi_config_is_null(n) ? "null" : n->text);
+        sb_printf(b, " %s", mf_config_is_null(n) ? "null" : mf_config_scalar(n));
         return;
     }
-    for (int i = 0; i < n->length; i++)
-        slug_words(b, n->entries[i].value);
+    for (int i = 0; i < mf_config_length(n); i++)
+        slug_words(b, mf_config_at(n, i));
 }
 
 /* A folder-name piece: [A-Za-z0-9.+-] kept, other runs become one '_', at most SLUG_MAX. */
@@ -483,7 +482,7 @@ static char *read_text(const char *path)
 /* The point's experiment as YAML (without defaults): what it was asked to run. */
 static char *point_yaml(const sweep *sw, const sweep_point *p, const char *file, int keep)
 {
-    mf_config *c = mfi_config_copy(sw->cfg);
+    mf_config *c = mf_config_copy(sw->cfg);
     int ok = c != NULL;
     ok = ok && mf_config_override(c, "sweep={}", NULL) == 0;
     for (int k = 0; ok && k < sw->n_keys; k++)

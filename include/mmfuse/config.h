@@ -89,6 +89,9 @@ MF_API int mf_config_length(const mf_config *n);             /* list items or ma
 MF_API const mf_config *mf_config_at(const mf_config *n, int i);  /* item / entry value */
 MF_API const char *mf_config_key_at(const mf_config *n, int i);   /* map entry key */
 MF_API const char *mf_config_path(const mf_config *n);        /* "" for the root */
+/* A scalar written in quotes ("1" is the string 1), and a scalar YAML reads as null. */
+MF_API int mf_config_is_quoted(const mf_config *n);
+MF_API int mf_config_is_null(const mf_config *n);
 MF_API const char *mf_config_file(const mf_config *n);
 MF_API int mf_config_line(const mf_config *n);
 MF_API int mf_config_column(const mf_config *n);
@@ -104,6 +107,8 @@ MF_API mf_config *mf_config_load(const char *path, mf_error *err);
 /* Parse text; `name` stands for the file in marks. */
 MF_API mf_config *mf_config_parse(const char *text, size_t len, const char *name, mf_error *err);
 MF_API void mf_config_free(mf_config *root);
+/* A deep copy (marks and paths kept), freed with mf_config_free. */
+MF_API mf_config *mf_config_copy(const mf_config *n);
 /* Apply "key.path=value" (value parsed as a YAML scalar or flow list); creates missing keys. */
 MF_API int mf_config_override(mf_config *root, const char *assignment, mf_error *err);
 /* Check a map against specs (unknown keys with "did you mean", missing required keys, types,
