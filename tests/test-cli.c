@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 typedef struct outcome {
     int status;       /* exit status, or 128 + signal */
@@ -217,6 +218,29 @@ START_TEST(describe_and_json)
 }
 END_TEST
 
+/* Bad data: exit 2 and one sentence naming the file (and the dataset), nothing run. */
+START_TEST(bad_data_files)
+{
+    char h5[] = "/tmp/mmfuse-trunc-XXXXXX";
+    int fd = mkstemp(h5);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "head -c 20000 '%s/experiments/data/satellite.h5' > '%s'",
+             getenv("MMFUSE_SOURCE_ROOT"), h5);
+    ck_assert_int_eq(system(cmd), 0);
+    char args[4096], expected[4096];
+    snprintf(args, sizeof args, "run experiments/satellite.yaml --no-save -o data.path=%s", h5);
+    snprintf(expected, sizeof expected, "%s: HDF5 cannot open it: the file is truncated or corrupt\n",
+             h5);
+    assert_bad_input(args, expected);
+    remove(h5);
+    assert_bad_input("run experiments/fashion-mlp.yaml --no-save -o data.dir=/nonexistent",
+                     "/nonexistent/train-images-idx3-ubyte.gz: cannot be opened: No such file or "
+                     "directory\n");
+}
+END_TEST
+
 START_TEST(check_plugin_bundle)
 {
     /* a file carrying two plugins: each is checked on its own (these fixtures declare no
@@ -283,6 +307,7 @@ int main(void)
     tcase_add_test(tc, describe_and_json);
     tcase_add_test(tc, check_plugin_builtins);
     tcase_add_test(tc, check_plugin_bundle);
+    tcase_add_test(tc, bad_data_files);
     suite_add_tcase(s, tc);
     return mf_test_run(s);
 }
