@@ -33,10 +33,6 @@ void mfi_assemble(const mfi_input *in, const mf_dataset_info *info, const mfi_ba
     const mf_shape *src_shape = &info->modalities[in->source].shape;
     const int64_t src_numel = mf_shape_numel(src_shape), numel = mf_shape_numel(&in->shape);
     const float *src = b->modality[in->source];
-    if (in->drop) { /* zeros: the training mean once standardised */
-        memset(dst, 0, (size_t)(b->n * numel) * sizeof(float));
-        return;
-    }
     for (int64_t i = 0; i < b->n; i++) {
         const float *s = src + i * src_numel;
         float *d = dst + i * numel;

@@ -16,7 +16,7 @@ typedef struct mfi_input {
     int standardize;      /* token ids never are */
     float *mean, *inv_std; /* numel(shape) each once fitted (NULL before) */
     /* robustness at evaluation */
-    int drop;             /* replace by zeros (the training mean, once standardised) */
+    int drop;             /* missing for the whole pass: the model's missing value replaces it */
     float noise;          /* add N(0, noise²) after standardisation */
 } mfi_input;
 

@@ -93,6 +93,10 @@ static const mf_param_spec model_specs[] = {
     {"fusion", MF_TYPE_MAP, NULL, MF_PARAM_REQUIRED, 0, 0, NULL, "The fusion operator."},
     {"head", MF_TYPE_MAP, "{type: mlp}", 0, 0, 0, NULL,
      "Maps the fused features to class logits (an encoder plugin)."},
+    {"missing", MF_TYPE_ENUM, "zeros", 0, 0, 0, "zeros|learned",
+     "What the encoders see for a missing (dropped) modality: zeros (the training mean), or a "
+     "learned marker per modality (model.missing.<modality>, trained by "
+     "train.modality_dropout)."},
     MF_PARAM_END,
 };
 static const mf_param_spec module_specs[] = {
@@ -113,6 +117,9 @@ static const mf_param_spec optim_specs[] = {
 static const mf_param_spec train_specs[] = {
     {"epochs", MF_TYPE_INT, "10", MF_PARAM_MIN | MF_PARAM_MAX, 1, 1000000, NULL,
      "Passes over the training split."},
+    {"modality_dropout", MF_TYPE_FLOAT, "0", MF_PARAM_MIN | MF_PARAM_MAX, 0, 0.9, NULL,
+     "Probability that a modality of a training sample is replaced by its missing value "
+     "(model.missing), each modality and sample drawn independently."},
     MF_PARAM_END,
 };
 
@@ -156,6 +163,7 @@ typedef struct model_graph {
     int64_t batch;
     int training;
     mf_node *input[MAX_MODALITIES], *target, *logits, *loss;
+    mf_node *missing[MAX_MODALITIES]; /* (B,F): 1 where the sample's modality is missing */
 } model_graph;
 
 typedef struct experiment {
@@ -185,6 +193,11 @@ typedef struct experiment {
     int n_graphs;
 
     int64_t seed, batch_size, epochs, threads;
+    double modality_dropout;
+    int learned_missing, with_missing; /* model.missing; whether graphs take missing masks */
+    mf_param *marker[MAX_MODALITIES];  /* learned missing markers, numel(input) each */
+    mf_module *markers;                /* their owner ("model.missing") */
+    mf_rng dropout_rng;
     double val_fraction;
     mf_optim optim;
 } experiment;
@@ -374,6 +387,9 @@ static void read_settings(experiment *e)
     mf_config_int(e->data_cfg, "batch_size", &e->batch_size, NULL);
     mf_config_float(e->data_cfg, "val_fraction", &e->val_fraction, NULL);
     mf_config_int(section(e, "train"), "epochs", &e->epochs, NULL);
+    mf_config_float(section(e, "train"), "modality_dropout", &e->modality_dropout, NULL);
+    mf_config_enum(section(e, "model"), "missing", "zeros|learned", &e->learned_missing, NULL);
+    mf_rng_seed_stream(&e->dropout_rng, (uint64_t)e->seed, UINT64_C(0x6d6f64)); /* "mod" */
     mf_config_enum(o, "type", MF_OPTIM_CHOICES, &kind, NULL);
     mf_config_float(o, "lr", &e->optim.lr, NULL);
     mf_config_float(o, "weight_decay", &e->optim.weight_decay, NULL);
@@ -572,6 +588,22 @@ static int build_model(experiment *e, mf_error *err)
     if (!(e->loss = mf_module_new(e->loss_plugin, "loss", e->params, err)) ||
         mf_module_build_loss(e->loss, e->loss_cfg, err))
         return -1;
+    /* Missing modalities: masks in the graphs whenever anything can go missing; a learned
+     * marker per modality (registered last, so the other parameters keep their values). */
+    e->with_missing = e->learned_missing || e->modality_dropout > 0 ||
+                      mf_config_length(mf_config_get(section(e, "eval"), "robustness.drop")) > 0;
+    if (e->learned_missing) {
+        if (!(e->markers = mf_module_new(NULL, "model.missing", e->params, err)))
+            return -1;
+        for (int m = 0; m < e->n_mod; m++)
+            if (!(e->marker[m] = mf_module_param(e->markers, e->mod_name[m],
+                                                 mf_shape1(mf_shape_numel(&e->input[m].shape)),
+                                                 (mf_init){MF_INIT_ZEROS, 0, 0}))) {
+                mf_error_set(err, "%s: cannot register the missing marker of '%s'", e->path,
+                             e->mod_name[m]);
+                return -1;
+            }
+    }
     return mf_params_finalize(e->params, (uint64_t)e->seed, mf_optim_moments(e->optim.kind), err);
 }
 
@@ -600,7 +632,20 @@ static model_graph *graph_for(experiment *e, int64_t batch, int training, mf_err
     mf_node *emb[MAX_MODALITIES];
     for (int m = 0; m < e->n_mod; m++) {
         mg->input[m] = mf_input(g, e->mod_name[m], batched(&e->input[m].shape, batch));
-        emb[m] = mf_module_forward(e->encoder[m], g, 1, &mg->input[m]);
+        mf_node *x = mg->input[m];
+        if (e->with_missing) {
+            // x' = x - d·(x - marker): x where present, the marker (or 0) where missing;
+            // x and d are (B,F) with F the input's features, the marker a row (F)
+            const int64_t f = mf_shape_numel(&e->input[m].shape);
+            char name[96];
+            snprintf(name, sizeof name, "%s.missing", e->mod_name[m]);
+            mg->missing[m] = mf_input(g, name, mf_shape2(batch, f));
+            mf_node *flat = mf_reshape(g, x, mf_shape2(batch, f));
+            mf_node *away = e->marker[m] ? mf_sub(g, flat, mf_param_node(g, e->marker[m])) : flat;
+            x = mf_reshape(g, mf_sub(g, flat, mf_mul(g, mg->missing[m], away)),
+                           batched(&e->input[m].shape, batch));
+        }
+        emb[m] = mf_module_forward(e->encoder[m], g, 1, &x);
     }
     mf_node *fused = mf_module_forward(e->fusion, g, e->n_mod, emb);
     mg->logits = mf_module_forward(e->head, g, 1, &fused);
@@ -679,8 +724,23 @@ static int run_epoch(experiment *e, mfi_loader *loader, int training, int epoch,
         const mfi_batch *batch;
         if (mfi_loader_next(loader, &batch, err) < 0)
             return MF_EXIT_BAD_INPUT;
-        for (int m = 0; m < e->n_mod; m++)
+        for (int m = 0; m < e->n_mod; m++) {
             mfi_assemble(&e->input[m], e->info, batch, mf_node_value(mg->input[m]), rng);
+            if (!mg->missing[m])
+                continue;
+            /* missing: dropped for the whole split (robustness), or by modality dropout */
+            const int64_t f = mf_node_shape(mg->missing[m])->dim[1];
+            float *d = mf_node_value(mg->missing[m]);
+            for (int64_t i = 0; i < b; i++) {
+                float gone = e->input[m].drop ? 1.0f
+                             : training && e->modality_dropout > 0 &&
+                                       mf_rng_uniform(&e->dropout_rng) < e->modality_dropout
+                                 ? 1.0f
+                                 : 0.0f;
+                for (int64_t j = 0; j < f; j++)
+                    d[i * f + j] = gone;
+            }
+        }
         float *target = mf_node_value(mg->target);
         for (int64_t i = 0; i < b; i++) {
             int32_t y = batch->labels[i];
@@ -915,6 +975,7 @@ static void experiment_free(experiment *e)
     mf_module_free(e->fusion);
     mf_module_free(e->head);
     mf_module_free(e->loss);
+    mf_module_free(e->markers);
     mf_params_free(e->params);
     for (int m = 0; m < e->n_mod; m++)
         mfi_input_free(&e->input[m]);
