@@ -44,6 +44,15 @@
         }                                                                                          \
     } while (0)
 
+/* The largest of x[0..K): the shift that keeps exp() finite in softmax and log-softmax. */
+static inline float mfi_row_max(const float *x, int64_t K)
+{
+    float m = x[0];
+    for (int64_t j = 1; j < K; j++)
+        m = x[j] > m ? x[j] : m;
+    return m;
+}
+
 /* Whether a row-wise op (softmax, reductions) over rows·len elements forks. */
 #define MFI_OMP_ROWS_IF(rows, len, min) ((rows) > 1 && (rows) * (len) > (min))
 

@@ -46,9 +46,7 @@ void mfi_op_log_softmax(mf_node *n, int action)
         for (int64_t i = 0; i < rows; i++) {
             const float *x = A + i * K;
             float *y = O + i * K;
-            float mx = x[0];
-            for (int64_t j = 1; j < K; j++)
-                mx = x[j] > mx ? x[j] : mx;
+            const float mx = mfi_row_max(x, K);
             double sum = 0.0;
             for (int64_t j = 0; j < K; j++)
                 sum += expf(x[j] - mx);

@@ -293,9 +293,7 @@ void mfi_op_softmax(mf_node *n, int action)
         for (int64_t r = 0; r < rows; r++) {
             const float *x = A + r * K;
             float *y = O + r * K;
-            float m = x[0];
-            for (int64_t j = 1; j < K; j++)
-                m = x[j] > m ? x[j] : m;
+            const float m = mfi_row_max(x, K);
             double s = 0.0;
             for (int64_t j = 0; j < K; j++) {
                 y[j] = expf(x[j] - m);
