@@ -50,9 +50,9 @@ int mf_cli_check_plugin(int argc, char **argv)
         const char *file;
         const mf_plugin *p = mf_registry_find(reg, 0, what, &file);
         if (!p) {
-            const char *near = mf_did_you_mean(what, mf_registry_names(reg, 0));
-            fprintf(stderr, "mmfuse check-plugin: no plugin named '%s' on the search path%s%s%s\n",
-                    what, near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
+            const char *hint = mf_suggestion(what, mf_registry_names(reg, 0));
+            fprintf(stderr, "mmfuse check-plugin: no plugin named '%s' on the search path%s\n",
+                    what, hint);
             for (int i = 0; i < mf_registry_refusal_count(reg); i++)
                 fprintf(stderr, "refused: %s\n", mf_registry_refusal(reg, i));
             mf_registry_free(reg);

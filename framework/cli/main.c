@@ -76,8 +76,7 @@ int main(int argc, char **argv)
         return MF_EXIT_OK;
     }
     static const char *const verbs[] = {"run", "validate", "sweep", "reference", "plugins", "bench", "check-plugin", "new-plugin", "import", "help", "version", NULL};
-    const char *near = mf_did_you_mean(verb, verbs);
-    fprintf(stderr, "mmfuse: unknown command '%s'%s%s%s\n%s", verb, near ? " (did you mean '" : "",
-            near ? near : "", near ? "'?)" : "", usage);
+    const char *hint = mf_suggestion(verb, verbs);
+    fprintf(stderr, "mmfuse: unknown command '%s'%s\n%s", verb, hint, usage);
     return MF_EXIT_BAD_INPUT;
 }

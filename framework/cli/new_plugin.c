@@ -61,21 +61,6 @@ static int valid_name(const char *s)
     return 1;
 }
 
-/* mkdir -p */
-static int make_dirs(const char *dir)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s", dir);
-    for (char *p = path + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(path, 0755) != 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    return mkdir(path, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 int mf_cli_new_plugin(int argc, char **argv)
 {
     if (argc < 3 || argc > 4)
@@ -88,10 +73,9 @@ int mf_cli_new_plugin(int argc, char **argv)
             k = i;
     if (k < 0) {
         static const char *const kinds[] = {"dataset", "encoder", "fusion", "loss", NULL};
-        const char *near = mf_did_you_mean(kind, kinds);
-        return mf_cli_usage_error("new-plugin", new_usage, "unknown kind '%s'%s%s%s", kind,
-                                  near ? " (did you mean '" : "", near ? near : "",
-                                  near ? "'?)" : "");
+        const char *hint = mf_suggestion(kind, kinds);
+        return mf_cli_usage_error("new-plugin", new_usage, "unknown kind '%s'%s", kind,
+                                  hint);
     }
     if (!valid_name(name))
         return mf_cli_usage_error("new-plugin", new_usage,
@@ -99,8 +83,10 @@ int mf_cli_new_plugin(int argc, char **argv)
                                   "lowercase letters, digits or '_' (at most 48)",
                                   name);
     const char *dir = argc == 4 ? argv[3] : name;
-    if (make_dirs(dir) != 0) {
-        fprintf(stderr, "mmfuse new-plugin: cannot create '%s': %s\n", dir, strerror(errno));
+    mf_error derr;
+    mf_error_clear(&derr);
+    if (mf_make_dirs(dir, &derr)) {
+        fprintf(stderr, "mmfuse new-plugin: %s\n", derr.msg);
         return MF_EXIT_FAILED;
     }
     char paths[3][4096];

@@ -100,9 +100,9 @@ int mf_cli_plugins(int argc, char **argv)
         const char *file;
         const mf_plugin *p = mf_registry_find(reg, kind, describe_name, &file);
         if (!p) {
-            const char *near = mf_did_you_mean(describe_name, mf_registry_names(reg, kind));
-            fprintf(stderr, "mmfuse plugins: no plugin named '%s'%s%s%s\n", describe_name,
-                    near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
+            const char *hint = mf_suggestion(describe_name, mf_registry_names(reg, kind));
+            fprintf(stderr, "mmfuse plugins: no plugin named '%s'%s\n", describe_name,
+                    hint);
             status = MF_EXIT_BAD_INPUT;
         } else if (all) {
             json_array_append_new(all, plugin_json(p, file));

@@ -375,3 +375,13 @@ int mfi_config_validate(const mf_config *n, const mf_param_spec *spec, mf_error 
         return validate_scalar(n, spec->type, spec, err);
     }
 }
+
+const char *mf_suggestion(const char *word, const char *const *candidates)
+{
+    static _Thread_local char hint[160];
+    const char *near = mf_did_you_mean(word, candidates);
+    if (!near)
+        return "";
+    snprintf(hint, sizeof hint, " (did you mean '%s'?)", near);
+    return hint;
+}

@@ -90,3 +90,21 @@ int mf_write_file_atomic(const char *path, const void *data, size_t len, mf_erro
     }
     return mf_atomic_commit(&af, err);
 }
+
+int mf_make_dirs(const char *path, mf_error *err)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s", path);
+    for (char *s = p + 1; *s; s++)
+        if (*s == '/') {
+            *s = '\0';
+            if (mkdir(p, 0755) != 0 && errno != EEXIST)
+                goto fail;
+            *s = '/';
+        }
+    if (mkdir(p, 0755) == 0 || errno == EEXIST)
+        return 0;
+fail:
+    mf_error_set(err, "cannot create the folder '%s': %s", p, strerror(errno));
+    return -1;
+}

@@ -549,8 +549,6 @@ void mfi_op_max_pool2d(mf_node *n, int action)
             int32_t *ap = arg ? arg + pl * P : NULL;
             if (k == 2 && s == 2 && ap)
                 max_pool_plane_2x2(xp, W, Ho, Wo, op, ap);
-            else if (k == 2)
-                max_pool_plane(xp, W, Ho, Wo, 2, s, op, ap);
             else
                 max_pool_plane(xp, W, Ho, Wo, k, s, op, ap);
         }

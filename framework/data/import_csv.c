@@ -297,10 +297,10 @@ static int resolve_column(const importer *im, const char *opt, const char *s, si
         mf_error_set(err, "%s: column %d does not exist (%s has %d columns)", opt, number,
                      im->in.name, im->n_col);
     } else {
-        const char *near = im->header ? mf_did_you_mean(word, (const char *const *)im->header)
-                                      : NULL;
-        mf_error_set(err, "%s: %s has no column '%s'%s%s%s", opt, im->in.name, word,
-                     near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
+        const char *hint = im->header ? mf_suggestion(word, (const char *const *)im->header)
+                                      : "";
+        mf_error_set(err, "%s: %s has no column '%s'%s", opt, im->in.name, word,
+                     hint);
     }
     return -1;
 }

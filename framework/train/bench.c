@@ -278,10 +278,9 @@ int mf_bench_run(const mf_bench_options *o, mf_bench_result *res, mf_error *err)
         for (int i = 0; i < N_MODELS; i++)
             names[i] = models[i].name;
         names[N_MODELS] = NULL;
-        const char *near = mf_did_you_mean(o->model, names);
-        mf_error_set(err, "unknown benchmark model '%s'%s%s%s (one of mlp-concat, tensor-fusion, "
-                     "cnn-late, clip-dual)", o->model, near ? " (did you mean '" : "",
-                     near ? near : "", near ? "'?)" : "");
+        const char *hint = mf_suggestion(o->model, names);
+        mf_error_set(err, "unknown benchmark model '%s'%s (one of mlp-concat, tensor-fusion, "
+                     "cnn-late, clip-dual)", o->model, hint);
         return MF_EXIT_BAD_INPUT;
     }
     memset(res, 0, sizeof *res);

@@ -255,11 +255,9 @@ static const mf_plugin *resolve(experiment *e, const mf_config *section, const c
                         kind == MF_KIND_ENCODER ? "n" : "", mf_kind_name(kind));
         return NULL;
     }
-    const char *near = mf_did_you_mean(name, mf_registry_names(e->reg, kind));
-    char hint[128] = "";
-    if (near)
-        snprintf(hint, sizeof hint, " (did you mean '%s'?)", near);
-    else if (mf_registry_refusal_count(e->reg))
+    char hint[160];
+    snprintf(hint, sizeof hint, "%s", mf_suggestion(name, mf_registry_names(e->reg, kind)));
+    if (!*hint && mf_registry_refusal_count(e->reg))
         snprintf(hint, sizeof hint, " (%d plugin file(s) were refused; see the warnings above)",
                  mf_registry_refusal_count(e->reg));
     mf_config_error(err, node, "no %s plugin named '%s'%s", mf_kind_name(kind), name, hint);
@@ -413,10 +411,9 @@ static int check_robustness(experiment *e, mf_error *err)
         for (int m = 0; m < e->n_mod; m++)
             used |= strcmp(e->mod_name[m], name) == 0;
         if (!used) {
-            const char *near = mf_did_you_mean(name, e->mod_name);
-            mf_config_error(err, mf_config_at(drop, i), "'%s' is not a modality in use%s%s%s",
-                            name, near ? " (did you mean '" : "", near ? near : "",
-                            near ? "'?)" : "");
+            const char *hint = mf_suggestion(name, e->mod_name);
+            mf_config_error(err, mf_config_at(drop, i), "'%s' is not a modality in use%s",
+                            name, hint);
             problems++;
         }
     }
@@ -474,10 +471,10 @@ static int open_data(experiment *e, mf_error *err)
         mf_error why;
         mf_error_clear(&why);
         if (source < 0) {
-            const char *near = mf_did_you_mean(from, names);
+            const char *hint = mf_suggestion(from, names);
             mf_config_error(err, mf_config_get(spec, "from"),
-                            "the '%s' data has no modality '%s'%s%s%s", e->reader->name, from,
-                            near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
+                            "the '%s' data has no modality '%s'%s", e->reader->name, from,
+                            hint);
             return -1;
         }
         avail[n_avail] = (mfi_input){.name = mf_config_key_at(views, v), .source = source};
@@ -508,11 +505,10 @@ static int open_data(experiment *e, mf_error *err)
             if (strcmp(names[m], name) == 0)
                 found = m;
         if (found < 0) {
-            const char *near = mf_did_you_mean(name, names);
+            const char *hint = mf_suggestion(name, names);
             mf_config_error(err, mf_config_at(wanted, i),
-                            "the '%s' data has no modality or view '%s'%s%s%s", e->reader->name,
-                            name, near ? " (did you mean '" : "", near ? near : "",
-                            near ? "'?)" : "");
+                            "the '%s' data has no modality or view '%s'%s", e->reader->name,
+                            name, hint);
             return -1;
         }
         e->input[i] = avail[found];
@@ -530,10 +526,10 @@ static int open_data(experiment *e, mf_error *err)
         for (int m = 0; m < e->n_mod; m++)
             used |= strcmp(e->mod_name[m], key) == 0;
         if (!used) {
-            const char *near = mf_did_you_mean(key, e->mod_name);
+            const char *hint = mf_suggestion(key, e->mod_name);
             mf_config_error(err, mf_config_at(encoders, i),
-                            "an encoder for '%s', which is not a modality in use%s%s%s", key,
-                            near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
+                            "an encoder for '%s', which is not a modality in use%s", key,
+                            hint);
             problems++;
         }
     }

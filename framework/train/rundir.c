@@ -11,30 +11,14 @@
 #include "../data/assemble.h"
 #include "rundir.h"
 
-int mfi_make_dirs(const char *path)
-{
-    char p[4096];
-    snprintf(p, sizeof p, "%s", path);
-    for (char *s = p + 1; *s; s++)
-        if (*s == '/') {
-            *s = '\0';
-            if (mkdir(p, 0755) != 0 && errno != EEXIST)
-                return -1;
-            *s = '/';
-        }
-    return mkdir(p, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 int mfi_run_dir_create(mfi_run_dir *rd, const char *explicit_dir, const char *root,
                        const char *name, mf_error *err)
 {
     memset(rd, 0, sizeof *rd);
     if (explicit_dir) {
         snprintf(rd->path, sizeof rd->path, "%s", explicit_dir);
-        if (mfi_make_dirs(rd->path)) {
-            mf_error_set(err, "cannot create the run folder '%s': %s", rd->path, strerror(errno));
+        if (mf_make_dirs(rd->path, err))
             return -1;
-        }
         return 0;
     }
     char stamp[32];
@@ -42,10 +26,8 @@ int mfi_run_dir_create(mfi_run_dir *rd, const char *explicit_dir, const char *ro
     strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&t));
     char parent[4000];
     snprintf(parent, sizeof parent, "%s/%s", root, name);
-    if (mfi_make_dirs(parent)) {
-        mf_error_set(err, "cannot create the run folder '%s': %s", parent, strerror(errno));
+    if (mf_make_dirs(parent, err))
         return -1;
-    }
     /* mkdir is the lock: two runs started in one second get -2, -3, … */
     for (int n = 1; n < 1000; n++) {
         if (n == 1)

@@ -29,7 +29,5 @@ int mfi_run_dir_standardization(mfi_run_dir *rd, const struct mfi_input *inputs,
                                 mf_error *err);
 void mfi_run_dir_free(mfi_run_dir *rd);
 
-/* mkdir -p; 0 or -1 with errno set. */
-int mfi_make_dirs(const char *path);
 
 #endif

@@ -591,10 +591,8 @@ static char **child_env(int jobs)
 static int launch(sweep *sw, sweep_point *p, mf_error *err)
 {
     char path[FILE_PATH_MAX];
-    if (mfi_make_dirs(p->dir)) {
-        mf_error_set(err, "cannot create '%s': %s", p->dir, strerror(errno));
+    if (mf_make_dirs(p->dir, err))
         return -1;
-    }
     /* a stale result must not outlive a run that dies before writing its own */
     snprintf(path, sizeof path, "%s/result.json", p->dir);
     unlink(path);
@@ -1062,10 +1060,8 @@ int mf_sweep_run(const char *path, const mf_sweep_options *opts, mf_error *err)
         goto done;
 
     status = MF_EXIT_FAILED;
-    if (mfi_make_dirs(sw.dir)) {
-        mf_error_set(err, "cannot create the sweep folder '%s': %s", sw.dir, strerror(errno));
+    if (mf_make_dirs(sw.dir, err))
         goto done;
-    }
     /* two sweeps of one grid at once would run its points twice over each other */
     char lock_path[FILE_PATH_MAX];
     snprintf(lock_path, sizeof lock_path, "%s/.lock", sw.dir);

@@ -55,6 +55,8 @@ typedef struct mf_atomic_file {
 MF_API FILE *mf_atomic_open(mf_atomic_file *af, const char *path, mf_error *err);
 MF_API int mf_atomic_commit(mf_atomic_file *af, mf_error *err);
 MF_API void mf_atomic_abort(mf_atomic_file *af);
+/* mkdir -p: every missing folder of `path` (0755). */
+MF_API int mf_make_dirs(const char *path, mf_error *err);
 /* The whole file at once. */
 MF_API int mf_write_file_atomic(const char *path, const void *data, size_t len, mf_error *err);
 

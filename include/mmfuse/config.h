@@ -120,6 +120,9 @@ MF_API int mf_config_check(mf_config *map, const mf_param_spec *specs,
 MF_API int mf_config_write(const mf_config *root, const char *path, mf_error *err);
 /* The closest of `candidates` (NULL-terminated) to `word`, if near enough to suggest; or NULL. */
 MF_API const char *mf_did_you_mean(const char *word, const char *const *candidates);
+/* " (did you mean 'x'?)" for that candidate, or "": to append to a message. The text lives
+ * until the thread's next call. */
+MF_API const char *mf_suggestion(const char *word, const char *const *candidates);
 
 #ifdef __cplusplus
 }
