@@ -24,7 +24,7 @@ struct mf_params {
 
 static const char *const init_names[] = {
     "zeros", "ones", "normal", "uniform", "xavier_uniform", "xavier_normal",
-    "kaiming_uniform", "kaiming_normal", "fan_in_uniform",
+    "kaiming_uniform", "kaiming_normal", "fan_in_uniform", "constant", "trunc_normal",
 };
 _Static_assert(sizeof init_names / sizeof init_names[0] == MF_INIT_KIND_COUNT,
                "one name per initialiser");

@@ -40,6 +40,8 @@ typedef enum mf_dtype {
 
 MF_API const char *mf_dtype_name(mf_dtype t); /* "float32", "uint8", "token", … */
 
+/* A sample has at most MF_MAX_DIMS - 1 = 3 axes (the batch takes the fourth); the host
+ * refuses a reader that declares more, naming the modality. */
 typedef struct mf_modality_info {
     const char *name;
     mf_shape shape; /* per sample, e.g. (18), (2,3,3), (1,28,28), (16) tokens */
@@ -64,6 +66,12 @@ typedef struct mf_dataset_info {
     const uint8_t *split;           /* n_samples MF_SPLIT_* values, or NULL: the host splits */
     int64_t vocab_size;             /* token modalities: the vocabulary, or 0 / NULL */
     const char *const *vocabulary;
+    /* ABI 1.1 */
+    int32_t pad_token;              /* token modalities are padded with this id (a (T) caption
+                                       shorter than T ends in it), so the host gives encoders a
+                                       padding mask; -1 (or a 1.0 reader's 0 with has_padding
+                                       unset): no padding */
+    int32_t has_padding;            /* non-zero: pad_token is meaningful */
 } mf_dataset_info;
 
 /* Where read() puts a batch of n samples. */

@@ -62,6 +62,12 @@ MF_API float *mf_node_value(mf_node *n);
 MF_API float *mf_node_grad(mf_node *n);
 MF_API const char *mf_node_name(const mf_node *n);
 MF_API const char *mf_node_op_name(const mf_node *n);
+/* A padding mask travelling with a sequence (ABI 1.1). x is (B,T,…), mask (B,T) with non-zero
+ * = padding (the convention of mf_attention_forward and PyTorch's key_padding_mask). The host
+ * attaches the reader's mask to a token input; a module that keeps the T axis passes it on
+ * with mf_node_set_mask(out, mf_node_mask(in)); ops do not propagate it. NULL: no padding. */
+MF_API void mf_node_set_mask(mf_node *x, mf_node *mask);
+MF_API mf_node *mf_node_mask(const mf_node *x);
 
 /* ---------------------------------------------------------------- leaves */
 /* Data fed in each step (no gradient). Class targets are stored as floats (exact below 2^24). */
@@ -70,6 +76,14 @@ MF_API mf_node *mf_input(mf_graph *g, const char *name, mf_shape shape);
 MF_API mf_node *mf_variable(mf_graph *g, const char *name, mf_shape shape);
 /* A parameter from the model's parameter store: value and gradient are the store's. */
 MF_API mf_node *mf_param_node(mf_graph *g, mf_param *p);
+
+/* Constants (ABI 1.1): leaves filled once at compile, never written by replays, no gradient. */
+MF_API mf_node *mf_constant(mf_graph *g, mf_shape shape, float value); /* every element = value */
+MF_API mf_node *mf_ones(mf_graph *g, mf_shape shape);
+MF_API mf_node *mf_eye(mf_graph *g, int64_t n);     /* (n,n) identity: InfoNCE targets, masks */
+MF_API mf_node *mf_arange(mf_graph *g, int64_t n);  /* (n): 0, 1, …, n-1 (class ids, positions) */
+/* (shape) filled from data (numel floats, copied at construction). */
+MF_API mf_node *mf_constant_data(mf_graph *g, mf_shape shape, const float *data);
 
 /* ---------------------------------------------------------------- ops
  * Axes may be given negative, counting from the last (-1). */
@@ -81,8 +95,10 @@ MF_API mf_node *mf_matmul(mf_graph *g, mf_node *a, mf_node *b, int trans_a, int 
  * the last two axes of either transposed on request; leading axes must be equal. */
 MF_API mf_node *mf_bmm(mf_graph *g, mf_node *a, mf_node *b, int trans_a, int trans_b);
 
-/* -- elementwise. Binary ops take equal shapes, or b broadcast: a scalar (numel 1), or a
- *    row (N) / (1,N) added to every row of the last axis of a (…,N). */
+/* -- elementwise. Binary ops broadcast as NumPy and PyTorch do (ABI 1.1): shapes are aligned
+ *    from the last axis, a missing leading axis counts as 1, and an axis of size 1 on either
+ *    side stretches to the other's size; the gradient of a stretched input is summed over the
+ *    stretched axes. (1.0 took equal shapes, a scalar b or a row b; those still work.) */
 MF_API mf_node *mf_add(mf_graph *g, mf_node *a, mf_node *b);
 MF_API mf_node *mf_sub(mf_graph *g, mf_node *a, mf_node *b);
 MF_API mf_node *mf_mul(mf_graph *g, mf_node *a, mf_node *b);
@@ -102,6 +118,10 @@ MF_API mf_node *mf_exp(mf_graph *g, mf_node *a);
 MF_API mf_node *mf_log(mf_graph *g, mf_node *a);
 MF_API mf_node *mf_sqrt(mf_graph *g, mf_node *a);
 MF_API mf_node *mf_abs(mf_graph *g, mf_node *a);
+/* log(1 + eˣ), computed stably (ABI 1.1); log σ(x) = -softplus(-x). */
+MF_API mf_node *mf_softplus(mf_graph *g, mf_node *a);
+/* min(max(a, lo), hi) (ABI 1.1); the gradient passes where lo < a < hi. */
+MF_API mf_node *mf_clamp(mf_graph *g, mf_node *a, float lo, float hi);
 /* Where mask != 0, value; elsewhere a (gradient 0 where filled). mask has a's ndim and each
  * of its axes equals a's or is 1 (broadcast), e.g. scores (B,H,T,S) with mask (B,1,1,S). */
 MF_API mf_node *mf_masked_fill(mf_graph *g, mf_node *a, mf_node *mask, float value);
@@ -115,6 +135,8 @@ MF_API mf_node *mf_mean(mf_graph *g, mf_node *a, int axis, int keepdim);
 /* Sum / mean of every element → (1). */
 MF_API mf_node *mf_sum_all(mf_graph *g, mf_node *a);
 MF_API mf_node *mf_mean_all(mf_graph *g, mf_node *a);
+/* Largest element along an axis (ABI 1.1); the gradient goes to the first maximum. */
+MF_API mf_node *mf_max(mf_graph *g, mf_node *a, int axis, int keepdim);
 /* log Σ exp over an axis, computed stably. */
 MF_API mf_node *mf_logsumexp(mf_graph *g, mf_node *a, int axis, int keepdim);
 /* softmax / log softmax over the last axis (any ndim), stably. */
@@ -136,6 +158,16 @@ MF_API int mf_split(mf_graph *g, mf_node *a, int axis, int n, const int64_t *siz
 /* Join along an axis; all other axes equal. mf_concat joins (B,F_i) along the features. */
 MF_API mf_node *mf_concat_axis(mf_graph *g, int n, mf_node *const *xs, int axis);
 MF_API mf_node *mf_concat(mf_graph *g, int n, mf_node *const *xs);
+/* Axes of size 1 repeated to `shape` (ABI 1.1; PyTorch's expand): a's ndim equals shape's,
+ * or a has fewer axes and is aligned from the last; -1 keeps a's size. The gradient is
+ * summed over the repeated axes. E.g. a CLS token (1,1,D) → (B,1,D). */
+MF_API mf_node *mf_expand(mf_graph *g, mf_node *a, mf_shape shape);
+/* torch.gather (ABI 1.1): idx (indices stored as floats) has a's ndim, and every axis but
+ * `axis` no larger than a's; out has idx's shape, out[…i…] = a[…idx[…i…]…] along axis.
+ * The gradient is scattered (added) into the picked elements. Indices are the caller's to
+ * validate (the host checks data token ids against the vocabulary): one outside [0, size)
+ * reads 0 and takes no gradient. */
+MF_API mf_node *mf_gather(mf_graph *g, mf_node *a, int axis, mf_node *idx);
 /* Per-sample outer product (tensor fusion): a (B,P), b (B,Q) → (B,P·Q), out[b,i·Q+j] = a[b,i]·b[b,j]. */
 MF_API mf_node *mf_outer(mf_graph *g, mf_node *a, mf_node *b);
 

@@ -18,17 +18,19 @@ extern "C" {
 
 /* ---------------------------------------------------------------- initialisers */
 /* fan_in = shape[1]·shape[2]·…, fan_out = shape[0]·shape[2]·… (PyTorch's convention:
- * a weight is (out, in, kernel…)). */
+ * a weight is (out, in, kernel…)). What each kind does with `scale` is said beside it. */
 typedef enum mf_init_kind {
-    MF_INIT_ZEROS,
-    MF_INIT_ONES,
+    MF_INIT_ZEROS,           /* 0; scale ignored                               */
+    MF_INIT_ONES,            /* 1; scale ignored (use MF_INIT_CONSTANT)        */
     MF_INIT_NORMAL,          /* N(0, scale²)                                   */
     MF_INIT_UNIFORM,         /* U(-scale, scale)                               */
     MF_INIT_XAVIER_UNIFORM,  /* U(±scale·√(6/(fan_in+fan_out))), scale = gain  */
     MF_INIT_XAVIER_NORMAL,   /* N(0, scale²·2/(fan_in+fan_out))                */
     MF_INIT_KAIMING_UNIFORM, /* U(±scale·√(3/fan_in)), scale = gain (√2 for ReLU) */
     MF_INIT_KAIMING_NORMAL,  /* N(0, scale²/fan_in)                            */
-    MF_INIT_FAN_IN_UNIFORM,  /* U(±1/√fan_in): PyTorch's Linear/Conv default    */
+    MF_INIT_FAN_IN_UNIFORM,  /* U(±1/√fan_in): PyTorch's Linear/Conv default; scale ignored */
+    MF_INIT_CONSTANT,        /* every element = scale (ABI 1.1): a temperature log(1/0.07) */
+    MF_INIT_TRUNC_NORMAL,    /* N(0, scale²) cut at ±2·scale (ABI 1.1): ViT's tokens, positions */
     MF_INIT_KIND_COUNT
 } mf_init_kind;
 
@@ -67,9 +69,19 @@ MF_API int64_t mf_param_offset(const mf_param *p);        /* into the collated b
 MF_API float *mf_param_value(mf_param *p);                /* valid after finalisation */
 MF_API float *mf_param_grad(mf_param *p);
 
+/* Per-parameter flags (ABI 1.1). Set them while building, after mf_module_param. */
+#define MF_NO_DECAY 0x1u       /* weight decay skips it: biases, norms, temperatures, tokens
+                                  (as open_clip and timm exclude them); set by nn.h blocks */
+MF_API void mf_param_set_flags(mf_param *p, unsigned flags);
+MF_API unsigned mf_param_flags(const mf_param *p);
+/* Keep the value within [lo, hi] after every optimiser step (open_clip clamps CLIP's logit
+ * scale to at most ln 100). lo > hi removes the bounds. */
+MF_API void mf_param_set_bounds(mf_param *p, float lo, float hi);
+
 /* ---------------------------------------------------------------- optimisers */
 /* Update rules over the collated buffers, as torch.optim defines them: Adam (weight decay as
- * an L2 term), AdamW (decoupled decay), SGD with momentum (dampening 0). */
+ * an L2 term), AdamW (decoupled decay), SGD with momentum (dampening 0). Weight decay skips
+ * parameters flagged MF_NO_DECAY; bounds (mf_param_set_bounds) apply after the step. */
 typedef enum mf_optim_kind { MF_OPTIM_ADAM, MF_OPTIM_ADAMW, MF_OPTIM_SGD } mf_optim_kind;
 #define MF_OPTIM_CHOICES "adam|adamw|sgd"
 
@@ -96,6 +108,11 @@ MF_API const char *mf_module_path(const mf_module *m);
 /* Register a parameter named "<path>.<name>". On failure returns NULL and records the error
  * in the module (reported by the host after build). */
 MF_API mf_param *mf_module_param(mf_module *m, const char *name, mf_shape shape, mf_init init);
+/* A child module "<path>.<name>" (ABI 1.1): it registers parameters into the same store and
+ * is freed with its parent. A composite module (MBT's per-modality layers) gives each part
+ * its own path, so optimisers and checkpoints find every parameter by name. NULL on failure
+ * (recorded in the parent, reported after build). */
+MF_API mf_module *mf_module_child(mf_module *m, const char *name);
 
 /* ---------------------------------------------------------------- building blocks */
 typedef enum mf_activation {
@@ -191,6 +208,28 @@ MF_API int mf_attention_init(mf_attention *a, mf_module *m, const char *name, in
  * → (B,T,dim) */
 MF_API mf_node *mf_attention_forward(mf_graph *g, const mf_attention *a, mf_node *x,
                                      mf_node *context, mf_node *mask);
+
+/* Pre-LN transformer layer (ABI 1.1; Vaswani et al., as ViT and GPT-2 arrange it):
+ *   x = x + drop(attn(ln1(x), ln1(context) or self, mask))
+ *   x = x + drop(fc2(gelu(fc1(ln2(x)))))       fc1: dim → mlp_ratio·dim
+ * Parameters under "<name>.": ln1, attn.{q,k,v,o}, ln2, fc1, fc2 (+ ln_ctx for cross-
+ * attention: the context gets its own norm). */
+typedef struct mf_transformer_layer {
+    mf_layer_norm_layer ln1, ln2, ln_ctx;
+    mf_attention attn;
+    mf_linear fc1, fc2;
+    int64_t dim, context_dim; /* context_dim 0: self-attention */
+    float dropout;
+} mf_transformer_layer;
+
+/* context_dim 0 for a self-attention layer, else the width of the sequences attended to. */
+MF_API int mf_transformer_layer_init(mf_transformer_layer *l, mf_module *m, const char *name,
+                                     int64_t dim, int64_t context_dim, int64_t heads,
+                                     double mlp_ratio, float dropout);
+/* x (B,T,dim); context (B,S,context_dim) or NULL; mask: padding of the keys, (B,S) (or
+ * (B,T) for self-attention) with non-zero = padding, or NULL → (B,T,dim) */
+MF_API mf_node *mf_transformer_layer_forward(mf_graph *g, const mf_transformer_layer *l,
+                                             mf_node *x, mf_node *context, mf_node *mask);
 
 #ifdef __cplusplus
 }

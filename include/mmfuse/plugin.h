@@ -35,7 +35,7 @@ extern "C" {
 
 #define MF_PLUGIN_MAGIC 0x4D465031u /* "MFP1" */
 #define MF_ABI_MAJOR 1
-#define MF_ABI_MINOR 0
+#define MF_ABI_MINOR 1
 
 /* The symbol every plugin file exports. */
 #define MF_PLUGIN_ENTRY "mf_plugin_list"
@@ -80,7 +80,17 @@ typedef struct mf_plugin {
     }
 
 /* ---------------------------------------------------------------- modules (encoder, fusion) */
-/* What the host tells a module when building it. Shapes are per sample (no batch axis). */
+/* What a module's input or output is, beyond its shape (ABI 1.1). Per sample, a vector is
+ * (D), a sequence (T,D) with MF_IO_SEQUENCE, token ids (T) with MF_IO_TOKENS, an image or
+ * feature map (C,H,W). MF_IO_MASKED: a padding mask (B,T) travels with the node
+ * (mf_node_mask in graph.h). */
+#define MF_IO_TOKENS 0x1u   /* token ids stored as floats, in [0, vocab)                 */
+#define MF_IO_SEQUENCE 0x2u /* (T,D): T positions of D features                         */
+#define MF_IO_MASKED 0x4u   /* some positions are padding: mf_node_mask(input) is (B,T) */
+
+/* What the host tells a module when building it. Shapes are per sample (no batch axis).
+ * A fusion receives its modalities in the data's order (data.modalities, else the reader's),
+ * not in the order model.encoders lists them. */
 typedef struct mf_build_args {
     uint32_t struct_size;
     int n_in;                       /* 1 for an encoder or head; modalities for a fusion */
@@ -88,39 +98,91 @@ typedef struct mf_build_args {
     const char *const *in_names;    /* the modalities' names (or "fused" for a head)     */
     int64_t out_features;           /* > 0: the host needs exactly this many output
                                        features (a head ends in the class count); 0: free */
+    /* ABI 1.1 */
+    const uint32_t *in_flags;       /* n_in MF_IO_* flags                                 */
+    const int64_t *in_vocab;        /* n_in: the vocabulary size of a token input, else 0 */
+    uint32_t *out_flags;            /* build sets MF_IO_SEQUENCE (and MF_IO_MASKED when its
+                                       output carries the input's mask) for a sequence out */
+    const mf_config *where;         /* the module's YAML section, for located errors      */
 } mf_build_args;
 
 typedef struct mf_module_ops {
     uint32_t struct_size;           /* sizeof(mf_module_ops)                    */
     size_t state_size;              /* bytes of private state, zeroed by the host */
     /* Read cfg, register parameters (mf_module_param, nn.h blocks), set *out to the
-     * per-sample output shape. Required. */
+     * per-sample output shape. Required. A refusal appends one sentence to err, best
+     * located with mf_config_error(err, cfg or a key of it, …). */
     int (*build)(mf_module *self, const mf_config *cfg, const mf_build_args *args, mf_shape *out,
                  mf_error *err);
-    /* Append this module's computation; in[i] is (B, in shape i). Required. */
+    /* Append this module's computation; in[i] is (B, in shape i). Required. The output
+     * must have the shape build declared (the host checks, naming the plugin). */
     mf_node *(*forward)(mf_module *self, mf_graph *g, int n_in, mf_node *const *in);
     /* Release what build allocated outside the state. Optional. */
     void (*destroy)(mf_module *self);
 } mf_module_ops;
 
 /* ---------------------------------------------------------------- losses */
+/* What the batch's target is (ABI 1.1). */
+typedef enum mf_target_kind {
+    MF_TARGET_CLASSES = 0,    /* (B) class indices stored as floats            */
+    MF_TARGET_VALUES = 1,     /* (B,K) float regression targets                 */
+    MF_TARGET_MULTILABEL = 2  /* (B,K) 0/1 labels, one per class                */
+} mf_target_kind;
+
+/* The model's outputs as a loss sees them when it is built (ABI 1.1); shapes per sample. */
+typedef struct mf_loss_build_args {
+    uint32_t struct_size;
+    int n_modalities;
+    const char *const *names;       /* the modalities, in the data's order               */
+    const mf_shape *emb;            /* each modality's encoder output ("emb.<m>")         */
+    const uint32_t *emb_flags;      /* their MF_IO_* flags (sequences, masks)             */
+    const mf_shape *fused;          /* the fusion's output; NULL under `fusion: none`    */
+    const mf_shape *logits;         /* the head's output; NULL without a head            */
+    int32_t target_kind;            /* mf_target_kind                                     */
+    int64_t target_dim;             /* classes: the class count; else K                   */
+} mf_loss_build_args;
+
 typedef struct mf_loss_inputs {
     uint32_t struct_size;
     mf_node *logits;                /* (B,K) the head's output; NULL without a head      */
-    mf_node *target;                /* (B) class indices stored as floats                 */
+    mf_node *target;                /* (B) class indices stored as floats, or (B,K)       */
     int n_modalities;
     const char *const *names;       /* modality names                                     */
-    mf_node *const *embeddings;     /* (B,D_m) each modality's encoder output ("emb.<m>") */
+    mf_node *const *embeddings;     /* each modality's encoder output ("emb.<m>"): (B,D_m),
+                                       or (B,T,D_m) with its mask for a sequence            */
+    /* ABI 1.1 */
+    mf_node *fused;                 /* the fusion's output; NULL under `fusion: none`    */
+    int32_t target_kind;            /* mf_target_kind                                     */
 } mf_loss_inputs;
+
+/* A number a loss reports besides itself (ABI 1.1), averaged over each split's samples and
+ * written to metrics.csv as <split>.<name>; usable as train.select: val.<name>. */
+#define MF_LOSS_MAX_METRICS 8
+typedef struct mf_loss_metrics {
+    int n;
+    const char *names[MF_LOSS_MAX_METRICS]; /* [a-z0-9_]+, static strings              */
+    int higher_is_better[MF_LOSS_MAX_METRICS];
+} mf_loss_metrics;
 
 typedef struct mf_loss_ops {
     uint32_t struct_size;
     size_t state_size;
-    /* Read cfg, register parameters (e.g. a learnable temperature). Required. */
+    /* Read cfg, register parameters (e.g. a learnable temperature). Required in ABI 1.0;
+     * optional from 1.1 when build_model is given. */
     int (*build)(mf_module *self, const mf_config *cfg, mf_error *err);
     /* Return a scalar (shape (1)) loss node. Required. */
     mf_node *(*forward)(mf_module *self, mf_graph *g, const mf_loss_inputs *in);
     void (*destroy)(mf_module *self);
+    /* ABI 1.1 */
+    /* Like build, told the model's output shapes, modality names and target: check that
+     * the loss can use them (refuse with a located mf_config_error on cfg), size
+     * parameters from them. Used instead of build when set. */
+    int (*build_model)(mf_module *self, const mf_config *cfg, const mf_loss_build_args *args,
+                       mf_error *err);
+    /* Declares the metrics the loss reports. Optional. */
+    void (*declare_metrics)(mf_module *self, mf_loss_metrics *out);
+    /* After a forward: each declared metric's mean over this batch's samples. Optional. */
+    void (*batch_metrics)(mf_module *self, const mf_loss_inputs *in, double *values);
 } mf_loss_ops;
 
 #ifdef __cplusplus
