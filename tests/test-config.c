@@ -1159,6 +1159,35 @@ START_TEST(test_env_interpolation)
 }
 END_TEST
 
+START_TEST(test_string_list_getter)
+{
+    mf_config *root = parse_ok("data:\n"
+                               "  modalities: [rgb, \"depth\", 3]\n"
+                               "  nested: [a, [b]]\n"
+                               "  one: rgb\n");
+    const char *names[3] = {NULL, NULL, NULL};
+    int n = 0;
+    mf_error_clear(&err);
+    ck_assert_int_eq(mf_config_string_list(root, "data.modalities", names, 3, &n, &err), 0);
+    ck_assert_int_eq(n, 3);
+    ck_assert_str_eq(names[0], "rgb");
+    ck_assert_str_eq(names[1], "depth");
+    ck_assert_str_eq(names[2], "3"); /* any scalar is a string */
+    ck_assert_int_eq(err.count, 0);
+    ck_assert_int_eq(mf_config_string_list(root, "data.modalities", names, 2, &n, &err), -1);
+    ck_assert_int_eq(n, 3);
+    ck_assert_int_eq(mf_config_string_list(root, "data.nested", names, 3, &n, &err), -1);
+    ck_assert_int_eq(mf_config_string_list(root, "data.one", names, 3, &n, &err), -1);
+    ck_assert_int_eq(mf_config_string_list(root, "data.missing", names, 3, &n, &err), -1);
+    ck_assert_str_eq(err.msg,
+                     "q.yaml:2:15: data.modalities: expected at most 2 elements, got a list of 3\n"
+                     "q.yaml:3:15: data.nested[1]: expected a string, got a list\n"
+                     "q.yaml:4:8: data.one: expected a list of strings, got 'rgb'\n"
+                     "q.yaml:2:3: data: missing required key 'missing'");
+    mf_config_free(root);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -1180,6 +1209,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_includes_merge);
     tcase_add_test(tc, test_include_errors);
     tcase_add_test(tc, test_env_interpolation);
+    tcase_add_test(tc, test_string_list_getter);
     suite_add_tcase(s, tc);
     return s;
 }

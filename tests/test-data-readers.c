@@ -580,12 +580,14 @@ START_TEST(shapes_captions_match_images)
     ck_assert_int_eq(in->modalities[1].dtype, MF_DTYPE_TOKEN);
     ck_assert_int_eq(in->vocab_size, VOCAB_SIZE);
     ck_assert_str_eq(in->vocabulary[0], "<pad>");
+    ck_assert_int_eq(in->has_padding, 1); /* captions are padded with <pad>: the host masks it */
+    ck_assert_int_eq(in->pad_token, 0);
     ck_assert_int_eq(in->n_classes, N_SHAPES);
     ck_assert_str_eq(in->class_names[0], "circle");
     int64_t *idx = range(N_CHECK);
     batch b;
     read_batch(&o, N_CHECK, idx, &b);
-    int relations[N_RELATIONS] = {0};
+    int relations[N_RELATIONS] = {0}, lengths[13] = {0};
     for (int64_t i = 0; i < N_CHECK; i++) {
         const float *tok = b.x[1] + i * 12, *x = b.x[0] + i * 3 * 32 * 32;
         const char *words[12];
@@ -597,6 +599,7 @@ START_TEST(shapes_captions_match_images)
         }
         for (int t = n; t < 12; t++)
             ck_assert_float_eq(tok[t], 0); /* padding only after the caption */
+        lengths[n]++;
         shapes_scene said, truth;
         ck_assert_msg(parse_caption(words, n, &said), "sample %lld: not a caption", (long long)i);
         shapes_scene_make(5, i, 0.75, 32, &truth);
@@ -627,6 +630,10 @@ START_TEST(shapes_captions_match_images)
     }
     for (int r = 0; r < N_RELATIONS; r++)
         ck_assert_int_gt(relations[r], N_CHECK / 20);
+    /* variable length: 3 words alone, 7 (above/below) or 8 (left/right of) for a pair */
+    ck_assert_int_eq(lengths[3], relations[REL_NONE]);
+    ck_assert_int_eq(lengths[7], relations[REL_ABOVE] + relations[REL_BELOW]);
+    ck_assert_int_eq(lengths[8], relations[REL_LEFT] + relations[REL_RIGHT]);
     free(idx);
     free_batch(&b);
     close_data(&o);

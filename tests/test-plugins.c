@@ -1,11 +1,16 @@
 /* The plugin loader: built-in plugins load through it; each bad fixture is refused with its
- * own sentence naming the file, and never stops the others from loading. */
+ * own sentence naming the file, and never stops the others from loading. An ABI 1.0 bundle
+ * loads, passes check-plugin and runs an experiment on this 1.1 host; check-plugin's own
+ * verdicts on plugins whose faults are known. */
 #include "mf_check.h"
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <mmfuse/host.h>
+
+#include "tmpdir.h"
 
 static char fixture[4096];
 
@@ -81,15 +86,20 @@ END_TEST
 
 START_TEST(refuses_other_major)
 {
-    assert_refused("other_major", ": plugin #1 was built for mmfuse ABI 2.0, but this host "
-                                  "has ABI 1.0; rebuild it against this version's headers");
+    char reason[256];
+    snprintf(reason, sizeof reason, ": plugin #1 was built for mmfuse ABI %d.0, but this host has "
+             "ABI %d.%d; rebuild it against this version's headers", MF_ABI_MAJOR + 1,
+             MF_ABI_MAJOR, MF_ABI_MINOR);
+    assert_refused("other_major", reason);
 }
 END_TEST
 
 START_TEST(refuses_newer_minor)
 {
-    assert_refused("newer_minor",
-                   ": plugin #1 needs mmfuse ABI 1.1, newer than this host's 1.0; upgrade mmfuse");
+    char reason[256];
+    snprintf(reason, sizeof reason, ": plugin #1 needs mmfuse ABI %d.%d, newer than this host's "
+             "%d.%d; upgrade mmfuse", MF_ABI_MAJOR, MF_ABI_MINOR + 1, MF_ABI_MAJOR, MF_ABI_MINOR);
+    assert_refused("newer_minor", reason);
 }
 END_TEST
 
@@ -182,6 +192,162 @@ START_TEST(search_path_env_comes_first)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- loadable fixtures */
+static const char *loadable_dir(void)
+{
+    static char dir[4096];
+    snprintf(dir, sizeof dir, "%s/loadable", getenv("MMFUSE_FIXTURE_PLUGINS"));
+    return dir;
+}
+
+static mf_registry *loadable_registry(const char *file)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s.so", loadable_dir(), file);
+    mf_registry *reg = mf_registry_new();
+    mf_error err;
+    mf_error_clear(&err);
+    ck_assert_msg(mf_registry_add_file(reg, path, &err) == 0, "%s", err.msg);
+    return reg;
+}
+
+/* mf_check_plugin's output and failure count for a plugin of a loadable fixture. */
+static int check_output(const char *file, const char *name, int n_over,
+                        const char *const *over, char **text)
+{
+    mf_registry *reg = loadable_registry(file);
+    const char *where;
+    const mf_plugin *p = mf_registry_find(reg, 0, name, &where);
+    ck_assert_ptr_nonnull(p);
+    size_t len;
+    FILE *out = open_memstream(text, &len);
+    int failed = mf_check_plugin(p, where, n_over, over, out);
+    fclose(out);
+    mf_registry_free(reg);
+    return failed;
+}
+
+START_TEST(abi10_bundle_loads_checks_and_runs)
+{
+    /* the 1.0 descriptors are read as 1.0: abi_minor 0, 1.0 vtable sizes */
+    mf_registry *reg = loadable_registry("abi10");
+    const mf_plugin *loss = mf_registry_find(reg, MF_KIND_LOSS, "abi10_loss", NULL);
+    ck_assert_ptr_nonnull(loss);
+    ck_assert_int_eq(loss->abi_minor, 0);
+    ck_assert_uint_lt(*(const uint32_t *)loss->ops, sizeof(mf_loss_ops));
+    mf_registry_free(reg);
+
+    char *text = NULL;
+    ck_assert_int_eq(check_output("abi10", "abi10_loss", 0, NULL, &text), 0);
+    ck_assert_ptr_nonnull(strstr(text, "SKIP inputs       a loss without build_model (as in ABI "
+                                       "1.0) is told nothing of the model, so only 'logits (4) "
+                                       "+ class targets' is tried\n"));
+    ck_assert_ptr_nonnull(strstr(text, "abi10_loss: 8 passed, 1 skipped, 0 failed\n"));
+    free(text);
+    ck_assert_int_eq(check_output("abi10", "abi10_encoder", 0, NULL, &text), 0);
+    ck_assert_ptr_nonnull(strstr(text, "abi10_encoder: 26 passed, 0 failed\n"));
+    free(text);
+
+    /* and trains: a 1.0 encoder for one modality, a 1.0 loss, 1.1 plugins beside them */
+    make_tmp("abi10");
+    FILE *f = fopen(tmp_path("abi10.yaml"), "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "name: abi10\nseed: 1\nplugins: {path: ['%s']}\n"
+               "data: {reader: synthetic, samples: 1200, batch_size: 32}\n"
+               "model:\n"
+               "  encoders:\n"
+               "    a: {type: abi10_encoder, out: 16}\n"
+               "    b: {type: mlp, hidden: [32], out: 16}\n"
+               "  fusion: {type: concat}\n"
+               "  head: {type: mlp, hidden: [32]}\n"
+               "loss: {type: abi10_loss}\n"
+               "train: {epochs: 4}\n", loadable_dir());
+    fclose(f);
+    mf_run_options opts = {.struct_size = sizeof opts, .log = stdout, .quiet = 1, .no_save = 1};
+    mf_run_result res;
+    mf_error err;
+    mf_error_clear(&err);
+    int status = mf_experiment_run(tmp_path("abi10.yaml"), &opts, &res, &err);
+    ck_assert_msg(status == MF_EXIT_OK, "exit %d: %s", status, err.msg);
+    printf("abi10 bundle: test accuracy %.3f after %d epochs\n", res.test_accuracy,
+           res.epochs_run);
+    ck_assert_int_eq(res.epochs_run, 4);
+    ck_assert(isfinite(res.final_train_loss));
+    ck_assert_double_gt(res.test_accuracy, 0.5); /* 4 classes: chance is 0.25 */
+    remove_tmp();
+}
+END_TEST
+
+START_TEST(check_plugin_catches_wrong_width)
+{
+    /* sized from the first modality: right at one width, wrong at (5)+(7) and (5)+(7)+(4) */
+    char *text = NULL;
+    ck_assert_int_eq(check_output("wrong_width", "wrong_width", 0, NULL, &text), 2);
+    ck_assert_ptr_nonnull(strstr(text, "FAIL build        2 vectors (5)+(7): built, then forward: "
+                                       "matmul: inner dimensions differ: (3,12) x (10,4)\n"));
+    ck_assert_ptr_nonnull(strstr(text, "FAIL build        3 vectors (5)+(7)+(4): built, then "
+                                       "forward: matmul: inner dimensions differ: (3,16) x (15,4)\n"));
+    ck_assert_ptr_nonnull(strstr(text, "SKIP build        2 feature maps (2,4,4)+(3,4,4): refused: "
+                                       "<defaults of wrong_width>:1:1: wrong_width takes vectors\n"));
+    ck_assert_ptr_nonnull(strstr(text, "PASS gradients    2 vectors of one width (8)+(8): "));
+    ck_assert_ptr_nonnull(strstr(text, "wrong_width: 14 passed, 6 skipped, 2 failed\n"));
+    free(text);
+}
+END_TEST
+
+START_TEST(check_plugin_required_and_absent_params)
+{
+    /* a required parameter gets a sample value from its spec (min 3; the first choice),
+     * and the lines say so; -o gives one instead */
+    char *text = NULL;
+    ck_assert_int_eq(check_output("needs_param", "needs_width", 0, NULL, &text), 0);
+    ck_assert_ptr_nonnull(strstr(text, "PASS parameters   2 declared; with defaults, sample "
+                                       "width=3 mode=fast, all within their types and ranges\n"));
+    ck_assert_ptr_nonnull(strstr(text, "PASS build        vector (5) with defaults, sample width=3 "
+                                       "mode=fast: 18 parameters\n"));
+    free(text);
+    static const char *const over[] = {"width=7"};
+    ck_assert_int_eq(check_output("needs_param", "needs_width", 1, over, &text), 0);
+    ck_assert_ptr_nonnull(strstr(text, "PASS build        vector (5) with defaults and -o width=7, "
+                                       "sample mode=fast: 42 parameters\n"));
+    free(text);
+    /* params = NULL: no parameters, as the loader takes it */
+    ck_assert_int_eq(check_output("needs_param", "no_params", 0, NULL, &text), 0);
+    ck_assert_ptr_nonnull(strstr(text, "PASS descriptor   'no_params' 1.0.0, encoder"));
+    ck_assert_ptr_nonnull(strstr(text, "PASS parameters   none declared\n"));
+    ck_assert_ptr_nonnull(strstr(text, "no_params: 26 passed, 0 failed\n"));
+    free(text);
+}
+END_TEST
+
+START_TEST(check_plugin_profiles_of_builtins)
+{
+    /* token ids are not differentiated; a sequence's mask travels through identity; a
+     * loss refuses targets it cannot use, with its own reason */
+    mf_registry *reg = builtin_registry();
+    const char *file;
+    char *text = NULL;
+    size_t len;
+    FILE *out = open_memstream(&text, &len);
+    ck_assert_int_eq(mf_check_plugin(mf_registry_find(reg, 0, "identity", &file), file, 0, NULL,
+                                     out), 0);
+    fclose(out);
+    ck_assert_ptr_nonnull(strstr(text, "PASS gradients    token ids (6) < 11, masked: nothing to "
+                                       "differentiate (no parameters, and token ids take no "
+                                       "gradient)\n"));
+    ck_assert_ptr_nonnull(strstr(text, "PASS shape        sequence (6,5), masked: forward gives "
+                                       "(3,6,5) as declared, with its (B,T) mask\n"));
+    free(text);
+    out = open_memstream(&text, &len);
+    ck_assert_int_eq(mf_check_plugin(mf_registry_find(reg, 0, "cnn", &file), file, 0, NULL, out), 0);
+    fclose(out);
+    ck_assert_ptr_nonnull(strstr(text, "SKIP build        vector (5): refused: "));
+    ck_assert_ptr_nonnull(strstr(text, "PASS gradients    image (2,8,8): "));
+    free(text);
+    mf_registry_free(reg);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("plugins");
@@ -197,5 +363,11 @@ int main(void)
     tcase_add_test(tc, missing_file_and_folder);
     tcase_add_test(tc, search_path_env_comes_first);
     suite_add_tcase(s, tc);
+    TCase *loadable = tcase_create("loadable");
+    tcase_add_test(loadable, abi10_bundle_loads_checks_and_runs);
+    tcase_add_test(loadable, check_plugin_catches_wrong_width);
+    tcase_add_test(loadable, check_plugin_required_and_absent_params);
+    tcase_add_test(loadable, check_plugin_profiles_of_builtins);
+    suite_add_tcase(s, loadable);
     return mf_test_run(s);
 }

@@ -15,6 +15,9 @@ int mf_cli_new_plugin(int argc, char **argv);
 int mf_cli_import(int argc, char **argv);
 /* Print each line of err to stderr, prefixed "mmfuse: " unless it already names a place. */
 void mf_cli_report(const mf_error *err);
+/* --help or -h anywhere among argv[1..]: print "usage: USAGE" (and details, when given) on
+ * stdout and return 1, for the verb to exit 0. */
+int mf_cli_help(int argc, char **argv, const char *usage, const char *details);
 /* A usage error: "mmfuse VERB: message" and the usage line; returns MF_EXIT_BAD_INPUT. */
 int mf_cli_usage_error(const char *verb, const char *usage, const char *fmt, ...)
     MF_PRINTF(3, 4);

@@ -12,6 +12,8 @@ static const char import_usage[] =
 
 int mf_cli_import(int argc, char **argv)
 {
+    if (mf_cli_help(argc, argv, import_usage, NULL))
+        return MF_EXIT_OK;
     if (argc < 2 || strcmp(argv[1], "csv") != 0)
         return mf_cli_usage_error("import", import_usage,
                                   argc < 2 ? "from what? (csv)"

@@ -17,7 +17,7 @@ static const char usage[] =
     "       mmfuse import csv FILE --modality NAME=COLUMNS[:SHAPE]... --label COLUMN [--split SPEC] -o OUT.h5\n"
     "       mmfuse bench MODEL [--mode train|eval] [--threads N] [--steps N] [--warmup N] [--json FILE]\n"
     "       mmfuse reference      (the experiment file reference, as markdown)\n"
-    "       mmfuse --version | --help\n";
+    "       mmfuse --version | --help | VERB --help\n";
 
 void mf_cli_report(const mf_error *err)
 {
@@ -29,6 +29,18 @@ void mf_cli_report(const mf_error *err)
         fprintf(stderr, "%.*s\n", (int)len, line);
         line += len + (line[len] == '\n');
     }
+}
+
+int mf_cli_help(int argc, char **argv, const char *verb_usage, const char *details)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: %s\n", verb_usage);
+            if (details)
+                fputs(details, stdout);
+            return 1;
+        }
+    return 0;
 }
 
 int mf_cli_usage_error(const char *verb, const char *verb_usage, const char *fmt, ...)

@@ -63,6 +63,10 @@ static int valid_name(const char *s)
 
 int mf_cli_new_plugin(int argc, char **argv)
 {
+    if (mf_cli_help(argc, argv, new_usage,
+                    "Writes NAME.c (a plugin that compiles, loads and passes check-plugin),\n"
+                    "meson.build and NAME.yaml (an example experiment) into DIR (default NAME).\n"))
+        return MF_EXIT_OK;
     if (argc < 3 || argc > 4)
         return mf_cli_usage_error("new-plugin", new_usage, argc < 3 ? "which kind and name?"
                                                                      : "too many arguments");

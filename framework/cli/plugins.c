@@ -70,6 +70,8 @@ int mf_cli_plugins(int argc, char **argv)
 {
     const char *describe_name = NULL;
     int kind = 0, as_json = 0;
+    if (mf_cli_help(argc, argv, plugins_usage, NULL))
+        return MF_EXIT_OK;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) {
             as_json = 1;

@@ -55,6 +55,9 @@ static void table(const mf_param_spec *specs)
 
 int mf_cli_reference(int argc, char **argv)
 {
+    if (mf_cli_help(argc, argv, "mmfuse reference",
+                    "Prints the experiment file reference (every section and key) as markdown.\n"))
+        return MF_EXIT_OK;
     if (argc > 1)
         return mf_cli_usage_error("reference", "mmfuse reference", "unexpected argument '%s'",
                                   argv[1]);

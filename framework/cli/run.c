@@ -66,10 +66,14 @@ static int run_or_validate(const char *verb, const char *usage, int argc, char *
 
 int mf_cli_run(int argc, char **argv)
 {
+    if (mf_cli_help(argc, argv, run_usage, NULL))
+        return MF_EXIT_OK;
     return run_or_validate("run", run_usage, argc, argv);
 }
 
 int mf_cli_validate(int argc, char **argv)
 {
+    if (mf_cli_help(argc, argv, validate_usage, NULL))
+        return MF_EXIT_OK;
     return run_or_validate("validate", validate_usage, argc, argv);
 }

@@ -12,6 +12,8 @@ static const char sweep_usage[] = "mmfuse sweep FILE.yaml [--jobs N] [-o KEY.PAT
 
 int mf_cli_sweep(int argc, char **argv)
 {
+    if (mf_cli_help(argc, argv, sweep_usage, NULL))
+        return MF_EXIT_OK;
     const char *file = NULL;
     const char **overrides = calloc((size_t)argc, sizeof *overrides);
     mf_sweep_options opts = {.struct_size = sizeof opts, .jobs = 1, .overrides = overrides,

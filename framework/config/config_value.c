@@ -385,3 +385,28 @@ const char *mf_suggestion(const char *word, const char *const *candidates)
     snprintf(hint, sizeof hint, " (did you mean '%s'?)", near);
     return hint;
 }
+
+/* Beside the other getters (config_check.c), which share their missing-key report: a key that
+ * mf_config_get does not find goes through mf_config_string for the same sentence. */
+int mf_config_string_list(const mf_config *map, const char *key, const char **out, int cap,
+                          int *n, mf_error *err)
+{
+    const mf_config *list = map && key ? mf_config_get(map, key) : NULL;
+    const char *ignored;
+    if (!list) {
+        mf_config_string(map, key, &ignored, err);
+        return -1;
+    }
+    mf_param_spec spec = {key, MF_TYPE_STRING_LIST, NULL, 0, 0, 0, NULL, NULL};
+    if (mfi_config_validate(list, &spec, err) != 0)
+        return -1;
+    *n = list->length;
+    if (list->length > cap) {
+        mfi_config_report(err, &list->mark, list->path,
+                          "expected at most %d elements, got a list of %d", cap, list->length);
+        return -1;
+    }
+    for (int i = 0; i < list->length; i++)
+        out[i] = list->entries[i].value->text;
+    return 0;
+}

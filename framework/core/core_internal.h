@@ -51,8 +51,18 @@ typedef enum mf_op {
     MF_OP_LAYER_NORM,  /* ops_nn.c          */
     MF_OP_EMBEDDING,
     MF_OP_CUSTOM,      /* ops_custom.c      */
+    /* ABI 1.1 */
+    MF_OP_CONSTANT,    /* leaf filled at compile (graph.c): iarg[0] an mfi_const_kind */
+    MF_OP_EXPAND,      /* ops_broadcast.c   */
+    MF_OP_SOFTPLUS,    /* ops_elementwise.c */
+    MF_OP_CLAMP,
+    MF_OP_MAX,         /* ops_reduce.c      */
+    MF_OP_GATHER,      /* ops_nn.c          */
     MF_OP_COUNT
 } mf_op;
+
+/* How a constant is filled at compile. */
+typedef enum mfi_const_kind { MFI_CONST_FILL, MFI_CONST_EYE, MFI_CONST_ARANGE, MFI_CONST_DATA } mfi_const_kind;
 
 /* What an op function is asked to do. */
 enum {
@@ -106,6 +116,16 @@ void mfi_op_avg_pool2d(mf_node *n, int action);
 void mfi_op_layer_norm(mf_node *n, int action);
 void mfi_op_embedding(mf_node *n, int action);
 void mfi_op_custom(mf_node *n, int action);
+void mfi_op_expand(mf_node *n, int action);
+void mfi_op_softplus(mf_node *n, int action);
+void mfi_op_clamp(mf_node *n, int action);
+void mfi_op_max(mf_node *n, int action);
+void mfi_op_gather(mf_node *n, int action);
+
+/* The NumPy broadcast of two shapes into *out; -1 when an axis pair is neither equal nor 1. */
+int mfi_broadcast_shape(const mf_shape *a, const mf_shape *b, mf_shape *out);
+/* add/sub/mul/div on shapes the fast paths of ops_elementwise.c do not cover. */
+void mfi_binary_general(mf_node *n, int action);
 
 /* ---------------------------------------------------------------- graph */
 #define MFI_MAX_IARG 8
@@ -130,6 +150,8 @@ struct mf_node {
     const mf_custom_op *custom; /* MF_OP_CUSTOM */
     void *attr;          /* MF_OP_CUSTOM attributes, copied into the arena */
     mf_param *param;     /* MF_OP_PARAM */
+    mf_node *mask;       /* padding mask travelling with a sequence (mf_node_set_mask), or NULL */
+    const float *const_data; /* MF_OP_CONSTANT: numel floats in the arena, or NULL (farg[0] fill) */
     float *value, *grad; /* grad NULL when the node takes no gradient */
     void *scratch;
     size_t scratch_bytes;
@@ -169,6 +191,9 @@ void mfi_op_fail(mf_node *n, const char *fmt, ...) MF_PRINTF(2, 3);
 mf_node *mfi_node_new(mf_graph *g, mf_op op, int n_in, mf_node *const *in, const mfi_args *args);
 /* Reverse pass from `out` with d(L)/d(out) = seed (numel(out) floats; NULL seeds 1). */
 void mfi_graph_backward_seeded(mf_graph *g, mf_node *out, const float *seed);
+
+/* params.c, for the optimisers: 1 and the bounds when the parameter has some, else 0. */
+int mfi_param_bounds(const mf_param *p, float *lo, float *hi);
 
 /* "(4,3)" for a node, in a caller's buffer. */
 #define MFI_SHAPE_STR 64

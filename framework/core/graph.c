@@ -14,6 +14,8 @@ static const char *const op_names[] = {
     "sqrt", "abs", "masked_fill", "dropout", "sum", "mean", "sum_all", "mean_all", "logsumexp",
     "softmax", "l2_normalize", "reshape", "permute", "slice", "outer", "conv2d", "max_pool2d",
     "avg_pool2d", "layer_norm", "embedding", "custom",
+    /* ABI 1.1 */
+    "constant", "expand", "softplus", "clamp", "max", "gather",
 };
 _Static_assert(sizeof op_names / sizeof op_names[0] == MF_OP_COUNT, "one name per op");
 
@@ -56,13 +58,19 @@ const mfi_op_fn mfi_cpu_ops[MF_OP_COUNT] = {
     [MF_OP_LAYER_NORM] = mfi_op_layer_norm,
     [MF_OP_EMBEDDING] = mfi_op_embedding,
     [MF_OP_CUSTOM] = mfi_op_custom,
+    [MF_OP_EXPAND] = mfi_op_expand,
+    [MF_OP_SOFTPLUS] = mfi_op_softplus,
+    [MF_OP_CLAMP] = mfi_op_clamp,
+    [MF_OP_MAX] = mfi_op_max,
+    [MF_OP_GATHER] = mfi_op_gather,
 };
 
 const char *mfi_op_name(mf_op op) { return (unsigned)op < MF_OP_COUNT ? op_names[op] : "?"; }
 
 static int is_leaf(const mf_node *n)
 {
-    return n->op == MF_OP_INPUT || n->op == MF_OP_VARIABLE || n->op == MF_OP_PARAM;
+    return n->op == MF_OP_INPUT || n->op == MF_OP_VARIABLE || n->op == MF_OP_PARAM ||
+           n->op == MF_OP_CONSTANT;
 }
 
 /* ---------------------------------------------------------------- errors */
@@ -219,8 +227,10 @@ static mf_node *leaf(mf_graph *g, mf_op op, const char *name, mf_shape shape)
         mf_shape bad = shape;
         if (bad.ndim < 0 || bad.ndim > MF_MAX_DIMS)
             bad.ndim = 0;
-        mfi_graph_fail(g, "%s \"%s\": invalid shape %s: a shape needs 1 to %d positive dimensions",
-                       mfi_op_name(op), name, mf_shape_str(&bad, s, sizeof s), MF_MAX_DIMS);
+        char who[96];
+        snprintf(who, sizeof who, *name ? "%s \"%s\"" : "%s", mfi_op_name(op), name);
+        mfi_graph_fail(g, "%s: invalid shape %s: a shape needs 1 to %d positive dimensions", who,
+                       mf_shape_str(&bad, s, sizeof s), MF_MAX_DIMS);
         return NULL;
     }
     mf_node *n = mfi_node_new(g, op, 0, NULL, NULL);
@@ -255,6 +265,69 @@ mf_node *mf_param_node(mf_graph *g, mf_param *p)
     return n;
 }
 
+/* Constants: no kernel runs on them, so replays, backward passes (no gradient) and gradient
+ * checks (which perturb only leaves with a gradient) never write them. */
+static mf_node *constant(mf_graph *g, mf_shape shape, mfi_const_kind kind, float value)
+{
+    mf_node *n = leaf(g, MF_OP_CONSTANT, "", shape);
+    if (n) {
+        n->iarg[0] = (int)kind;
+        n->farg[0] = value;
+    }
+    return n;
+}
+
+mf_node *mf_constant(mf_graph *g, mf_shape shape, float value)
+{
+    return constant(g, shape, MFI_CONST_FILL, value);
+}
+
+mf_node *mf_ones(mf_graph *g, mf_shape shape) { return constant(g, shape, MFI_CONST_FILL, 1.0f); }
+mf_node *mf_eye(mf_graph *g, int64_t n) { return constant(g, mf_shape2(n, n), MFI_CONST_EYE, 0); }
+mf_node *mf_arange(mf_graph *g, int64_t n) { return constant(g, mf_shape1(n), MFI_CONST_ARANGE, 0); }
+
+mf_node *mf_constant_data(mf_graph *g, mf_shape shape, const float *data)
+{
+    if (g && !data && !g->compiled) {
+        mfi_graph_fail(g, "constant: no data given");
+        return NULL;
+    }
+    mf_node *n = constant(g, shape, MFI_CONST_DATA, 0);
+    if (!n)
+        return NULL;
+    float *copy = mf_arena_alloc(g->arena, (size_t)n->numel * sizeof(float));
+    if (!copy) {
+        mfi_graph_fail(g, "constant: out of memory");
+        return NULL;
+    }
+    memcpy(copy, data, (size_t)n->numel * sizeof(float));
+    n->const_data = copy;
+    return n;
+}
+
+/* Called once, at compile, on the constant's fresh (zeroed) value. */
+static void fill_constant(mf_node *n)
+{
+    float *v = n->value;
+    switch ((mfi_const_kind)n->iarg[0]) {
+    case MFI_CONST_FILL:
+        for (int64_t i = 0; i < n->numel; i++)
+            v[i] = n->farg[0];
+        break;
+    case MFI_CONST_EYE: // v is (n,n)
+        for (int64_t i = 0; i < n->shape.dim[0]; i++)
+            v[i * n->shape.dim[0] + i] = 1.0f;
+        break;
+    case MFI_CONST_ARANGE:
+        for (int64_t i = 0; i < n->numel; i++)
+            v[i] = (float)i;
+        break;
+    case MFI_CONST_DATA:
+        memcpy(v, n->const_data, (size_t)n->numel * sizeof(float));
+        break;
+    }
+}
+
 /* ---------------------------------------------------------------- nodes */
 const mf_shape *mf_node_shape(const mf_node *n) { return &n->shape; }
 int64_t mf_node_numel(const mf_node *n) { return n->numel; }
@@ -262,6 +335,19 @@ float *mf_node_value(mf_node *n) { return n ? n->value : NULL; }
 float *mf_node_grad(mf_node *n) { return n ? n->grad : NULL; }
 const char *mf_node_name(const mf_node *n) { return n->name; }
 const char *mf_node_op_name(const mf_node *n) { return mfi_op_name(n->op); }
+
+void mf_node_set_mask(mf_node *x, mf_node *mask)
+{
+    if (!x)
+        return;
+    if (mask && mask->graph != x->graph) {
+        mfi_graph_fail(x->graph, "set_mask: the mask belongs to another graph");
+        return;
+    }
+    x->mask = mask;
+}
+
+mf_node *mf_node_mask(const mf_node *x) { return x ? x->mask : NULL; }
 
 /* ---------------------------------------------------------------- compile */
 static float *floats(mf_graph *g, int64_t numel)
@@ -331,6 +417,8 @@ int mf_graph_compile(mf_graph *g, mf_error *err)
         if (mfi_cpu_ops[n->op])
             mfi_cpu_ops[n->op](n, MFI_SCRATCH);
         n->scratch = n->scratch_bytes ? mf_arena_alloc(g->arena, n->scratch_bytes) : NULL;
+        if (n->op == MF_OP_CONSTANT && n->value)
+            fill_constant(n);
         if (!n->value || (need_grad && !n->grad) || (n->scratch_bytes && !n->scratch)) {
             mfi_graph_fail(g, "graph: out of memory while compiling (%zu bytes held)",
                            mf_arena_used(g->arena));

@@ -66,6 +66,7 @@ int mf_linear_init_with(mf_linear *l, mf_module *m, const char *name, int64_t in
         l->bias = mf_module_param(m, join(key, sizeof key, name, "bias"), mf_shape1(out), bias_init);
         if (!l->bias)
             return -1;
+        mf_param_set_flags(l->bias, MF_NO_DECAY); /* biases are not decayed (open_clip, timm) */
     }
     return 0;
 }
@@ -144,6 +145,8 @@ int mf_conv2d_layer_init(mf_conv2d_layer *c, mf_module *m, const char *name, int
                                             (mf_init){MF_INIT_FAN_IN_UNIFORM, 1.0f,
                                                       in * kernel * kernel})))
         return -1;
+    if (c->bias)
+        mf_param_set_flags(c->bias, MF_NO_DECAY);
     return 0;
 }
 
@@ -164,7 +167,11 @@ int mf_layer_norm_layer_init(mf_layer_norm_layer *ln, mf_module *m, const char *
                                 (mf_init){MF_INIT_ONES, 0, 0});
     ln->beta = mf_module_param(m, join(key, sizeof key, name, "bias"), mf_shape1(dim),
                                (mf_init){MF_INIT_ZEROS, 0, 0});
-    return ln->gamma && ln->beta ? 0 : -1;
+    if (!ln->gamma || !ln->beta)
+        return -1;
+    mf_param_set_flags(ln->gamma, MF_NO_DECAY); /* norms are not decayed either */
+    mf_param_set_flags(ln->beta, MF_NO_DECAY);
+    return 0;
 }
 
 mf_node *mf_layer_norm_layer_forward(mf_graph *g, const mf_layer_norm_layer *ln, mf_node *x)

@@ -1,5 +1,6 @@
-/* Elementwise ops: add, sub, mul, div (one broadcasting scheme), scale, add_scalar, relu,
- * tanh, sigmoid, gelu, exp, log, sqrt, abs, masked_fill, dropout.
+/* Elementwise ops: add, sub, mul, div (fast broadcasting paths; the general one is in
+ * ops_broadcast.c), scale, add_scalar, relu, tanh, sigmoid, gelu, exp, log, sqrt, abs,
+ * softplus, clamp, dropout (masked_fill is with the other broadcasting ops).
  *
  * Big tensors are split statically between OpenMP threads (MFI_OMP_MIN_ELEMS, see
  * ops_common.h). Every element is computed by exactly one thread with the same arithmetic as
@@ -46,12 +47,12 @@ mf_node *mf_exp(mf_graph *g, mf_node *a) { return unary(g, MF_OP_EXP, a, NULL); 
 mf_node *mf_log(mf_graph *g, mf_node *a) { return unary(g, MF_OP_LOG, a, NULL); }
 mf_node *mf_sqrt(mf_graph *g, mf_node *a) { return unary(g, MF_OP_SQRT, a, NULL); }
 mf_node *mf_abs(mf_graph *g, mf_node *a) { return unary(g, MF_OP_ABS, a, NULL); }
+mf_node *mf_softplus(mf_graph *g, mf_node *a) { return unary(g, MF_OP_SOFTPLUS, a, NULL); }
 
-mf_node *mf_masked_fill(mf_graph *g, mf_node *a, mf_node *mask, float value)
+mf_node *mf_clamp(mf_graph *g, mf_node *a, float lo, float hi)
 {
-    mf_node *in[2] = {a, mask};
-    mfi_args args = {.f = {value}};
-    return mfi_node_new(g, MF_OP_MASKED_FILL, 2, in, &args);
+    mfi_args args = {.f = {lo, hi}};
+    return unary(g, MF_OP_CLAMP, a, &args);
 }
 
 mf_node *mf_dropout(mf_graph *g, mf_node *a, float p)
@@ -61,10 +62,11 @@ mf_node *mf_dropout(mf_graph *g, mf_node *a, float p)
 }
 
 /* ================================================================ binary ops
- * a is (…,N); b is a's shape (BC_EQUAL), one element (BC_SCALAR), or a row (N), (1,N),
- * (1,1,N)… broadcast over every row of a's last axis (BC_ROW); out has a's shape.
- * iarg[0] holds the mode. */
-enum { BC_EQUAL, BC_SCALAR, BC_ROW };
+ * Fast paths, out with a's shape (…,N): b is a's shape (BC_EQUAL), one element with no more
+ * axes than a (BC_SCALAR), or a row (N), (1,N), (1,1,N)… broadcast over every row of a's
+ * last axis (BC_ROW). Any other NumPy-compatible pair, a stretched too, takes the strided
+ * kernel of ops_broadcast.c (BC_GENERAL) with out of the broadcast shape. iarg[0]: mode. */
+enum { BC_EQUAL, BC_SCALAR, BC_ROW, BC_GENERAL };
 
 static char binary_symbol(mf_op op)
 {
@@ -82,10 +84,13 @@ static void binary_shape(mf_node *n)
         row_like = b->shape.dim[i] == 1;
     if (mf_shape_equal(&a->shape, &b->shape)) {
         n->iarg[0] = BC_EQUAL;
-    } else if (mf_shape_numel(&b->shape) == 1) {
+    } else if (mf_shape_numel(&b->shape) == 1 && b->shape.ndim <= a->shape.ndim) {
         n->iarg[0] = BC_SCALAR;
     } else if (row_like && b->shape.dim[b->shape.ndim - 1] == N) {
         n->iarg[0] = BC_ROW;
+    } else if (mfi_broadcast_shape(&a->shape, &b->shape, &n->shape) == 0) {
+        n->iarg[0] = BC_GENERAL;
+        return;
     } else {
         char sa[MFI_SHAPE_STR], sb[MFI_SHAPE_STR];
         mfi_node_shape_str(a, sa);
@@ -216,6 +221,10 @@ static void binary_op(mf_node *n, int action)
     }
     mf_node *a = n->in[0], *b = n->in[1];
     const int mode = n->iarg[0];
+    if (mode == BC_GENERAL) {
+        mfi_binary_general(n, action);
+        return;
+    }
     const int64_t numel = n->numel, N = a->shape.dim[a->shape.ndim - 1];
     const mf_op op = n->op;
     switch (action) {
@@ -403,16 +412,44 @@ UNARY_OP(sigmoid, sigmoidf(x), HEAVY, g * y * (1.0f - y), CHEAP)
 #define GELU_S 0.7978845608028654f /* √(2/π) */
 #define GELU_C 0.044715f
 
+/* tanh(u) = sign(u)·(1 - e)/(1 + e), e = exp(-2|u|) = 2^k·e^r (Cody–Waite split of ln 2,
+ * degree-7 Taylor polynomial for |r| ≤ ln2/2): plain arithmetic that gcc vectorises, where
+ * tanhf stays a scalar libm call (tanhf was 39 % of a transformer's inference step).
+ * Absolute error ≤ 2e-7; GELU needs 1 + tanh and 1 - tanh², not tanh's relative precision
+ * near 0. */
+static inline float gelu_tanh(float u)
+{
+    const float au = u < 0.0f ? -u : u;
+    const float z = au > 15.0f ? -30.0f : -2.0f * au; // e < 1e-13 beyond: tanh rounds to ±1
+    const float shift = 12582912.0f;                   // 1.5·2^23: z·log2(e) + shift rounds
+    const float k = (z * 1.44269504f + shift) - shift; // round(z·log2 e), in [-44, 0]
+    const float r = (z - k * 0.693359375f) - k * -2.12194440e-4f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    union {
+        int32_t i;
+        float f;
+    } two_k = {.i = ((int32_t)k + 127) << 23};
+    const float e = p * two_k.f, t = (1.0f - e) / (1.0f + e);
+    return u < 0.0f ? -t : t;
+}
+
 static inline float gelu_fwd(float x)
 {
-    const float t = tanhf(GELU_S * (x + GELU_C * x * x * x));
+    const float t = gelu_tanh(GELU_S * (x + GELU_C * x * x * x));
     return 0.5f * x * (1.0f + t);
 }
 
 /* d gelu / dx = 0.5·(1 + t) + 0.5·x·(1 - t²)·√(2/π)·(1 + 3·0.044715·x²) */
 static inline float gelu_bwd(float x)
 {
-    const float t = tanhf(GELU_S * (x + GELU_C * x * x * x));
+    const float t = gelu_tanh(GELU_S * (x + GELU_C * x * x * x));
     return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_S * (1.0f + 3.0f * GELU_C * x * x);
 }
 
@@ -431,82 +468,36 @@ UNARY_OP(sqrt, sqrtf(x), HEAVY, g * 0.5f / y, CHEAP)
 // out = |a|; da += dout·sign(a), 0 at 0
 UNARY_OP(abs, fabsf(x), CHEAP, x > 0.0f ? g : x < 0.0f ? -g : 0.0f, CHEAP)
 
-/* ================================================================ masked_fill */
-/* a viewed as 4-D (leading 1s); the mask's element strides over that view, 0 where broadcast. */
-static void mask_strides(const mf_node *a, const mf_node *mask, int64_t dim[4], int64_t ms[4])
+/* log(1 + e^x) = max(x, 0) + log1p(e^-|x|): no overflow, and exact far below 0. */
+static inline float softplusf(float x)
 {
-    const int pad = 4 - a->shape.ndim;
-    int64_t stride = 1;
-    for (int k = 3; k >= 0; k--) {
-        const int i = k - pad;
-        dim[k] = i >= 0 ? a->shape.dim[i] : 1;
-        const int64_t md = i >= 0 ? mask->shape.dim[i] : 1;
-        ms[k] = md == 1 ? 0 : stride;
-        stride *= md;
-    }
+    return (x > 0.0f ? x : 0.0f) + log1pf(expf(-fabsf(x)));
 }
 
-void mfi_op_masked_fill(mf_node *n, int action)
+// out = log(1 + e^a); da += dout·σ(a)
+UNARY_OP(softplus, softplusf(x), HEAVY, g * sigmoidf(x), HEAVY)
+
+void mfi_op_clamp(mf_node *n, int action)
 {
-    // a is (…), mask has a's ndim with each axis a's or 1; out[i] = mask[i'] != 0 ? value : a[i]
-    // where i' is i with the mask's broadcast axes set to 0; da[i] += mask[i'] ? 0 : dout[i]
-    mf_node *a = n->in[0], *mask = n->in[1];
-    const float value = n->farg[0];
-    if (action == MFI_SHAPE) {
-        int ok = mask->shape.ndim == a->shape.ndim;
-        for (int i = 0; ok && i < a->shape.ndim; i++)
-            ok = mask->shape.dim[i] == a->shape.dim[i] || mask->shape.dim[i] == 1;
-        if (!ok) {
-            char sa[MFI_SHAPE_STR], sm[MFI_SHAPE_STR];
-            mfi_op_fail(n, "masked_fill: mask %s does not broadcast to %s: it needs the same "
-                           "number of axes, each equal to a's or 1",
-                        mfi_node_shape_str(mask, sm), mfi_node_shape_str(a, sa));
+    // out = min(max(a, lo), hi); da += dout where lo < a < hi
+    mf_node *a = n->in[0];
+    const float lo = n->farg[0], hi = n->farg[1];
+    switch (action) {
+    case MFI_SHAPE:
+        if (!(lo <= hi)) {
+            mfi_op_fail(n, "clamp: lo %g must not exceed hi %g", (double)lo, (double)hi);
             return;
         }
         n->shape = a->shape;
         return;
-    }
-    if (action != MFI_FORWARD && action != MFI_BACKWARD)
+    case MFI_FORWARD:
+        UNARY_MAP(x < lo ? lo : x > hi ? hi : x, CHEAP);
         return;
-    if (action == MFI_BACKWARD && !a->grad)
+    case MFI_BACKWARD:
+        UNARY_GRAD(x > lo && x < hi ? g : 0.0f, CHEAP);
         return;
-    const int64_t numel = n->numel;
-    const float *M = mask->value;
-    if (mf_shape_equal(&a->shape, &mask->shape)) {
-        const float *A = a->value, *G = n->grad;
-        float *O = action == MFI_FORWARD ? n->value : a->grad;
-        if (action == MFI_FORWARD) {
-            // independent elements: vectorise, split big tensors statically between threads
-            MFI_OMP(omp parallel for schedule(static) if (numel > MFI_OMP_MIN_ELEMS))
-            for (int64_t i = 0; i < numel; i++)
-                O[i] = M[i] != 0.0f ? value : A[i];
-        } else {
-            // independent elements: vectorise, split big tensors statically between threads
-            MFI_OMP(omp parallel for schedule(static) if (numel > MFI_OMP_MIN_ELEMS))
-            for (int64_t i = 0; i < numel; i++)
-                O[i] += M[i] != 0.0f ? 0.0f : G[i];
-        }
+    default:
         return;
-    }
-    int64_t d[4], ms[4];
-    mask_strides(a, mask, d, ms);
-    const int64_t outer = d[0] * d[1];
-    const int fwd = action == MFI_FORWARD;
-    // independent (i0,i1) planes: split big tensors statically between threads
-    MFI_OMP(omp parallel for schedule(static) if (numel > MFI_OMP_MIN_ELEMS))
-    for (int64_t p = 0; p < outer; p++) {
-        const int64_t i0 = p / d[1], i1 = p % d[1];
-        for (int64_t i2 = 0; i2 < d[2]; i2++) {
-            const int64_t base = (p * d[2] + i2) * d[3];
-            const float *mrow = M + i0 * ms[0] + i1 * ms[1] + i2 * ms[2];
-            if (fwd) {
-                for (int64_t i3 = 0; i3 < d[3]; i3++)
-                    n->value[base + i3] = mrow[i3 * ms[3]] != 0.0f ? value : a->value[base + i3];
-            } else {
-                for (int64_t i3 = 0; i3 < d[3]; i3++)
-                    a->grad[base + i3] += mrow[i3 * ms[3]] != 0.0f ? 0.0f : n->grad[base + i3];
-            }
-        }
     }
 }
 

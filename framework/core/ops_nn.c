@@ -1,4 +1,4 @@
-/* Neural-network ops on feature rows: layer normalisation and embedding lookup.
+/* Neural-network ops on feature rows: layer normalisation, embedding lookup and gather.
  *
  * Parallel loops split rows (or, for reductions across rows, columns) statically, and each
  * output element is summed in a fixed order by one thread: results are bit-identical for
@@ -242,5 +242,76 @@ void mfi_op_embedding(mf_node *n, int action)
     }
     default:
         return;
+    }
+}
+
+/* ---------------------------------------------------------------- gather */
+mf_node *mf_gather(mf_graph *g, mf_node *a, int axis, mf_node *idx)
+{
+    mf_node *in[2] = {a, idx};
+    mfi_args args = {.i = {axis}};
+    return mfi_node_new(g, MF_OP_GATHER, 2, in, &args);
+}
+
+static void gather_shape(mf_node *n)
+{
+    const mf_node *a = n->in[0], *idx = n->in[1];
+    const int axis = mfi_axis(n->iarg[0], a->shape.ndim);
+    char sa[MFI_SHAPE_STR], si[MFI_SHAPE_STR];
+    mfi_node_shape_str(a, sa);
+    mfi_node_shape_str(idx, si);
+    if (axis < 0) {
+        mfi_op_fail(n, "gather: axis %d is out of range for %s", n->iarg[0], sa);
+        return;
+    }
+    int ok = idx->shape.ndim == a->shape.ndim;
+    for (int k = 0; ok && k < a->shape.ndim; k++)
+        ok = k == axis || idx->shape.dim[k] <= a->shape.dim[k];
+    if (!ok) {
+        mfi_op_fail(n, "gather: idx %s must have the %d axes of a %s, each but axis %d no "
+                       "larger than a's", si, a->shape.ndim, sa, axis);
+        return;
+    }
+    n->iarg[1] = axis + (MF_MAX_DIMS - a->shape.ndim); /* the axis in the 4-D view */
+    n->shape = idx->shape;
+}
+
+void mfi_op_gather(mf_node *n, int action)
+{
+    // a (…), idx (…) of a's ndim → out of idx's shape; with both viewed as 4-D (leading 1s):
+    // out[c] = a[c with c[axis] = idx[c]]; an index outside [0, a.dim[axis]) reads 0.
+    // da[c with c[axis] = idx[c]] += dout[c], serially: repeated indices add in index order
+    mf_node *a = n->in[0], *idx = n->in[1];
+    if (action == MFI_SHAPE) {
+        gather_shape(n);
+        return;
+    }
+    if (action != MFI_FORWARD && (action != MFI_BACKWARD || !a->grad))
+        return;
+    const int ax = n->iarg[1], pad = MF_MAX_DIMS - a->shape.ndim;
+    int64_t d[4], as[4], stride = 1;
+    for (int k = 3; k >= 0; k--) {
+        d[k] = k < pad ? 1 : idx->shape.dim[k - pad];
+        as[k] = stride;
+        stride *= k < pad ? 1 : a->shape.dim[k - pad];
+    }
+    const int64_t len = ax >= pad ? a->shape.dim[ax - pad] : 1, rows = d[0] * d[1] * d[2];
+    const int fwd = action == MFI_FORWARD;
+    // forward: independent rows of out; backward: one thread (see above)
+    MFI_OMP(omp parallel for schedule(static) if (fwd && n->numel >= MFI_PAR_MIN))
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t c[4] = {r / (d[1] * d[2]), (r / d[2]) % d[1], r % d[2], 0};
+        for (int64_t j = 0; j < d[3]; j++) {
+            c[3] = j;
+            const float f = idx->value[r * d[3] + j];
+            const int64_t pick = embedding_row(f, len); /* -1 outside [0, len) */
+            int64_t off = 0;
+            for (int k = 0; k < 4; k++)
+                off += (k == ax ? pick : c[k]) * as[k];
+            if (fwd)
+                n->value[r * d[3] + j] = pick >= 0 ? a->value[off] : 0.0f;
+            else if (pick >= 0)
+                a->grad[off] += n->grad[r * d[3] + j];
+        }
     }
 }

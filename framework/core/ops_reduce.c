@@ -1,5 +1,5 @@
 /* Reductions and row-normalising ops: sum, mean (over an axis), sum_all, mean_all,
- * logsumexp, softmax (last axis), l2_normalize (last axis).
+ * max (over an axis), logsumexp, softmax (last axis), l2_normalize (last axis).
  *
  * Determinism: every output element is reduced by one thread, in index order, with the
  * same arithmetic as the serial loop; threads only split independent outputs (rows, or
@@ -30,6 +30,11 @@ mf_node *mf_mean(mf_graph *g, mf_node *a, int axis, int keepdim)
 mf_node *mf_logsumexp(mf_graph *g, mf_node *a, int axis, int keepdim)
 {
     return axis_op(g, MF_OP_LOGSUMEXP, a, axis, keepdim);
+}
+
+mf_node *mf_max(mf_graph *g, mf_node *a, int axis, int keepdim)
+{
+    return axis_op(g, MF_OP_MAX, a, axis, keepdim);
 }
 
 mf_node *mf_sum_all(mf_graph *g, mf_node *a)
@@ -212,6 +217,59 @@ static void sum_mean_all(mf_node *n, int action, int mean)
 
 void mfi_op_sum_all(mf_node *n, int action) { sum_mean_all(n, action, 0); }
 void mfi_op_mean_all(mf_node *n, int action) { sum_mean_all(n, action, 1); }
+
+/* ---------------------------------------------------------------- max */
+void mfi_op_max(mf_node *n, int action)
+{
+    // a viewed as (outer, len, inner); out is (outer, inner): out[o,i] = a[o,k*,i] with k* the
+    // first maximum along the axis (kept in scratch, int32 per output); da[o,k*,i] += dout[o,i]
+    mf_node *a = n->in[0];
+    if (action == MFI_SHAPE) {
+        reduce_shape(n);
+        return;
+    }
+    int64_t outer, len, inner;
+    mfi_axis_split(&a->shape, n->iarg[2], &outer, &len, &inner);
+    int32_t *arg = n->scratch;
+    const int par = MFI_OMP_ROWS_IF(outer, len * inner, MFI_OMP_MIN_ELEMS);
+    (void)par; /* only OpenMP reads it */
+    switch (action) {
+    case MFI_SCRATCH:
+        n->scratch_bytes = (size_t)n->numel * sizeof(int32_t);
+        return;
+    case MFI_FORWARD: {
+        // independent outer slices; k runs outside i so both layouts stream memory
+        MFI_OMP(omp parallel for schedule(static) if (par))
+        for (int64_t o = 0; o < outer; o++) {
+            const float *A = a->value + o * len * inner;
+            float *O = n->value + o * inner;
+            int32_t *K = arg + o * inner;
+            for (int64_t i = 0; i < inner; i++) {
+                O[i] = A[i];
+                K[i] = 0;
+            }
+            for (int64_t k = 1; k < len; k++)
+                for (int64_t i = 0; i < inner; i++)
+                    if (A[k * inner + i] > O[i]) { /* strict: the first maximum wins ties */
+                        O[i] = A[k * inner + i];
+                        K[i] = (int32_t)k;
+                    }
+        }
+        return;
+    }
+    case MFI_BACKWARD:
+        if (!a->grad)
+            return;
+        // one input element per output: independent
+        MFI_OMP(omp parallel for schedule(static) if (par))
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t i = 0; i < inner; i++)
+                a->grad[(o * len + arg[o * inner + i]) * inner + i] += n->grad[o * inner + i];
+        return;
+    default:
+        return;
+    }
+}
 
 /* ---------------------------------------------------------------- logsumexp */
 void mfi_op_logsumexp(mf_node *n, int action)

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <mmfuse/nn.h>
+#include "core_internal.h"
 
 struct mf_param {
     char *name;
@@ -12,6 +12,9 @@ struct mf_param {
     mf_init init;
     int64_t offset; /* into each collated buffer */
     mf_params *store;
+    unsigned flags;  /* MF_NO_DECAY… */
+    int bounded;     /* lo <= value <= hi enforced after every optimiser step */
+    float lo, hi;
 };
 
 struct mf_params {
@@ -131,6 +134,19 @@ static void initialise(mf_param *p, float *v, mf_rng *rng)
     case MF_INIT_KAIMING_UNIFORM: bound = scale * sqrt(3.0 / fan_in); break;
     case MF_INIT_KAIMING_NORMAL: uniform = 0; std = scale / sqrt(fan_in); break;
     case MF_INIT_FAN_IN_UNIFORM: bound = 1.0 / sqrt(fan_in); break;
+    case MF_INIT_CONSTANT:
+        for (int64_t i = 0; i < n; i++)
+            v[i] = scale;
+        return;
+    case MF_INIT_TRUNC_NORMAL: /* redraw outside ±2σ (timm's trunc_normal_, a=-2σ, b=2σ) */
+        for (int64_t i = 0; i < n; i++) {
+            float x;
+            do
+                x = mf_rng_normal(rng);
+            while (!(fabsf(x) <= 2.0f));
+            v[i] = scale * x;
+        }
+        return;
     default: break;
     }
     for (int64_t i = 0; i < n; i++)
@@ -202,4 +218,28 @@ float *mf_param_value(mf_param *p)
 float *mf_param_grad(mf_param *p)
 {
     return p->store->grads ? p->store->grads + p->offset : NULL;
+}
+
+void mf_param_set_flags(mf_param *p, unsigned flags)
+{
+    if (p)
+        p->flags = flags;
+}
+
+unsigned mf_param_flags(const mf_param *p) { return p ? p->flags : 0; }
+
+void mf_param_set_bounds(mf_param *p, float lo, float hi)
+{
+    if (!p)
+        return;
+    p->bounded = lo <= hi;
+    p->lo = lo;
+    p->hi = hi;
+}
+
+int mfi_param_bounds(const mf_param *p, float *lo, float *hi)
+{
+    *lo = p->lo;
+    *hi = p->hi;
+    return p->bounded;
 }

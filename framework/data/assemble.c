@@ -63,6 +63,7 @@ int mfi_fit_standardization(mfi_input *inputs, int n_inputs, const mf_dataset_in
 {
     double *sum[MFI_MAX_MODALITIES] = {0}, *sq[MFI_MAX_MODALITIES] = {0};
     float *tmp[MFI_MAX_MODALITIES] = {0};
+    mfi_loader_start(loader, 0); /* the first batch is the largest: size the buffers by it */
     int64_t count = 0, batch_max = mfi_loader_peek(loader);
     int status = 0;
     for (int k = 0; k < n_inputs && !status; k++) {

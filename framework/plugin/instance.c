@@ -8,7 +8,10 @@
 
 #include <mmfuse/host.h>
 
+#include "../core/core_internal.h"
 #include "plugin_internal.h"
+
+#define MAX_CHILDREN 256
 
 struct mf_module {
     const mf_plugin *plugin;
@@ -16,7 +19,11 @@ struct mf_module {
     mf_params *store;
     void *state;
     int built;
+    mf_shape out;   /* per-sample output shape build declared (modules) */
     mf_error error; /* the first failure of mf_module_param, reported after build */
+    mf_module *parent;
+    int n_children;
+    mf_module *children[MAX_CHILDREN];
 };
 
 struct mf_dataset {
@@ -59,6 +66,24 @@ const mf_plugin *mf_module_plugin(const mf_module *m) { return m->plugin; }
 void *mf_module_state(mf_module *m) { return m->state; }
 const char *mf_module_path(const mf_module *m) { return m->path; }
 
+/* The module whose plugin a child works for: errors name it. */
+static mf_module *owner(mf_module *m)
+{
+    while (m->parent && !m->plugin)
+        m = m->parent;
+    return m;
+}
+
+/* The first failure inside a module (or its children) is kept on the owning module. */
+/* "<path> (plugin '<name>'): <detail>" */
+static void record(mf_module *m, const char *path, const char *detail)
+{
+    mf_module *o = owner(m);
+    if (o->error.count == 0)
+        mf_error_set(&o->error, "%s (plugin '%s'): %s", path, o->plugin ? o->plugin->name : "none",
+                     detail);
+}
+
 mf_param *mf_module_param(mf_module *m, const char *name, mf_shape shape, mf_init init)
 {
     char full[512];
@@ -66,18 +91,56 @@ mf_param *mf_module_param(mf_module *m, const char *name, mf_shape shape, mf_ini
     mf_error local;
     mf_error_clear(&local);
     mf_param *p = mf_params_add(m->store, full, shape, init, &local);
-    if (!p && m->error.count == 0)
-        mf_error_set(&m->error, "%s (plugin '%s'): %s", m->path,
-                     m->plugin ? m->plugin->name : "none", local.msg);
+    if (!p)
+        record(m, m->path, local.msg);
     return p;
 }
 
-/* A build succeeded only if the plugin said so and no parameter registration failed. */
-static int finish_build(mf_module *m, int status, mf_error *err)
+mf_module *mf_module_child(mf_module *m, const char *name)
 {
+    char full[512];
+    snprintf(full, sizeof full, "%s.%s", m->path, name);
+    if (m->n_children == MAX_CHILDREN) {
+        record(m, full, "more than 256 child modules");
+        return NULL;
+    }
+    mf_error local;
+    mf_error_clear(&local);
+    mf_module *c = mf_module_new(NULL, full, m->store, &local);
+    if (!c) {
+        record(m, full, local.msg);
+        return NULL;
+    }
+    c->parent = m;
+    c->built = 1;
+    m->children[m->n_children++] = c;
+    return c;
+}
+
+/* "model.fusion (plugin 'gated')" */
+static const char *who(const mf_module *m, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s (plugin '%s')", m->path, m->plugin ? m->plugin->name : "none");
+    return buf;
+}
+
+/* A build succeeded only if the plugin said so and no parameter registration failed; a
+ * refusal that gave no reason is reported as such, naming the plugin and its section. */
+static int finish_build(mf_module *m, const mf_config *cfg, int status, int errors_before,
+                        mf_error *err)
+{
+    char name[300];
     if (status == 0 && m->error.count) {
         mf_error_set(err, "%s", m->error.msg);
         status = -1;
+    } else if (status != 0 && m->error.count) {
+        mf_error_set(err, "%s", m->error.msg);
+    } else if (status != 0 && err && err->count == errors_before) {
+        if (cfg)
+            mf_config_error(err, cfg, "%s refused to build without saying why",
+                            who(m, name, sizeof name));
+        else
+            mf_error_set(err, "%s refused to build without saying why", who(m, name, sizeof name));
     }
     m->built = status == 0;
     return status ? -1 : 0;
@@ -88,37 +151,105 @@ int mf_module_build(mf_module *m, const mf_config *cfg, const mf_build_args *arg
 {
     const mf_module_ops *ops = m->plugin->ops;
     memset(out, 0, sizeof *out);
+    int before = err ? err->count : 0;
     int status = ops->build(m, cfg, args, out, err);
-    if (status == 0 && (out->ndim < 1 || out->ndim > MF_MAX_DIMS || mf_shape_numel(out) <= 0)) {
-        mf_error_set(err, "%s: plugin '%s' reported no valid output shape", m->path,
-                     m->plugin->name);
+    if (status == 0 && (out->ndim < 1 || out->ndim >= MF_MAX_DIMS || mf_shape_numel(out) <= 0)) {
+        char name[300];
+        mf_error_set(err, "%s reported no valid output shape (1 to %d axes per sample)",
+                     who(m, name, sizeof name), MF_MAX_DIMS - 1);
         status = -1;
     }
-    return finish_build(m, status, err);
+    m->out = *out;
+    return finish_build(m, cfg, status, before, err);
 }
 
+/* The output must be (B, the shape build declared); a mismatch names the plugin (otherwise
+ * the next op would report it, naming only itself). */
 mf_node *mf_module_forward(mf_module *m, mf_graph *g, int n_in, mf_node *const *in)
 {
     const mf_module_ops *ops = m->plugin->ops;
-    return ops->forward(m, g, n_in, in);
+    for (int i = 0; i < n_in; i++)
+        if (!in[i])
+            return NULL; /* an earlier module failed: its error stands */
+    mf_node *out = ops->forward(m, g, n_in, in);
+    char name[300], got[MFI_SHAPE_STR], want[64];
+    if (!out) {
+        if (!mf_graph_error(g))
+            mfi_graph_fail(g, "%s: forward returned no output", who(m, name, sizeof name));
+        return NULL;
+    }
+    const mf_shape *s = mf_node_shape(out);
+    int same = s->ndim == m->out.ndim + 1;
+    for (int d = 0; same && d < m->out.ndim; d++)
+        same = s->dim[d + 1] == m->out.dim[d];
+    if (!same) {
+        mfi_graph_fail(g, "%s: forward returned %s, but build declared (B)+%s per sample",
+                       who(m, name, sizeof name), mfi_node_shape_str(out, got),
+                       mf_shape_str(&m->out, want, sizeof want));
+        return NULL;
+    }
+    return out;
 }
 
 int mf_module_build_loss(mf_module *m, const mf_config *cfg, mf_error *err)
 {
+    return mf_module_build_loss_model(m, cfg, NULL, err);
+}
+
+/* 1.1 losses are told the model's shapes (build_model); 1.0 losses only read their section. */
+int mf_module_build_loss_model(mf_module *m, const mf_config *cfg, const mf_loss_build_args *args,
+                               mf_error *err)
+{
     const mf_loss_ops *ops = m->plugin->ops;
-    return finish_build(m, ops->build(m, cfg, err), err);
+    int before = err ? err->count : 0, status;
+    if (MFI_HAS_MEMBER(ops, mf_loss_ops, build_model)) {
+        mf_loss_build_args none = {sizeof none, 0, NULL, NULL, NULL, NULL, NULL, 0, 0};
+        status = ops->build_model(m, cfg, args ? args : &none, err);
+    } else {
+        status = ops->build(m, cfg, err);
+    }
+    return finish_build(m, cfg, status, before, err);
 }
 
 mf_node *mf_module_loss(mf_module *m, mf_graph *g, const mf_loss_inputs *in)
 {
     const mf_loss_ops *ops = m->plugin->ops;
-    return ops->forward(m, g, in);
+    mf_node *out = ops->forward(m, g, in);
+    char name[300], got[MFI_SHAPE_STR];
+    if (!out && !mf_graph_error(g))
+        mfi_graph_fail(g, "%s: forward returned no loss", who(m, name, sizeof name));
+    else if (out && mf_node_numel(out) != 1) {
+        mfi_graph_fail(g, "%s: forward returned %s, not a scalar loss", who(m, name, sizeof name),
+                       mfi_node_shape_str(out, got));
+        return NULL;
+    }
+    return out;
+}
+
+void mf_module_loss_metrics(mf_module *m, mf_loss_metrics *out)
+{
+    const mf_loss_ops *ops = m->plugin->ops;
+    memset(out, 0, sizeof *out);
+    if (MFI_HAS_MEMBER(ops, mf_loss_ops, declare_metrics) &&
+        MFI_HAS_MEMBER(ops, mf_loss_ops, batch_metrics))
+        ops->declare_metrics(m, out);
+    if (out->n < 0 || out->n > MF_LOSS_MAX_METRICS)
+        out->n = 0;
+}
+
+void mf_module_loss_batch_metrics(mf_module *m, const mf_loss_inputs *in, double *values)
+{
+    const mf_loss_ops *ops = m->plugin->ops;
+    if (MFI_HAS_MEMBER(ops, mf_loss_ops, batch_metrics))
+        ops->batch_metrics(m, in, values);
 }
 
 void mf_module_free(mf_module *m)
 {
     if (!m)
         return;
+    for (int i = 0; i < m->n_children; i++)
+        mf_module_free(m->children[i]);
     if (m->plugin && m->built) {
         if (m->plugin->kind == MF_KIND_LOSS) {
             const mf_loss_ops *ops = m->plugin->ops;
@@ -164,12 +295,23 @@ mf_dataset *mf_dataset_open(const mf_plugin *plugin, const mf_config *cfg, const
                           : !in->modalities                          ? "no modality table"
                           : in->n_samples < 1                        ? "no samples"
                           : classes && in->n_classes < 1             ? "no classes"
-                          : !classes && in->label_kind != MF_LABELS_TARGETS ? "an unknown label kind"
+                          : !classes && in->label_kind != MF_LABELS_TARGETS &&
+                                    in->label_kind != MF_LABELS_MULTILABEL
+                              ? "an unknown label kind"
                           : !classes && in->target_dim < 1           ? "targets of no width"
                                                                      : NULL;
     for (int m = 0; !problem && m < in->n_modalities; m++)
         if (!in->modalities[m].name || mf_shape_numel(&in->modalities[m].shape) <= 0)
             problem = "a modality without a name or shape";
+    for (int m = 0; !problem && m < in->n_modalities; m++)
+        if (in->modalities[m].shape.ndim >= MF_MAX_DIMS) {
+            mf_error_set(err, "dataset '%s' gives modality '%s' %d axes per sample; at most %d "
+                         "are supported (the batch takes the %dth)", plugin->name,
+                         in->modalities[m].name, in->modalities[m].shape.ndim, MF_MAX_DIMS - 1,
+                         MF_MAX_DIMS);
+            mf_dataset_close(ds);
+            return NULL;
+        }
     if (problem) {
         mf_error_set(err, "dataset '%s' describes its data with %s", plugin->name, problem);
         mf_dataset_close(ds);

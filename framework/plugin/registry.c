@@ -114,9 +114,12 @@ static const char *missing_member(const mf_plugin *p)
     }
     case MF_KIND_LOSS: {
         const mf_loss_ops *ops = p->ops;
-        return !MFI_HAS_MEMBER(ops, mf_loss_ops, build)     ? "build"
+        /* a 1.1 loss may give build_model instead of build */
+        return !MFI_HAS_MEMBER(ops, mf_loss_ops, build) &&
+                       !MFI_HAS_MEMBER(ops, mf_loss_ops, build_model)
+                   ? "build"
                : !MFI_HAS_MEMBER(ops, mf_loss_ops, forward) ? "forward"
-                                                        : NULL;
+                                                            : NULL;
     }
     case MF_KIND_DATASET: {
         const mf_dataset_ops *ops = p->ops;

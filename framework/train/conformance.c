@@ -1,63 +1,95 @@
-/* mmfuse check-plugin: what a lab runs before sharing a plugin. One line per check, PASS or
- * FAIL with the reason; the count of failures is returned.
+/* mmfuse check-plugin: what a lab runs before sharing a plugin. One line per check, PASS,
+ * FAIL with the reason, or SKIP (an input profile the plugin refuses, with its reason); the
+ * count of failures is returned.
  *
  * Every kind: descriptor fields; declared parameters (names, types, defaults that parse and
- * sit in their ranges, enum choices, docs). Modules (encoders, fusion operators) and losses,
- * built with their defaults on sample shapes: output shape as declared, finite outputs,
- * gradients of inputs and parameters against finite differences, identical results for the
- * same seed, no memory kept across build/free cycles. Dataset readers, opened with their
- * defaults: a consistent description, and reads that match it.
+ * sit in their ranges, enum choices, docs). Modules and losses: conformance_inputs.c, on
+ * every input profile of their kind. Dataset readers, opened with their defaults: a
+ * consistent description, and reads that match it. A required parameter not given with -o
+ * gets a sample value from its spec, and the lines say so.
  */
-#include <malloc.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <mmfuse/host.h>
+#include "conformance.h"
 
-typedef struct checker {
-    FILE *out;
-    const mf_plugin *plugin;
-    int passed, failed;
-    int n_overrides; /* "key=value" settings on top of the declared defaults */
-    const char *const *overrides;
-} checker;
-
-static void report(checker *c, int ok, const char *check, const char *fmt, ...) MF_PRINTF(4, 5);
-static void report(checker *c, int ok, const char *check, const char *fmt, ...)
+void mfi_check_report(mfi_checker *c, int status, const char *check, const char *fmt, ...)
 {
+    static const char *const words[] = {"FAIL", "PASS", "SKIP"};
     va_list ap;
-    fprintf(c->out, "%s %-12s ", ok ? "PASS" : "FAIL", check);
+    fprintf(c->out, "%s %-12s ", words[status], check);
     va_start(ap, fmt);
     vfprintf(c->out, fmt, ap);
     va_end(ap);
     fputc('\n', c->out);
-    ok ? c->passed++ : c->failed++;
+    status == MFI_CHECK_PASS ? c->passed++ : status == MFI_CHECK_SKIP ? c->skipped++ : c->failed++;
 }
 
 /* ---------------------------------------------------------------- descriptor, parameters */
-static void check_descriptor(checker *c, const char *file)
+static void check_descriptor(mfi_checker *c, const char *file)
 {
     const mf_plugin *p = c->plugin;
     const char *missing = !p->version || !*p->version   ? "version"
                           : !p->license || !*p->license ? "license"
                           : !p->summary || !*p->summary ? "summary"
-                          : !p->params                  ? "params (use an MF_PARAM_END table)"
                                                         : NULL;
     if (missing)
-        report(c, 0, "descriptor", "'%s' (%s) has no %s", p->name, file, missing);
+        mfi_check_report(c, 0, "descriptor", "'%s' (%s) has no %s", p->name, file, missing);
     else
-        report(c, 1, "descriptor", "'%s' %s, %s, ABI %u.%u, %s: %s", p->name, p->version,
-               mf_kind_name(p->kind), p->abi_major, p->abi_minor, p->license, p->summary);
+        mfi_check_report(c, 1, "descriptor", "'%s' %s, %s, ABI %u.%u, %s: %s", p->name,
+                         p->version, mf_kind_name(p->kind), p->abi_major, p->abi_minor,
+                         p->license, p->summary);
 }
 
-/* The plugin's section as the host would see it: the overrides, every other declared
- * parameter at its default. */
-static mf_config *default_section(checker *c, mf_error *err)
+/* A value for a required parameter no -o gave, from its spec: 1 (0.5 for numbers) moved into
+ * its range, the first of its choices, "sample" for strings. */
+static void sample_value(const mf_param_spec *s, char *buf, size_t size)
 {
-    char name[128];
+    int integer = s->type == MF_TYPE_INT || s->type == MF_TYPE_INT_LIST;
+    double v = integer ? 1 : 0.5;
+    if ((s->flags & MF_PARAM_MIN) && v < s->min)
+        v = integer ? ceil(s->min) : s->min;
+    if ((s->flags & MF_PARAM_MAX) && v > s->max)
+        v = integer ? floor(s->max) : s->max;
+    const char *bar = s->choices ? strchr(s->choices, '|') : NULL;
+    int list = s->type == MF_TYPE_INT_LIST || s->type == MF_TYPE_FLOAT_LIST ||
+               s->type == MF_TYPE_STRING_LIST;
+    switch (s->type) {
+    case MF_TYPE_BOOL: snprintf(buf, size, "false"); break;
+    case MF_TYPE_STRING:
+    case MF_TYPE_STRING_LIST:
+        snprintf(buf, size, "%ssample%s", list ? "[" : "", list ? "]" : "");
+        break;
+    case MF_TYPE_ENUM:
+        snprintf(buf, size, "%.*s", bar ? (int)(bar - s->choices) : (int)strlen(s->choices),
+                 s->choices);
+        break;
+    case MF_TYPE_MAP: snprintf(buf, size, "{}"); break;
+    default:
+        snprintf(buf, size, integer ? "%s%.0f%s" : "%s%g%s", list ? "[" : "", v, list ? "]" : "");
+    }
+}
+
+/* "with defaults", then " and -o K=V …" for the overrides, then ", sample K=V …" for the
+ * required parameters given a sample value. */
+static void describe_settings(mfi_checker *c, const char *sampled)
+{
+    size_t n = (size_t)snprintf(c->settings, sizeof c->settings, "with defaults");
+    for (int i = 0; i < c->n_overrides && n < sizeof c->settings; i++)
+        n += (size_t)snprintf(c->settings + n, sizeof c->settings - n, "%s-o %s",
+                              i ? " " : " and ", c->overrides[i]);
+    if (*sampled && n < sizeof c->settings)
+        snprintf(c->settings + n, sizeof c->settings - n, ", sample %s", sampled);
+}
+
+/* The plugin's section as the host would see it: the overrides, a sample value for each
+ * required parameter they leave out, every other declared parameter at its default. */
+static mf_config *default_section(mfi_checker *c, mf_error *err)
+{
+    char name[128], sampled[256] = "";
     snprintf(name, sizeof name, "<defaults of %s>", c->plugin->name);
     mf_config *root = mf_config_parse("{}", 2, name, err);
     for (int i = 0; root && i < c->n_overrides; i++)
@@ -65,6 +97,23 @@ static mf_config *default_section(checker *c, mf_error *err)
             mf_config_free(root);
             return NULL;
         }
+    for (const mf_param_spec *s = c->plugin->params; root && s && s->name; s++) {
+        if (!(s->flags & MF_PARAM_REQUIRED) || mf_config_has(root, s->name))
+            continue;
+        char value[128], assignment[256];
+        sample_value(s, value, sizeof value);
+        snprintf(assignment, sizeof assignment, "%s=%s", s->name, value);
+        if (strlen(sampled) + strlen(assignment) + 2 < sizeof sampled) {
+            if (*sampled)
+                strcat(sampled, " ");
+            strcat(sampled, assignment);
+        }
+        if (mf_config_override(root, assignment, err)) {
+            mf_config_free(root);
+            return NULL;
+        }
+    }
+    describe_settings(c, sampled);
     if (root && mf_config_check(root, c->plugin->params, NULL, err)) {
         mf_config_free(root);
         return NULL;
@@ -82,7 +131,8 @@ static int valid_param_name(const char *s)
     return 1;
 }
 
-static void check_params(checker *c)
+/* params may be NULL (no parameters), as the loader accepts. */
+static void check_params(mfi_checker *c)
 {
     const mf_param_spec *ps = c->plugin->params;
     int n = 0, bad = 0;
@@ -109,248 +159,42 @@ static void check_params(checker *c)
             snprintf(why, sizeof why, "parameter '%s' has %s", s->name ? s->name : "?", problem);
     }
     if (bad) {
-        report(c, 0, "parameters", "%s", why);
+        mfi_check_report(c, 0, "parameters", "%s", why);
         return;
     }
     mf_error err;
     mf_error_clear(&err);
     mf_config *defaults = default_section(c, &err);
     if (!defaults) /* a default that does not parse, has the wrong type or is out of range */
-        report(c, 0, "parameters", "%s: %s",
-               c->n_overrides ? "the defaults with the -o settings do not pass the checks"
-                              : "the declared defaults do not pass their own checks",
-               err.msg);
+        mfi_check_report(c, 0, "parameters", "%s do not pass the declared checks: %s",
+                         c->settings, err.msg);
+    else if (n == 0)
+        mfi_check_report(c, 1, "parameters", "none declared");
     else
-        report(c, 1, "parameters", "%d declared, defaults within their types and ranges", n);
+        mfi_check_report(c, 1, "parameters", "%d declared; %s, all within their types and "
+                         "ranges", n, c->settings);
     mf_config_free(defaults);
 }
 
-/* ---------------------------------------------------------------- modules and losses */
-enum { SAMPLE_BATCH = 3, SAMPLE_FEATURES = 5, SAMPLE_CLASSES = 4 };
-
-/* One built instance on sample inputs, its graph compiled with seeded inputs. */
-typedef struct instance {
-    mf_params *params;
-    mf_module *module;
-    mf_graph *g;
-    mf_node *in[2], *target, *out;
-    int n_in;
-    mf_shape declared; /* per-sample output shape from build */
-} instance;
-
-static void instance_free(instance *x)
-{
-    mf_graph_free(x->g);
-    mf_module_free(x->module);
-    mf_params_free(x->params);
-    memset(x, 0, sizeof *x);
-}
-
-/* The per-sample input shapes tried, in order: feature vectors, then small images. */
-static mf_shape sample_shape(int k)
-{
-    return k == 0 ? mf_shape1(SAMPLE_FEATURES) : mf_shape3(2, 8, 8);
-}
-#define N_SAMPLE_SHAPES 2
-
-static mf_shape batched(const mf_shape *s)
-{
-    mf_shape b = {s->ndim + 1, {SAMPLE_BATCH}};
-    for (int d = 0; d < s->ndim; d++)
-        b.dim[d + 1] = s->dim[d];
-    return b;
-}
-
-/* Build with defaults on inputs of sample shape k and compile a training graph. 0 or -1
- * (reason in err). */
-static int instance_make(const mf_plugin *p, const mf_config *cfg, uint64_t seed, int k,
-                         instance *x, mf_error *err)
-{
-    static const char *const names[2] = {"a", "b"};
-    const mf_shape sample[2] = {sample_shape(k), sample_shape(k)};
-    memset(x, 0, sizeof *x);
-    x->params = mf_params_new();
-    x->module = mf_module_new(p, "check", x->params, err);
-    if (!x->module)
-        return -1;
-    if (p->kind == MF_KIND_LOSS) {
-        if (mf_module_build_loss(x->module, cfg, err))
-            return -1;
-    } else {
-        x->n_in = p->kind == MF_KIND_FUSION ? 2 : 1;
-        mf_build_args args = {sizeof args, x->n_in, sample, names, 0};
-        mf_error first;
-        mf_error_clear(&first);
-        if (mf_module_build(x->module, cfg, &args, &x->declared, &first)) {
-            /* an encoder may need the host to fix its width, as for a head: ask for one */
-            args.out_features = SAMPLE_CLASSES;
-            mf_module_free(x->module);
-            mf_params_free(x->params);
-            x->params = mf_params_new();
-            x->module = mf_module_new(p, "check", x->params, err);
-            if (p->kind != MF_KIND_ENCODER || !x->module ||
-                mf_module_build(x->module, cfg, &args, &x->declared, err)) {
-                mf_error_set(err, "%s", first.msg);
-                return -1;
-            }
-        }
-    }
-    if (mf_params_finalize(x->params, seed, 0, err))
-        return -1;
-    mf_graph *g = x->g = mf_graph_new(1);
-    mf_graph_set_seed(g, seed);
-    mf_rng rng;
-    mf_rng_seed(&rng, 12345);
-    if (p->kind == MF_KIND_LOSS) {
-        /* logits (B,K) and one embedding per modality, all taking gradients */
-        x->in[0] = mf_variable(g, "logits", mf_shape2(SAMPLE_BATCH, SAMPLE_CLASSES));
-        x->in[1] = mf_variable(g, "emb.a", mf_shape2(SAMPLE_BATCH, SAMPLE_FEATURES));
-        mf_node *emb2 = mf_variable(g, "emb.b", mf_shape2(SAMPLE_BATCH, SAMPLE_FEATURES));
-        x->target = mf_input(g, "target", mf_shape1(SAMPLE_BATCH));
-        mf_node *embs[2] = {x->in[1], emb2};
-        mf_loss_inputs li = {sizeof li, x->in[0], x->target, 2, names, embs};
-        x->out = mf_module_loss(x->module, g, &li);
-        x->n_in = 3;
-    } else {
-        for (int i = 0; i < x->n_in; i++)
-            x->in[i] = mf_variable(g, names[i], batched(&sample[i]));
-        x->out = mf_module_forward(x->module, g, x->n_in, x->in);
-    }
-    if (mf_graph_error(g)) {
-        mf_error_set(err, "forward: %s", mf_graph_error(g));
-        return -1;
-    }
-    if (!x->out) {
-        mf_error_set(err, "forward returned no node");
-        return -1;
-    }
-    if (mf_graph_compile(g, err))
-        return -1;
-    for (int i = 0; i < mf_graph_size(g); i++) { /* every leaf that is data gets values */
-        mf_node *n = mf_graph_node(g, i);
-        if (strcmp(mf_node_op_name(n), "variable") == 0 || strcmp(mf_node_op_name(n), "input") == 0)
-            for (int64_t j = 0; j < mf_node_numel(n); j++)
-                mf_node_value(n)[j] = n == x->target ? (float)(j % SAMPLE_CLASSES)
-                                                     : (float)(2 * mf_rng_uniform(&rng) - 1);
-    }
-    mf_graph_forward(g);
-    return 0;
-}
-
-static void check_module(checker *c, const mf_config *cfg)
-{
-    const mf_plugin *p = c->plugin;
-    instance x, y;
-    mf_error err;
-    mf_error_clear(&err);
-    /* a module that takes feature vectors, or one that takes images */
-    int k = 0;
-    char shape[64], want[64];
-    mf_error vector_error; /* the first shape's reason is the one to report */
-    mf_error_clear(&vector_error);
-    while (instance_make(p, cfg, 7, k, &x, k ? &err : &vector_error)) {
-        instance_free(&x);
-        if (++k == N_SAMPLE_SHAPES || p->kind == MF_KIND_LOSS) {
-            report(c, 0, "build", "with defaults on inputs of shape (%d): %s", SAMPLE_FEATURES,
-                   vector_error.msg);
-            return;
-        }
-    }
-    const mf_shape *got = mf_node_shape(x.out);
-    mf_shape in = sample_shape(k);
-    report(c, 1, "build", "with defaults on %d input(s) of shape %s: %lld parameters", x.n_in,
-           mf_shape_str(&in, want, sizeof want), (long long)mf_params_numel(x.params));
-
-    /* output shape */
-    if (p->kind == MF_KIND_LOSS) {
-        report(c, mf_node_numel(x.out) == 1, "shape", "the loss is %s (a scalar is required)",
-               mf_shape_str(got, shape, sizeof shape));
-    } else {
-        mf_shape expected = {x.declared.ndim + 1, {SAMPLE_BATCH}};
-        for (int d = 0; d < x.declared.ndim && d + 1 < MF_MAX_DIMS; d++)
-            expected.dim[d + 1] = x.declared.dim[d];
-        report(c, mf_shape_equal(got, &expected), "shape", "forward gives %s; build declared %s",
-               mf_shape_str(got, shape, sizeof shape), mf_shape_str(&expected, want, sizeof want));
-    }
-
-    /* finite outputs */
-    int64_t bad = -1;
-    for (int64_t i = 0; i < mf_node_numel(x.out) && bad < 0; i++)
-        if (!isfinite(mf_node_value(x.out)[i]))
-            bad = i;
-    if (bad >= 0)
-        report(c, 0, "finite", "output element %lld is %g", (long long)bad,
-               mf_node_value(x.out)[bad]);
-    else
-        report(c, 1, "finite", "all %lld output values are finite", (long long)mf_node_numel(x.out));
-
-    /* gradients */
-    mf_gradcheck_opts opts = {.eps = 1e-3, .atol = 2e-3, .rtol = 2e-2, .max_elements_per_leaf = 64};
-    mf_gradcheck_result gr;
-    int gc = mf_gradcheck(x.g, x.out, &opts, &gr);
-    if (gc)
-        report(c, 0, "gradients", "%lld of %lld elements disagree with finite differences; worst: %s",
-               (long long)gr.failed, (long long)gr.checked, gr.worst);
-    else
-    {
-        char kinks[64] = "";
-        if (gr.kinks)
-            snprintf(kinks, sizeof kinks, "; %lld at kinks", (long long)gr.kinks);
-        report(c, 1, "gradients", "%lld input and parameter elements match finite differences "
-               "(max abs error %.2g%s)", (long long)gr.checked, gr.max_abs_err, kinks);
-    }
-
-    /* same seed, same numbers */
-    if (instance_make(p, cfg, 7, k, &y, &err)) {
-        report(c, 0, "determinism", "a second build failed: %s", err.msg);
-    } else {
-        int same = mf_node_numel(x.out) == mf_node_numel(y.out) &&
-                   memcmp(mf_node_value(x.out), mf_node_value(y.out),
-                          (size_t)mf_node_numel(x.out) * sizeof(float)) == 0;
-        report(c, same, "determinism", same ? "two builds with one seed give bit-identical outputs"
-                                            : "two builds with one seed give different outputs");
-    }
-    instance_free(&y);
-    instance_free(&x);
-
-    /* memory across build/free cycles. glibc's own bookkeeping moves by a few hundred
-     * bytes now and then (more under load, when threads take other arenas), so a leak is
-     * memory that grows in both of two windows — 20 cycles, then 40 more — by at least a
-     * byte a cycle, after ten warm-up cycles. */
-    size_t mark[3] = {0, 0, 0};
-    for (int i = 0; i < 70; i++) {
-        if (i == 10 || i == 30)
-            mark[i == 30] = mallinfo2().uordblks;
-        if (instance_make(p, cfg, 7, k, &y, &err) == 0)
-            mf_graph_backward(y.g, y.out);
-        instance_free(&y);
-    }
-    mark[2] = mallinfo2().uordblks;
-    long first = (long)mark[1] - (long)mark[0], second = (long)mark[2] - (long)mark[1];
-    int leaks = first >= 20 && second >= 40;
-    report(c, !leaks, "memory", "%ld bytes still allocated after 60 build/free cycles%s",
-           (long)mark[2] - (long)mark[0] > 0 ? (long)mark[2] - (long)mark[0] : 0,
-           leaks ? " (it grows with every cycle)" : "");
-}
-
 /* ---------------------------------------------------------------- datasets */
-static void check_dataset(checker *c, const mf_config *cfg)
+static void check_dataset(mfi_checker *c, const mf_config *cfg)
 {
     mf_error err;
     mf_error_clear(&err);
     mf_dataset *ds = mf_dataset_open(c->plugin, cfg, ".", &err);
     if (!ds) {
-        report(c, 0, "open", "with defaults: %s", err.msg);
+        mfi_check_report(c, 0, "open", "%s: %s", c->settings, err.msg);
         return;
     }
     const mf_dataset_info *in = mf_dataset_get_info(ds);
-    report(c, 1, "open", "%lld samples, %d classes, %d modalities", (long long)in->n_samples,
-           in->n_classes, in->n_modalities);
+    mfi_check_report(c, 1, "open", "%s: %lld samples, %d classes, %d modalities", c->settings,
+                     (long long)in->n_samples, in->n_classes, in->n_modalities);
     float *bufs[16] = {0}, *again[16] = {0};
     int ok = in->n_modalities <= 16, m;
     for (m = 0; ok && m < in->n_modalities; m++) {
         size_t n = (size_t)mf_shape_numel(&in->modalities[m].shape);
-        ok = (bufs[m] = malloc(3 * n * sizeof(float))) && (again[m] = malloc(3 * n * sizeof(float)));
+        ok = (bufs[m] = malloc(3 * n * sizeof(float))) &&
+             (again[m] = malloc(3 * n * sizeof(float)));
     }
     int64_t idx[3] = {0, in->n_samples / 2, in->n_samples - 1};
     int32_t labels[3], labels2[3];
@@ -364,8 +208,8 @@ static void check_dataset(checker *c, const mf_config *cfg)
         ok = 0;
     if (!ok || mf_dataset_read(ds, 3, idx, &first, &err) ||
         mf_dataset_read(ds, 3, idx, &second, &err)) {
-        report(c, 0, "read", "samples 0, %lld and %lld: %s", (long long)idx[1], (long long)idx[2],
-               ok ? err.msg : "more than 16 modalities or 64 targets");
+        mfi_check_report(c, 0, "read", "samples 0, %lld and %lld: %s", (long long)idx[1],
+                         (long long)idx[2], ok ? err.msg : "more than 16 modalities or 64 targets");
     } else {
         const char *problem = NULL;
         for (int i = 0; i < 3 && classes && !problem; i++)
@@ -374,6 +218,8 @@ static void check_dataset(checker *c, const mf_config *cfg)
         for (int64_t i = 0; !classes && i < 3 * in->target_dim && !problem; i++)
             if (!isfinite(targets[i]))
                 problem = "a target that is not finite";
+            else if (in->label_kind == MF_LABELS_MULTILABEL && targets[i] != 0 && targets[i] != 1)
+                problem = "a multilabel target other than 0 or 1";
         for (m = 0; m < in->n_modalities && !problem; m++) {
             int64_t n = 3 * mf_shape_numel(&in->modalities[m].shape);
             for (int64_t j = 0; j < n && !problem; j++)
@@ -391,11 +237,11 @@ static void check_dataset(checker *c, const mf_config *cfg)
             if (in->split[i] > MF_SPLIT_TEST)
                 problem = "a split value other than 0, 1 or 2";
         if (problem)
-            report(c, 0, "read", "samples 0, %lld and %lld: %s", (long long)idx[1],
-                   (long long)idx[2], problem);
+            mfi_check_report(c, 0, "read", "samples 0, %lld and %lld: %s", (long long)idx[1],
+                             (long long)idx[2], problem);
         else
-            report(c, 1, "read", "samples 0, %lld and %lld match the description, twice",
-                   (long long)idx[1], (long long)idx[2]);
+            mfi_check_report(c, 1, "read", "samples 0, %lld and %lld match the description, "
+                             "twice", (long long)idx[1], (long long)idx[2]);
     }
     for (m = 0; m < 16; m++) {
         free(bufs[m]);
@@ -407,20 +253,24 @@ static void check_dataset(checker *c, const mf_config *cfg)
 int mf_check_plugin(const mf_plugin *plugin, const char *file, int n_overrides,
                     const char *const *overrides, FILE *out)
 {
-    checker c = {out, plugin, 0, 0, n_overrides, overrides};
+    mfi_checker c = {out, plugin, 0, 0, 0, n_overrides, overrides, "with defaults"};
     fprintf(out, "checking %s '%s' from %s\n", mf_kind_name(plugin->kind), plugin->name, file);
     check_descriptor(&c, file);
     check_params(&c);
     mf_error err;
     mf_error_clear(&err);
     mf_config *cfg = default_section(&c, &err);
-    if (cfg) {
-        if (plugin->kind == MF_KIND_DATASET)
-            check_dataset(&c, cfg);
-        else
-            check_module(&c, cfg);
-    }
+    if (cfg && plugin->kind == MF_KIND_DATASET)
+        check_dataset(&c, cfg);
+    else if (cfg && plugin->kind == MF_KIND_LOSS)
+        mfi_check_loss(&c, cfg);
+    else if (cfg)
+        mfi_check_module(&c, cfg);
     mf_config_free(cfg);
-    fprintf(out, "%s: %d passed, %d failed\n", plugin->name, c.passed, c.failed);
+    if (c.skipped)
+        fprintf(out, "%s: %d passed, %d skipped, %d failed\n", plugin->name, c.passed, c.skipped,
+                c.failed);
+    else
+        fprintf(out, "%s: %d passed, %d failed\n", plugin->name, c.passed, c.failed);
     return c.failed;
 }

@@ -55,13 +55,14 @@ int mfi_run_dir_write_config(mfi_run_dir *rd, const mf_config *cfg, mf_error *er
     return mf_config_write(cfg, path, err);
 }
 
-int mfi_run_dir_epoch(mfi_run_dir *rd, int epoch, double train_loss, double train_acc,
-                      double val_loss, double val_acc, double seconds, mf_error *err)
+int mfi_run_dir_epoch(mfi_run_dir *rd, const char *header, const char *line, mf_error *err)
 {
-    char row[256];
-    int n = snprintf(row, sizeof row, "%s%d,%.6g,%.6g,%.6g,%.6g,%.4f\n",
-                     rd->len ? "" : "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds\n",
-                     epoch, train_loss, train_acc, val_loss, val_acc, seconds);
+    char row[8192];
+    int n = snprintf(row, sizeof row, "%s%s%s\n", rd->len ? "" : header, rd->len ? "" : "\n", line);
+    if (n >= (int)sizeof row) {
+        mf_error_set(err, "metrics.csv: a row of %d characters is too long", n);
+        return -1;
+    }
     if (rd->len + (size_t)n + 1 > rd->cap) {
         size_t cap = (rd->cap + (size_t)n + 1) * 2;
         char *m = realloc(rd->metrics, cap);
@@ -97,6 +98,17 @@ int mfi_run_dir_result(mfi_run_dir *rd, const char *status, const mf_run_result 
     json_object_set_new(j, "final_train_loss", number(res->final_train_loss));
     json_object_set_new(j, "seconds", number(res->seconds));
     json_object_set_new(j, "seed", json_integer(seed));
+    if (res->select[0]) {
+        json_object_set_new(j, "select", json_string(res->select));
+        json_object_set_new(j, "best_val_metric", number(res->best_val_metric));
+        json_object_set_new(j, "test_metric", number(res->test_metric));
+        json_object_set_new(j, "select_higher_is_better",
+                            json_boolean(res->select_higher_is_better));
+    }
+    json_t *test = json_object();
+    for (int i = 0; i < res->n_test_metrics; i++)
+        json_object_set_new(test, res->test_metric_names[i], number(res->test_metrics[i]));
+    json_object_set_new(j, "test", test);
     json_object_set_new(j, "mmfuse", json_string(MF_VERSION_STRING));
     if (message && *message)
         json_object_set_new(j, "message", json_string(message));

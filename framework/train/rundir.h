@@ -17,9 +17,8 @@ typedef struct mfi_run_dir {
 int mfi_run_dir_create(mfi_run_dir *rd, const char *explicit_dir, const char *root,
                        const char *name, mf_error *err);
 int mfi_run_dir_write_config(mfi_run_dir *rd, const mf_config *cfg, mf_error *err);
-/* Append one epoch's row to metrics.csv. */
-int mfi_run_dir_epoch(mfi_run_dir *rd, int epoch, double train_loss, double train_acc,
-                      double val_loss, double val_acc, double seconds, mf_error *err);
+/* Append one epoch's row to metrics.csv; `header` is written before the first row. */
+int mfi_run_dir_epoch(mfi_run_dir *rd, const char *header, const char *row, mf_error *err);
 /* result.json: status ("done", "failed", "diverged"), the results and the seed. */
 int mfi_run_dir_result(mfi_run_dir *rd, const char *status, const mf_run_result *res,
                        int64_t seed, int best_epoch, const char *message, mf_error *err);

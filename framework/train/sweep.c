@@ -501,6 +501,10 @@ static double number(const json_t *j, const char *key)
     return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
+/* The metric the points were selected on, and its direction (the last point read says). */
+static char ranked_metric[64] = "accuracy";
+static int ranked_higher = 1;
+
 /* 1 when the point's result.json says done (its numbers read into p), else 0. */
 static int read_result(sweep_point *p)
 {
@@ -510,8 +514,17 @@ static int read_result(sweep_point *p)
     const char *status = json_string_value(json_object_get(j, "status"));
     int done = status && strcmp(status, "done") == 0;
     if (done) {
-        p->val = number(j, "best_val_accuracy");
-        p->test = number(j, "test_accuracy");
+        /* ranked on the metric the runs were selected on (train.select) */
+        const char *select = json_string_value(json_object_get(j, "select"));
+        if (select && strncmp(select, "val.", 4) == 0) {
+            snprintf(ranked_metric, sizeof ranked_metric, "%s", select + 4);
+            ranked_higher = json_is_true(json_object_get(j, "select_higher_is_better"));
+            p->val = number(j, "best_val_metric");
+            p->test = number(j, "test_metric");
+        } else {
+            p->val = number(j, "best_val_accuracy");
+            p->test = number(j, "test_accuracy");
+        }
         p->epochs = number(j, "epochs");
         p->seconds = number(j, "seconds");
     }
@@ -781,12 +794,15 @@ static int compare_rows(const void *a, const void *b)
     if ((x->done > 0) != (y->done > 0))
         return x->done > 0 ? -1 : 1;
     /* model selection on validation; test only breaks ties */
-    double xv = isfinite(x->val.mean) ? x->val.mean : -1, yv = isfinite(y->val.mean) ? y->val.mean : -1;
+    const double worst = ranked_higher ? -HUGE_VAL : HUGE_VAL;
+    double xv = isfinite(x->val.mean) ? x->val.mean : worst,
+           yv = isfinite(y->val.mean) ? y->val.mean : worst;
     if (xv != yv)
-        return xv > yv ? -1 : 1;
-    double xt = isfinite(x->test.mean) ? x->test.mean : -1, yt = isfinite(y->test.mean) ? y->test.mean : -1;
+        return (xv > yv) == ranked_higher ? -1 : 1;
+    double xt = isfinite(x->test.mean) ? x->test.mean : worst,
+           yt = isfinite(y->test.mean) ? y->test.mean : worst;
     if (xt != yt)
-        return xt > yt ? -1 : 1;
+        return (xt > yt) == ranked_higher ? -1 : 1;
     return x->first - y->first;
 }
 
@@ -883,9 +899,14 @@ static int summarise(sweep *sw, mf_error *err)
             md_cell(&table, sw->keys[k].path);
             csv_cell(&csv, sw->keys[k].path, 0);
         }
-    sb_puts(&table, " n | val acc | test acc | seconds |\n|---:|");
-    sb_puts(&csv, ",n,failed,best_val_accuracy_mean,best_val_accuracy_std,test_accuracy_mean,"
-                  "test_accuracy_std,epochs_mean,epochs_std,seconds_mean,seconds_std\n");
+    const int acc = strcmp(ranked_metric, "accuracy") == 0;
+    if (acc)
+        sb_puts(&table, " n | val acc | test acc | seconds |\n|---:|");
+    else
+        sb_printf(&table, " n | val %s | test %s | seconds |\n|---:|", ranked_metric, ranked_metric);
+    sb_printf(&csv, ",n,failed,best_val_%s_mean,best_val_%s_std,test_%s_mean,"
+                    "test_%s_std,epochs_mean,epochs_std,seconds_mean,seconds_std\n",
+              ranked_metric, ranked_metric, ranked_metric, ranked_metric);
     for (int k = 0; k < sw->n_keys; k++)
         if (!sw->keys[k].is_seed)
             sb_puts(&table, "---|");
@@ -945,10 +966,11 @@ static int summarise(sweep *sw, mf_error *err)
             sb_printf(&md, " `-o %s`", sw->opts->overrides[i]);
         sb_puts(&md, ".");
     }
-    sb_puts(&md, " Ranked by mean best validation accuracy (model selection on validation; "
-                 "test accuracy is reported, never used to rank). Each cell is mean ± sample "
-                 "standard deviation over the configuration's seeds; n counts the finished "
-                 "points.\n\n");
+    sb_printf(&md, " Ranked by mean best validation %s (%s is better; model selection on "
+                   "validation; the test value is reported, never used to rank). Each cell is "
+                   "mean ± sample standard deviation over the configuration's seeds; n counts "
+                   "the finished points.\n\n",
+              ranked_metric, ranked_higher ? "higher" : "lower");
     if (table.s)
         sb_puts(&md, table.s);
 

@@ -81,6 +81,9 @@ MF_API int mf_config_int_list(const mf_config *map, const char *key, int64_t *ou
                               int *n, mf_error *err);
 MF_API int mf_config_float_list(const mf_config *map, const char *key, double *out, int cap,
                                 int *n, mf_error *err);
+/* Strings (valid as long as the tree); any scalar is a string, a nested list or map is not. */
+MF_API int mf_config_string_list(const mf_config *map, const char *key, const char **out,
+                                 int cap, int *n, mf_error *err);
 
 /* ---------------------------------------------------------------- nodes */
 MF_API mf_config_kind mf_config_node_kind(const mf_config *n);

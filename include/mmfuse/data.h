@@ -50,7 +50,8 @@ typedef struct mf_modality_info {
 
 typedef enum mf_label_kind {
     MF_LABELS_CLASSES = 0, /* one class index per sample: n_classes, class_names */
-    MF_LABELS_TARGETS = 1  /* target_dim floats per sample (regression) */
+    MF_LABELS_TARGETS = 1, /* target_dim floats per sample (regression) */
+    MF_LABELS_MULTILABEL = 2 /* ABI 1.1: target_dim 0/1 floats per sample, one per class */
 } mf_label_kind;
 
 /* Filled by open(); the arrays belong to the reader and live until close(). */
@@ -62,7 +63,7 @@ typedef struct mf_dataset_info {
     int32_t label_kind;             /* mf_label_kind */
     int n_classes;                  /* MF_LABELS_CLASSES */
     const char *const *class_names; /* n_classes names, or NULL */
-    int64_t target_dim;             /* MF_LABELS_TARGETS */
+    int64_t target_dim;             /* MF_LABELS_TARGETS, MF_LABELS_MULTILABEL */
     const uint8_t *split;           /* n_samples MF_SPLIT_* values, or NULL: the host splits */
     int64_t vocab_size;             /* token modalities: the vocabulary, or 0 / NULL */
     const char *const *vocabulary;

@@ -82,7 +82,7 @@ MF_API mf_node *mf_constant(mf_graph *g, mf_shape shape, float value); /* every 
 MF_API mf_node *mf_ones(mf_graph *g, mf_shape shape);
 MF_API mf_node *mf_eye(mf_graph *g, int64_t n);     /* (n,n) identity: InfoNCE targets, masks */
 MF_API mf_node *mf_arange(mf_graph *g, int64_t n);  /* (n): 0, 1, …, n-1 (class ids, positions) */
-/* (shape) filled from data (numel floats, copied at construction). */
+/* (shape) filled from data (numel floats, copied at construction; NULL is an error). */
 MF_API mf_node *mf_constant_data(mf_graph *g, mf_shape shape, const float *data);
 
 /* ---------------------------------------------------------------- ops
@@ -159,8 +159,9 @@ MF_API int mf_split(mf_graph *g, mf_node *a, int axis, int n, const int64_t *siz
 MF_API mf_node *mf_concat_axis(mf_graph *g, int n, mf_node *const *xs, int axis);
 MF_API mf_node *mf_concat(mf_graph *g, int n, mf_node *const *xs);
 /* Axes of size 1 repeated to `shape` (ABI 1.1; PyTorch's expand): a's ndim equals shape's,
- * or a has fewer axes and is aligned from the last; -1 keeps a's size. The gradient is
- * summed over the repeated axes. E.g. a CLS token (1,1,D) → (B,1,D). */
+ * or a has fewer axes and is aligned from the last; -1 keeps a's size (a new leading axis
+ * needs its size). The gradient is summed over the repeated axes. E.g. a CLS token
+ * (1,1,D) → (B,1,D). */
 MF_API mf_node *mf_expand(mf_graph *g, mf_node *a, mf_shape shape);
 /* torch.gather (ABI 1.1): idx (indices stored as floats) has a's ndim, and every axis but
  * `axis` no larger than a's; out has idx's shape, out[…i…] = a[…idx[…i…]…] along axis.

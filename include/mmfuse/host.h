@@ -54,8 +54,15 @@ MF_API int mf_module_build(mf_module *m, const mf_config *cfg, const mf_build_ar
                            mf_shape *out, mf_error *err);
 MF_API mf_node *mf_module_forward(mf_module *m, mf_graph *g, int n_in, mf_node *const *in);
 /* Losses. */
+/* ABI 1.0 style: the loss reads only its section (a 1.1 loss gets empty build args). */
 MF_API int mf_module_build_loss(mf_module *m, const mf_config *cfg, mf_error *err);
+/* The model's shapes for the loss to check: build_model for a 1.1 loss, build for a 1.0 one. */
+MF_API int mf_module_build_loss_model(mf_module *m, const mf_config *cfg,
+                                      const mf_loss_build_args *args, mf_error *err);
 MF_API mf_node *mf_module_loss(mf_module *m, mf_graph *g, const mf_loss_inputs *in);
+/* The metrics a loss declares (n = 0 when none), and their values for the last forward. */
+MF_API void mf_module_loss_metrics(mf_module *m, mf_loss_metrics *out);
+MF_API void mf_module_loss_batch_metrics(mf_module *m, const mf_loss_inputs *in, double *values);
 MF_API void mf_module_free(mf_module *m);
 
 /* base_dir: where relative paths in cfg are resolved from (the experiment file's folder). */
@@ -79,7 +86,33 @@ typedef struct mf_run_options {
     const char *run_dir;           /* the run's folder; NULL: <runs>/<name>/<timestamp> */
     int no_save;                   /* write no run folder */
     int validate_only;             /* check everything (config, plugins, data, model), run nothing */
+    const struct mf_train_hooks *hooks; /* the training loop's hooks, or NULL */
 } mf_run_options;
+
+/* The training loop's hooks: where checkpoints, schedules and distributed training attach.
+ * Each is optional; a non-zero return stops the run (status MF_EXIT_FAILED, with the
+ * hook's message from `err` when it gave one). */
+typedef struct mf_train_state {
+    uint32_t struct_size;
+    int epoch;                     /* from 0 */
+    int64_t step;                  /* optimiser steps taken so far */
+    mf_graph *graph;               /* this step's graph (after_backward, after_step) */
+    mf_params *params;             /* values, gradients and optimiser state */
+    mf_optim *optim;
+    double loss;                   /* this batch's (after_backward, after_step) */
+    int n_metrics;                 /* end_of_epoch: the validation pass's metrics */
+    const char *const *metric_names;
+    const double *metric_values;
+} mf_train_state;
+
+typedef struct mf_train_hooks {
+    uint32_t struct_size;
+    void *user;
+    /* gradients are in the store; before the optimiser (an all-reduce goes here) */
+    int (*after_backward)(void *user, const mf_train_state *st, mf_error *err);
+    int (*after_step)(void *user, const mf_train_state *st, mf_error *err);
+    int (*end_of_epoch)(void *user, const mf_train_state *st, mf_error *err);
+} mf_train_hooks;
 
 typedef struct mf_run_result {
     int epochs_run;
@@ -91,6 +124,16 @@ typedef struct mf_run_result {
     double test_macro_f1;
     double data_wait;              /* share of training time spent waiting for batches */
     char run_dir[4096];            /* where the run was saved ("" when not) */
+    /* the metric the model was selected on (train.select, e.g. "val.r@1") */
+    char select[64];
+    double best_val_metric;        /* its best validation value */
+    int select_higher_is_better;
+    double test_metric;            /* its value on the test split at that epoch */
+    /* every metric of the test pass at the kept epoch ("accuracy", "r@1", …) */
+#define MF_RUN_MAX_METRICS 32
+    int n_test_metrics;
+    char test_metric_names[MF_RUN_MAX_METRICS][64];
+    double test_metrics[MF_RUN_MAX_METRICS];
 } mf_run_result;
 
 /* The host's sections of an experiment file, for documentation: "" is the top level;

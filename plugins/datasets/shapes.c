@@ -15,12 +15,15 @@
  * their words but describe different images — a bag of words cannot tell them apart.
  *
  * Modalities: `image` (3,size,size) RGB floats in [0,1], and `caption` (max_tokens) token
- * ids into the exported vocabulary (0 = "<pad>" after the caption). Label (`label`): the
- * first object's shape (default), its colour, or the relation ("alone" for one object).
+ * ids into the exported vocabulary: 3 words for one object, 7 or 8 for two, then "<pad>"
+ * (id 0, declared as info->pad_token, so the host gives encoders a padding mask). Label
+ * (`label`): the first object's shape (default), its colour, or the relation ("alone" for
+ * one object).
  * Scene i draws from its own seeded stream, so sample i is the same whatever the sample
  * count; images are rendered when read, so memory stays small.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -284,6 +287,11 @@ static int shapes_open(mf_dataset *self, const mf_config *cfg, mf_dataset_info *
     info->split = s->split;
     info->vocab_size = VOCAB_SIZE;
     info->vocabulary = shapes_vocabulary;
+    /* captions run 3, 7 or 8 words, then <pad>: the host masks the padding for encoders */
+    if (info->struct_size >= offsetof(mf_dataset_info, has_padding) + sizeof info->has_padding) {
+        info->pad_token = TOK_PAD;
+        info->has_padding = 1;
+    }
     return 0;
 }
 

@@ -13,7 +13,19 @@
  * and role), and x_m = prototype + noise·ε, ε ~ N(0, I). So, up to confusion from noise, the
  * best accuracy from modality m alone is r + u_m + (1 - r - u_m)/K, and from all modalities
  * together r + Σu + s + (1 - r - Σu - s)/K.
+ *
+ * `task: parity` replaces all that with a task that is synergy only and that no sum of
+ * per-modality functions fits (redundancy, unique and synergy are then unused):
+ *   z_m ~ N(0, I_{d_m}), p_m = u_m·z_m with u_m a seeded unit vector, so p_m ~ N(0,1)
+ *   q_m = floor(K·Φ(p_m)) ∈ {0…K-1}   (K equiprobable bins of p_m; Φ the normal CDF)
+ *   y   = (Σ_m q_m) mod K,   x_m = z_m + noise·ε
+ * For K = 2, q_m = [p_m > 0] and y = 1 exactly when sign(p_1)·sign(p_2) < 0 (XOR). The q_m
+ * are independent and uniform, so any M-1 modalities say nothing about y; all M determine
+ * it up to noise. A model additive over modalities, f_1(x_1) + … + f_M(x_M), reaches at most
+ * 3/4 for K = 2, M = 2 (a threshold function of two binary variables agrees with XOR on at
+ * most 3 of 4 cells).
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +64,9 @@ static const mf_param_spec synthetic_params[] = {
      "Standard deviation of the Gaussian noise added to every feature."},
     {"split", MF_TYPE_FLOAT_LIST, "[0.7, 0.15, 0.15]", MF_PARAM_MIN | MF_PARAM_MAX, 0, 1, NULL,
      "Fractions of samples for train, validation and test."},
+    {"task", MF_TYPE_ENUM, "mixture", 0, 0, 0, "mixture|parity",
+     "mixture: redundant, unique and synergistic samples as set; parity: the label is the sum "
+     "mod K of binned projections of every modality (synergy only)."},
     MF_PARAM_END,
 };
 
@@ -67,7 +82,7 @@ static void synthetic_close(mf_dataset *self)
 /* Read every parameter and check what the declared ranges cannot: list lengths and sums. */
 typedef struct settings {
     int64_t seed, n, k, dims[MAX_MODALITIES];
-    int m;
+    int m, parity;
     double r, u[MAX_MODALITIES], s, noise, split[3];
 } settings;
 
@@ -81,7 +96,8 @@ static int read_settings(const mf_config *cfg, synthetic_state *st, settings *p,
         mf_config_float_list(cfg, "unique", p->u, MAX_MODALITIES, &n_unique, err) ||
         mf_config_float(cfg, "synergy", &p->s, err) ||
         mf_config_float(cfg, "noise", &p->noise, err) ||
-        mf_config_float_list(cfg, "split", p->split, 3, &n_split, err))
+        mf_config_float_list(cfg, "split", p->split, 3, &n_split, err) ||
+        mf_config_enum(cfg, "task", "mixture|parity", &p->parity, err))
         return -1;
     const mf_config *names = mf_config_get(cfg, "names");
     p->m = mf_config_length(names);
@@ -124,6 +140,92 @@ static int read_settings(const mf_config *cfg, synthetic_state *st, settings *p,
     return 0;
 }
 
+/* The mixture task (see the top of the file): labels and features of every sample. */
+static void mixture_fill(synthetic_state *st, const settings *p,
+                         float *proto[MAX_MODALITIES][N_ROLES])
+{
+    const int K = (int)p->k, M = p->m;
+    /* Each sample from its own stream: sample i is the same whatever the sample count. */
+    for (int64_t i = 0; i < p->n; i++) {
+        mf_rng rng;
+        mf_rng_seed_stream(&rng, (uint64_t)p->seed, (uint64_t)i);
+        int y = (int)mf_rng_below(&rng, (uint64_t)K), role[MAX_MODALITIES], cls[MAX_MODALITIES];
+        double t = mf_rng_uniform(&rng), acc = p->r;
+        int kind = -1; /* -1 redundant, 0…M-1 unique to m, M synergy, M+1 uninformative */
+        if (t >= acc) {
+            kind = M + 1;
+            for (int m = 0; m < M; m++)
+                if (t < (acc += p->u[m])) {
+                    kind = m;
+                    break;
+                }
+            if (kind == M + 1 && t < acc + p->s)
+                kind = M;
+        }
+        int sum = 0;
+        for (int m = 0; m < M; m++) {
+            int c = (int)mf_rng_below(&rng, (uint64_t)K);
+            if (kind == -1) {
+                role[m] = ROLE_REDUNDANT, cls[m] = y;
+            } else if (kind == m) {
+                role[m] = ROLE_UNIQUE, cls[m] = y;
+            } else if (kind == M) {
+                role[m] = ROLE_SYNERGY;
+                cls[m] = m < M - 1 ? c : ((y - sum) % K + K) % K;
+                sum = (sum + cls[m]) % K;
+            } else {
+                role[m] = ROLE_DISTRACTOR, cls[m] = c;
+            }
+        }
+        for (int m = 0; m < M; m++) {
+            const float *pr = proto[m][role[m]] + (int64_t)cls[m] * p->dims[m];
+            float *x = st->x[m] + i * p->dims[m];
+            for (int64_t d = 0; d < p->dims[m]; d++)
+                x[d] = pr[d] + (float)p->noise * mf_rng_normal(&rng);
+        }
+        st->label[i] = y;
+    }
+}
+
+/* The parity task (see the top of the file): labels and features of every sample. */
+static int parity_fill(synthetic_state *st, const settings *p)
+{
+    float *u[MAX_MODALITIES] = {0};
+    int ok = 1;
+    for (int m = 0; m < p->m && ok; m++) { /* u_m: a seeded direction, normalised */
+        mf_rng rng;
+        mf_rng_seed_stream(&rng, (uint64_t)p->seed, 2000000011ull + (uint64_t)m);
+        ok = (u[m] = malloc((size_t)p->dims[m] * sizeof(float))) != NULL;
+        double norm = 0;
+        for (int64_t d = 0; ok && d < p->dims[m]; d++) {
+            u[m][d] = mf_rng_normal(&rng);
+            norm += (double)u[m][d] * u[m][d];
+        }
+        for (int64_t d = 0; ok && d < p->dims[m]; d++)
+            u[m][d] = (float)(u[m][d] / sqrt(norm));
+    }
+    for (int64_t i = 0; ok && i < p->n; i++) {
+        mf_rng rng; /* one stream per sample, as in the mixture task */
+        mf_rng_seed_stream(&rng, (uint64_t)p->seed, (uint64_t)i);
+        int64_t sum = 0;
+        for (int m = 0; m < p->m; m++) {
+            float *x = st->x[m] + i * p->dims[m];
+            double proj = 0;
+            for (int64_t d = 0; d < p->dims[m]; d++) {
+                float z = mf_rng_normal(&rng);
+                proj += (double)u[m][d] * z;
+                x[d] = z + (float)p->noise * mf_rng_normal(&rng);
+            }
+            int64_t q = (int64_t)((double)p->k * 0.5 * erfc(-proj / sqrt(2.0))); // K·Φ(p_m)
+            sum += q < p->k ? q : p->k - 1;
+        }
+        st->label[i] = (int32_t)(sum % p->k);
+    }
+    for (int m = 0; m < p->m; m++)
+        free(u[m]);
+    return ok ? 0 : -1;
+}
+
 static int synthetic_open(mf_dataset *self, const mf_config *cfg, mf_dataset_info *info,
                           mf_error *err)
 {
@@ -157,46 +259,12 @@ static int synthetic_open(mf_dataset *self, const mf_config *cfg, mf_dataset_inf
         goto done;
     }
 
-    /* Each sample from its own stream: sample i is the same whatever the sample count. */
-    for (int64_t i = 0; i < p.n; i++) {
-        mf_rng rng;
-        mf_rng_seed_stream(&rng, (uint64_t)p.seed, (uint64_t)i);
-        int y = (int)mf_rng_below(&rng, (uint64_t)K), role[MAX_MODALITIES], cls[MAX_MODALITIES];
-        double t = mf_rng_uniform(&rng), acc = p.r;
-        int kind = -1; /* -1 redundant, 0…M-1 unique to m, M synergy, M+1 uninformative */
-        if (t >= acc) {
-            kind = M + 1;
-            for (int m = 0; m < M; m++)
-                if (t < (acc += p.u[m])) {
-                    kind = m;
-                    break;
-                }
-            if (kind == M + 1 && t < acc + p.s)
-                kind = M;
-        }
-        int sum = 0;
-        for (int m = 0; m < M; m++) {
-            int c = (int)mf_rng_below(&rng, (uint64_t)K);
-            if (kind == -1) {
-                role[m] = ROLE_REDUNDANT, cls[m] = y;
-            } else if (kind == m) {
-                role[m] = ROLE_UNIQUE, cls[m] = y;
-            } else if (kind == M) {
-                role[m] = ROLE_SYNERGY;
-                cls[m] = m < M - 1 ? c : ((y - sum) % K + K) % K;
-                sum = (sum + cls[m]) % K;
-            } else {
-                role[m] = ROLE_DISTRACTOR, cls[m] = c;
-            }
-        }
-        for (int m = 0; m < M; m++) {
-            const float *pr = proto[m][role[m]] + (int64_t)cls[m] * p.dims[m];
-            float *x = st->x[m] + i * p.dims[m];
-            for (int64_t d = 0; d < p.dims[m]; d++)
-                x[d] = pr[d] + (float)p.noise * mf_rng_normal(&rng);
-        }
-        st->label[i] = y;
-        /* Samples are i.i.d., so contiguous blocks make unbiased splits. */
+    if (p.parity ? parity_fill(st, &p) : (mixture_fill(st, &p, proto), 0)) {
+        ok = 0;
+        mf_error_set(err, "synthetic: out of memory for %lld samples", (long long)p.n);
+        goto done;
+    }
+    for (int64_t i = 0; i < p.n; i++) { /* samples are i.i.d.: contiguous blocks are fair splits */
         double f = (double)i / (double)p.n;
         st->split[i] = f < p.split[0]                  ? MF_SPLIT_TRAIN
                        : f < p.split[0] + p.split[1]   ? MF_SPLIT_VAL

@@ -17,13 +17,28 @@ static const mf_param_spec @NAME@_params[] = {
     MF_PARAM_END,
 };
 
-static int @NAME@_build(mf_module *self, const mf_config *cfg, mf_error *err)
+/* ABI 1.1: build_model is told the model's outputs (emb.<m>, fused, logits: shapes per
+ * sample, NULL when absent) and the target, and refuses what the loss cannot use — with one
+ * located sentence, which check-plugin prints as a SKIP line for that input profile. */
+static int @NAME@_build_model(mf_module *self, const mf_config *cfg,
+                              const mf_loss_build_args *args, mf_error *err)
 {
     @NAME@_state *s = mf_module_state(self);
     double smoothing;
     if (mf_config_float(cfg, "smoothing", &smoothing, err))
         return -1;
     s->smoothing = (float)smoothing;
+    if (args->target_kind != MF_TARGET_CLASSES) {
+        mf_config_error(err, cfg, "@NAME@ needs class labels, but the data gives %s",
+                        args->target_kind == MF_TARGET_VALUES ? "regression targets"
+                                                              : "multilabel targets");
+        return -1;
+    }
+    if (!args->logits || args->logits->ndim != 1 || args->logits->dim[0] != args->target_dim) {
+        mf_config_error(err, cfg, "@NAME@ needs a head with one output per class (%lld)",
+                        (long long)args->target_dim);
+        return -1;
+    }
     return 0;
 }
 
@@ -39,8 +54,8 @@ static mf_node *@NAME@_forward(mf_module *self, mf_graph *g, const mf_loss_input
 static const mf_loss_ops @NAME@_ops = {
     .struct_size = sizeof(mf_loss_ops),
     .state_size = sizeof(@NAME@_state),
-    .build = @NAME@_build,
     .forward = @NAME@_forward,
+    .build_model = @NAME@_build_model, /* instead of build (ABI 1.0's, told only cfg) */
 };
 
 static const mf_plugin @NAME@_plugin = {

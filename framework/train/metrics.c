@@ -1,0 +1,380 @@
+/* What a pass over a split measures, by name, and the metric the model is selected on.
+ *
+ *   loss                      every model (the weighted sum of the losses)
+ *   accuracy, macro_f1        class labels, with a head
+ *   mse, mae                  regression targets, with a head
+ *   accuracy                  multi-label targets (per label, logit > 0), with a head
+ *   <a loss's own metrics>    declared by loss plugins (clip's logit_scale, …)
+ *   r@1, r@5, r@10, median_rank, and <a>_to_<b>.* per direction
+ *                             retrieval between two modalities' embeddings over the whole
+ *                             split (cosine similarity; the mean of both directions)
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "experiment_internal.h"
+
+#define NAME_LEN 96
+
+struct mfi_meter {
+    const experiment *e;
+    int64_t seen;
+    double loss_sum;
+    int64_t *confusion; /* K×K counts, rows: truth */
+    double sq_sum, abs_sum;
+    int64_t elems, label_correct;
+    double plugin_sum[MAX_LOSSES][MF_LOSS_MAX_METRICS];
+    int with_retrieval;
+    int64_t cap, dim;   /* retrieval: rows held, embedding width */
+    float *ra, *rb;     /* cap × dim each */
+};
+
+/* ---------------------------------------------------------------- names */
+static const char *const retrieval_stats[] = {"r@1", "r@5", "r@10", "median_rank"};
+
+static void add_name(mfi_metric_table *t, const char *name, int higher)
+{
+    if (t->n < MAX_METRICS) {
+        t->name[t->n] = name;
+        t->higher_is_better[t->n] = higher;
+        t->value[t->n++] = NAN;
+    }
+}
+
+/* The metrics of this experiment's passes, in a fixed order; names live in `buf`. */
+static void list_metrics(const experiment *e, mfi_metric_table *t, char (*buf)[NAME_LEN])
+{
+    t->n = 0;
+    add_name(t, "loss", 0);
+    if (e->has_logits && e->target_kind == MF_TARGET_CLASSES) {
+        add_name(t, "accuracy", 1);
+        add_name(t, "macro_f1", 1);
+    } else if (e->has_logits && e->target_kind == MF_TARGET_VALUES) {
+        add_name(t, "mse", 0);
+        add_name(t, "mae", 0);
+    } else if (e->has_logits) {
+        add_name(t, "accuracy", 1);
+    }
+    for (int i = 0; i < e->n_losses; i++)
+        for (int k = 0; k < e->loss_metrics[i].n; k++)
+            add_name(t, e->loss_metrics[i].names[k], e->loss_metrics[i].higher_is_better[k]);
+    if (e->retrieval[0] < 0)
+        return;
+    for (int s = 0; s < 4; s++)
+        add_name(t, retrieval_stats[s], s < 3);
+    for (int dir = 0; dir < 2; dir++)
+        for (int s = 0; s < 4 && t->n < MAX_METRICS; s++) {
+            snprintf(buf[t->n], NAME_LEN, "%s_to_%s.%s", e->mod_name[e->retrieval[dir]],
+                     e->mod_name[e->retrieval[1 - dir]], retrieval_stats[s]);
+            add_name(t, buf[t->n], s < 3);
+        }
+}
+
+static _Thread_local char name_buf[MAX_METRICS][NAME_LEN];
+
+void mfi_metric_names(const experiment *e, mfi_metric_table *out)
+{
+    list_metrics(e, out, name_buf);
+}
+
+double mfi_metric_get(const mfi_metric_table *t, const char *name)
+{
+    for (int i = 0; i < t->n; i++)
+        if (strcmp(t->name[i], name) == 0)
+            return t->value[i];
+    return NAN;
+}
+
+const char *mfi_default_select(const experiment *e)
+{
+    if (e->has_logits && e->target_kind != MF_TARGET_VALUES)
+        return "val.accuracy";
+    if (e->head)
+        return "val.mse";
+    return e->retrieval[0] >= 0 ? "val.r@1" : "val.loss";
+}
+
+/* eval.retrieval: two modalities with vector embeddings of one width; [] picks the two
+ * modalities of a model without fusion when they qualify. */
+static int pick_retrieval(experiment *e, mf_error *err)
+{
+    const mf_config *list = mf_config_get(mfi_section(e, "eval"), "retrieval");
+    e->retrieval[0] = e->retrieval[1] = -1;
+    int pick[2] = {0, 1};
+    if (mf_config_length(list) == 0) {
+        if (e->fusion || e->n_mod != 2 || e->emb_shape[0].ndim != 1 ||
+            !mf_shape_equal(&e->emb_shape[0], &e->emb_shape[1]))
+            return 0;
+    } else if (mf_config_length(list) != 2) {
+        mf_config_error(err, list, "expected two modalities, got %d", mf_config_length(list));
+        return -1;
+    } else {
+        for (int k = 0; k < 2; k++) {
+            const char *name = mf_config_scalar(mf_config_at(list, k));
+            for (pick[k] = 0; pick[k] < e->n_mod && strcmp(e->mod_name[pick[k]], name); pick[k]++)
+                ;
+            if (pick[k] == e->n_mod) {
+                mf_config_error(err, mf_config_at(list, k), "'%s' is not a modality in use%s",
+                                name, mf_suggestion(name, e->mod_name));
+                return -1;
+            }
+        }
+        char a[64], b[64];
+        if (e->emb_shape[pick[0]].ndim != 1 ||
+            !mf_shape_equal(&e->emb_shape[pick[0]], &e->emb_shape[pick[1]])) {
+            mf_config_error(err, list, "retrieval compares vector embeddings of one width, and "
+                            "'%s' gives %s, '%s' %s (give their encoders `out:` projections and "
+                            "pooling)", e->mod_name[pick[0]],
+                            mf_shape_str(&e->emb_shape[pick[0]], a, sizeof a),
+                            e->mod_name[pick[1]], mf_shape_str(&e->emb_shape[pick[1]], b, sizeof b));
+            return -1;
+        }
+    }
+    e->retrieval[0] = pick[0];
+    e->retrieval[1] = pick[1];
+    return 0;
+}
+
+int mfi_check_select(experiment *e, mf_error *err)
+{
+    if (pick_retrieval(e, err))
+        return -1;
+    if (strcmp(e->select, "auto") == 0)
+        e->select = mfi_default_select(e);
+    mfi_metric_table t;
+    mfi_metric_names(e, &t);
+    const char *candidates[MAX_METRICS + 1];
+    static _Thread_local char prefixed[MAX_METRICS][NAME_LEN + 4];
+    for (int i = 0; i < t.n; i++) {
+        snprintf(prefixed[i], sizeof prefixed[i], "val.%s", t.name[i]);
+        candidates[i] = prefixed[i];
+    }
+    candidates[t.n] = NULL;
+    for (int i = 0; i < t.n; i++)
+        if (strcmp(candidates[i], e->select) == 0)
+            return 0;
+    char known[1024] = "";
+    for (int i = 0; i < t.n && i < 12; i++)
+        snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", i ? ", " : "",
+                 candidates[i]);
+    mf_config_error(err, mf_config_get(mfi_section(e, "train"), "select"),
+                    "this model measures no '%s'%s; it measures %s", e->select,
+                    mf_suggestion(e->select, candidates), known);
+    return -1;
+}
+
+/* ---------------------------------------------------------------- accumulation */
+mfi_meter *mfi_meter_new(const experiment *e, int64_t n_samples)
+{
+    mfi_meter *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    m->e = e;
+    const int64_t k = e->target_kind == MF_TARGET_CLASSES ? e->target_dim : 1;
+    m->confusion = calloc((size_t)(k * k), sizeof *m->confusion);
+    if (e->retrieval[0] >= 0) {
+        m->dim = e->emb_shape[e->retrieval[0]].dim[0];
+        m->cap = n_samples;
+        m->ra = malloc((size_t)(m->cap * m->dim) * sizeof(float));
+        m->rb = malloc((size_t)(m->cap * m->dim) * sizeof(float));
+    }
+    if (!m->confusion || (e->retrieval[0] >= 0 && (!m->ra || !m->rb))) {
+        mfi_meter_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void mfi_meter_free(mfi_meter *m)
+{
+    if (!m)
+        return;
+    free(m->confusion);
+    free(m->ra);
+    free(m->rb);
+    free(m);
+}
+
+void mfi_meter_reset(mfi_meter *m, int with_retrieval)
+{
+    const experiment *e = m->e;
+    const int64_t k = e->target_kind == MF_TARGET_CLASSES ? e->target_dim : 1;
+    memset(m->confusion, 0, (size_t)(k * k) * sizeof *m->confusion);
+    m->seen = m->elems = m->label_correct = 0;
+    m->loss_sum = m->sq_sum = m->abs_sum = 0;
+    memset(m->plugin_sum, 0, sizeof m->plugin_sum);
+    m->with_retrieval = with_retrieval && m->ra;
+}
+
+static void add_predictions(mfi_meter *m, const float *out, const mfi_batch *batch)
+{
+    const experiment *e = m->e;
+    const int64_t b = batch->n, k = e->target_dim;
+    for (int64_t i = 0; i < b; i++) {
+        const float *row = out + i * k;
+        if (e->target_kind == MF_TARGET_CLASSES) {
+            int64_t best = 0;
+            for (int64_t c = 1; c < k; c++)
+                if (row[c] > row[best])
+                    best = c;
+            m->confusion[(int64_t)batch->labels[i] * k + best]++;
+            continue;
+        }
+        for (int64_t c = 0; c < k; c++) {
+            // predictions of standardised targets back in the data's units
+            const double y = e->target_mean ? row[c] * e->target_std[c] + e->target_mean[c] : row[c];
+            const double t = batch->targets[i * k + c], d = y - t;
+            m->sq_sum += d * d;
+            m->abs_sum += fabs(d);
+            m->label_correct += (row[c] > 0) == (t > 0.5);
+        }
+        m->elems += k;
+    }
+}
+
+void mfi_meter_add(mfi_meter *m, experiment *e, model_graph *mg, const mfi_batch *batch)
+{
+    const int64_t b = batch->n;
+    m->loss_sum += (double)mf_node_value(mg->loss)[0] * (double)b;
+    if (mg->logits)
+        add_predictions(m, mf_node_value(mg->logits), batch);
+    for (int i = 0; i < e->n_losses; i++) {
+        double v[MF_LOSS_MAX_METRICS] = {0};
+        if (!e->loss_metrics[i].n)
+            continue;
+        mf_module_loss_batch_metrics(e->loss[i], &mg->li, v);
+        for (int k = 0; k < e->loss_metrics[i].n; k++)
+            m->plugin_sum[i][k] += v[k] * (double)b;
+    }
+    if (m->with_retrieval && m->seen + b <= m->cap) {
+        const size_t row = (size_t)m->dim * sizeof(float);
+        memcpy(m->ra + m->seen * m->dim, mf_node_value(mg->emb[e->retrieval[0]]), (size_t)b * row);
+        memcpy(m->rb + m->seen * m->dim, mf_node_value(mg->emb[e->retrieval[1]]), (size_t)b * row);
+    }
+    m->seen += b;
+}
+
+/* ---------------------------------------------------------------- results */
+/* Macro-F1 from a K×K confusion matrix (rows: truth): the mean over classes that occur
+ * (in truth or prediction) of 2·TP / (2·TP + FP + FN). */
+static double macro_f1(const int64_t *confusion, int64_t k)
+{
+    double sum = 0;
+    int classes = 0;
+    for (int64_t c = 0; c < k; c++) {
+        int64_t tp = confusion[c * k + c], fp = 0, fn = 0;
+        for (int64_t o = 0; o < k; o++)
+            if (o != c) {
+                fp += confusion[o * k + c];
+                fn += confusion[c * k + o];
+            }
+        if (tp + fp + fn == 0)
+            continue;
+        sum += 2.0 * (double)tp / (double)(2 * tp + fp + fn);
+        classes++;
+    }
+    return classes ? sum / classes : 0;
+}
+
+static void normalize_rows(float *x, int64_t n, int64_t d)
+{
+    for (int64_t i = 0; i < n; i++) {
+        double s = 0;
+        for (int64_t j = 0; j < d; j++)
+            s += (double)x[i * d + j] * x[i * d + j];
+        const float inv = (float)(1.0 / fmax(sqrt(s), 1e-12));
+        for (int64_t j = 0; j < d; j++)
+            x[i * d + j] *= inv;
+    }
+}
+
+static int compare_i64(const void *a, const void *b)
+{
+    const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Ranks (from 1) of each query's own match among all n candidates, q and c unit rows:
+ * 1 + the candidates scoring strictly higher. Blocks of queries keep the scores small. */
+static void ranks(const float *q, const float *c, int64_t n, int64_t d, int64_t *rank, float *scores,
+                  int64_t block)
+{
+    for (int64_t i0 = 0; i0 < n; i0 += block) {
+        const int64_t rows = i0 + block < n ? block : n - i0;
+        // scores (rows,n) = q[i0:i0+rows] (rows,d) · cᵀ (d,n)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)n, (int)d, 1.0f,
+                    q + i0 * d, (int)d, c, (int)d, 0.0f, scores, (int)n);
+        for (int64_t r = 0; r < rows; r++) {
+            const float *s = scores + r * n, own = s[i0 + r];
+            int64_t higher = 0;
+            for (int64_t j = 0; j < n; j++)
+                higher += s[j] > own;
+            rank[i0 + r] = higher + 1;
+        }
+    }
+}
+
+/* R@1, R@5, R@10 and the median rank, for both directions, into out[2][4]. */
+static int retrieval(mfi_meter *m, double out[2][4])
+{
+    const int64_t n = m->seen < m->cap ? m->seen : m->cap, d = m->dim, block = 256;
+    int64_t *rank = malloc((size_t)n * sizeof *rank);
+    float *scores = malloc((size_t)(block * n) * sizeof *scores);
+    if (!rank || !scores || n == 0) {
+        free(rank);
+        free(scores);
+        return -1;
+    }
+    normalize_rows(m->ra, n, d);
+    normalize_rows(m->rb, n, d);
+    for (int dir = 0; dir < 2; dir++) {
+        ranks(dir ? m->rb : m->ra, dir ? m->ra : m->rb, n, d, rank, scores, block);
+        int64_t hits[3] = {0, 0, 0};
+        for (int64_t i = 0; i < n; i++)
+            for (int k = 0; k < 3; k++)
+                hits[k] += rank[i] <= (k == 0 ? 1 : k == 1 ? 5 : 10);
+        for (int k = 0; k < 3; k++)
+            out[dir][k] = (double)hits[k] / (double)n;
+        qsort(rank, (size_t)n, sizeof *rank, compare_i64);
+        out[dir][3] = n % 2 ? (double)rank[n / 2] : 0.5 * (double)(rank[n / 2 - 1] + rank[n / 2]);
+    }
+    free(rank);
+    free(scores);
+    return 0;
+}
+
+void mfi_meter_table(mfi_meter *m, mfi_metric_table *t)
+{
+    const experiment *e = m->e;
+    const double n = m->seen ? (double)m->seen : NAN;
+    list_metrics(e, t, name_buf);
+    int at = 0;
+    t->value[at++] = m->loss_sum / n;
+    if (e->has_logits && e->target_kind == MF_TARGET_CLASSES) {
+        int64_t correct = 0;
+        for (int64_t c = 0; c < e->target_dim; c++)
+            correct += m->confusion[c * e->target_dim + c];
+        t->value[at++] = (double)correct / n;
+        t->value[at++] = macro_f1(m->confusion, e->target_dim);
+    } else if (e->has_logits && e->target_kind == MF_TARGET_VALUES) {
+        t->value[at++] = m->sq_sum / (double)m->elems;
+        t->value[at++] = m->abs_sum / (double)m->elems;
+    } else if (e->has_logits) {
+        t->value[at++] = (double)m->label_correct / (double)m->elems;
+    }
+    for (int i = 0; i < e->n_losses; i++)
+        for (int k = 0; k < e->loss_metrics[i].n; k++)
+            t->value[at++] = m->plugin_sum[i][k] / n;
+    double r[2][4];
+    if (e->retrieval[0] < 0 || !m->with_retrieval || retrieval(m, r))
+        return; /* left NAN: not measured on this pass */
+    for (int s = 0; s < 4; s++)
+        t->value[at++] = 0.5 * (r[0][s] + r[1][s]);
+    for (int dir = 0; dir < 2; dir++)
+        for (int s = 0; s < 4 && at < t->n; s++)
+            t->value[at++] = r[dir][s];
+}

@@ -1,0 +1,260 @@
+/* Model assembly: the modules an experiment names, built in order with the shapes each
+ * receives, and the compiled graphs that run them.
+ *
+ *   inputs → encoders (shared or not) → [fusion] → [head] → Σ weight·loss
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "experiment_internal.h"
+
+static int build_encoders(experiment *e, mf_error *err)
+{
+    char path[256];
+    for (int m = 0; m < e->n_mod; m++) {
+        if (e->shares[m] >= 0)
+            continue;
+        e->emb_flags[m] = 0;
+        mf_build_args args = {sizeof args,    1,           &e->input[m].shape, &e->mod_name[m],
+                              0,              &e->in_flags[m], &e->in_vocab[m], &e->emb_flags[m],
+                              e->encoder_cfg[m]};
+        snprintf(path, sizeof path, "model.encoders.%s", e->mod_name[m]);
+        if (!(e->encoder[m] = mf_module_new(e->encoder_plugin[m], path, e->params, err)) ||
+            mf_module_build(e->encoder[m], e->encoder_cfg[m], &args, &e->emb_shape[m], err))
+            return -1;
+    }
+    for (int m = 0; m < e->n_mod; m++)
+        if (e->shares[m] >= 0) {
+            e->emb_shape[m] = e->emb_shape[e->shares[m]];
+            e->emb_flags[m] = e->emb_flags[e->shares[m]];
+        }
+    return 0;
+}
+
+static int build_fusion_and_head(experiment *e, mf_error *err)
+{
+    if (e->fusion_plugin) {
+        int64_t no_vocab[MAX_MODALITIES] = {0};
+        e->fused_flags = 0;
+        mf_build_args args = {sizeof args, e->n_mod,     e->emb_shape,    e->mod_name,
+                              0,           e->emb_flags, no_vocab,        &e->fused_flags,
+                              e->fusion_cfg};
+        if (!(e->fusion = mf_module_new(e->fusion_plugin, "model.fusion", e->params, err)) ||
+            mf_module_build(e->fusion, e->fusion_cfg, &args, &e->fused_shape, err))
+            return -1;
+    }
+    /* late fusion: without a head, a fused vector of the target's width is the output */
+    e->has_logits = e->fusion && e->fused_shape.ndim == 1 && e->fused_shape.dim[0] == e->target_dim &&
+                    !(e->fused_flags & MF_IO_SEQUENCE);
+    e->logits_shape = e->fused_shape;
+    if (e->head_plugin) {
+        e->has_logits = 1;
+        const char *fused_name = "fused";
+        int64_t no_vocab = 0;
+        uint32_t head_flags = 0;
+        mf_build_args args = {sizeof args,     1,         &e->fused_shape, &fused_name,
+                              e->target_dim,   &e->fused_flags, &no_vocab, &head_flags,
+                              e->head_cfg};
+        if (!(e->head = mf_module_new(e->head_plugin, "model.head", e->params, err)) ||
+            mf_module_build(e->head, e->head_cfg, &args, &e->logits_shape, err))
+            return -1;
+        if (e->logits_shape.ndim != 1 || e->logits_shape.dim[0] != e->target_dim) {
+            char s[64];
+            mf_config_error(err, e->head_cfg, "the head outputs %s per sample, not the %lld %s "
+                            "the data needs", mf_shape_str(&e->logits_shape, s, sizeof s),
+                            (long long)e->target_dim,
+                            e->target_kind == MF_TARGET_CLASSES ? "class logits" : "targets");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int is_abi10_loss(const mf_plugin *p)
+{
+    const mf_loss_ops *ops = p->ops;
+    return !(ops->struct_size >= offsetof(mf_loss_ops, build_model) + sizeof ops->build_model &&
+             ops->build_model);
+}
+
+static int build_losses(experiment *e, mf_error *err)
+{
+    mf_loss_build_args args = {sizeof args,
+                               e->n_mod,
+                               e->mod_name,
+                               e->emb_shape,
+                               e->emb_flags,
+                               e->fusion ? &e->fused_shape : NULL,
+                               e->has_logits ? &e->logits_shape : NULL,
+                               e->target_kind,
+                               e->target_dim};
+    for (int i = 0; i < e->n_losses; i++) {
+        char path[64];
+        snprintf(path, sizeof path, e->n_losses == 1 ? "loss" : "loss.%d", i);
+        /* a 1.0 loss reads the head's class logits and nothing else */
+        if (is_abi10_loss(e->loss_plugin[i]) &&
+            (!e->has_logits || e->target_kind != MF_TARGET_CLASSES)) {
+            mf_config_error(err, e->loss_cfg[i], "the loss '%s' (ABI 1.0) reads a head's class "
+                            "logits, and this model has %s", e->loss_plugin[i]->name,
+                            !e->has_logits ? "no head" : "no class labels");
+            return -1;
+        }
+        if (!(e->loss[i] = mf_module_new(e->loss_plugin[i], path, e->params, err)) ||
+            mf_module_build_loss_model(e->loss[i], e->loss_cfg[i], &args, err))
+            return -1;
+        mf_module_loss_metrics(e->loss[i], &e->loss_metrics[i]);
+    }
+    return 0;
+}
+
+/* Missing modalities: masks in the graphs whenever anything can go missing; a learned
+ * marker per modality (registered last, so the other parameters keep their values). */
+static int build_markers(experiment *e, mf_error *err)
+{
+    e->with_missing = e->learned_missing || e->modality_dropout > 0 ||
+                      mf_config_length(mf_config_get(mfi_section(e, "eval"), "robustness.drop")) > 0;
+    /* the setting that asks for it: a learned marker, modality dropout, a robustness drop */
+    const mf_config *why = e->learned_missing ? mf_config_get(mfi_section(e, "model"), "missing")
+                           : e->modality_dropout > 0
+                               ? mf_config_get(mfi_section(e, "train"), "modality_dropout")
+                               : mf_config_get(mfi_section(e, "eval"), "robustness.drop");
+    for (int m = 0; e->with_missing && m < e->n_mod; m++)
+        if (e->in_flags[m] & MF_IO_TOKENS) {
+            mf_config_error(err, why, "'%s' holds token ids, and a missing token input (modality "
+                            "dropout, robustness drops, learned markers) is not supported yet",
+                            e->mod_name[m]);
+            return -1;
+        }
+    if (!e->learned_missing)
+        return 0;
+    if (!(e->markers = mf_module_new(NULL, "model.missing", e->params, err)))
+        return -1;
+    for (int m = 0; m < e->n_mod; m++)
+        if (!(e->marker[m] = mf_module_param(e->markers, e->mod_name[m],
+                                             mf_shape1(mf_shape_numel(&e->input[m].shape)),
+                                             (mf_init){MF_INIT_ZEROS, 0, 0}))) {
+            mf_error_set(err, "%s: cannot register the missing marker of '%s'", e->path,
+                         e->mod_name[m]);
+            return -1;
+        }
+    return 0;
+}
+
+int mfi_build_model(experiment *e, mf_error *err)
+{
+    e->params = mf_params_new();
+    if (build_encoders(e, err) || build_fusion_and_head(e, err) || build_losses(e, err) ||
+        build_markers(e, err))
+        return -1;
+    return mf_params_finalize(e->params, (uint64_t)e->seed, mf_optim_moments(e->optim.kind), err);
+}
+
+/* ---------------------------------------------------------------- graphs */
+static mf_shape batched(const mf_shape *s, int64_t b)
+{
+    mf_shape out = {s->ndim + 1, {b}};
+    for (int d = 0; d < s->ndim; d++)
+        out.dim[d + 1] = s->dim[d];
+    return out;
+}
+
+uint64_t mfi_dropout_seed(int64_t seed, int training, int64_t batch)
+{
+    /* splitmix64 of (seed, kind): independent masks per seed, the same for a seed twice */
+    uint64_t z = (uint64_t)seed * UINT64_C(0x9E3779B97F4A7C15) ^
+                 ((uint64_t)batch << 1 | (uint64_t)(training != 0)) ^ UINT64_C(0x64726f70); /* "drop" */
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return z ^ (z >> 31);
+}
+
+/* The model's input m: data (and its padding mask), with the missing-modality substitution
+ * when anything can go missing. */
+static mf_node *model_input(experiment *e, model_graph *mg, int m, int64_t batch)
+{
+    mf_graph *g = mg->g;
+    char name[96];
+    mg->input[m] = mf_input(g, e->mod_name[m], batched(&e->input[m].shape, batch));
+    mf_node *x = mg->input[m];
+    if (e->in_flags[m] & MF_IO_MASKED) {
+        snprintf(name, sizeof name, "%s.padding", e->mod_name[m]);
+        // the padding mask is (B,T): T the token axis (the ids' per-sample numel)
+        mg->mask[m] = mf_input(g, name, mf_shape2(batch, mf_shape_numel(&e->input[m].shape)));
+        mf_node_set_mask(x, mg->mask[m]);
+    }
+    if (!e->with_missing)
+        return x;
+    // x' = x - d·(x - marker): x where present, the marker (or 0) where missing;
+    // x and d are (B,F) with F the input's features, the marker a row (F)
+    const int64_t f = mf_shape_numel(&e->input[m].shape);
+    snprintf(name, sizeof name, "%s.missing", e->mod_name[m]);
+    mg->missing[m] = mf_input(g, name, mf_shape2(batch, f));
+    mf_node *flat = mf_reshape(g, x, mf_shape2(batch, f));
+    mf_node *away = e->marker[m] ? mf_sub(g, flat, mf_param_node(g, e->marker[m])) : flat;
+    return mf_reshape(g, mf_sub(g, flat, mf_mul(g, mg->missing[m], away)),
+                      batched(&e->input[m].shape, batch));
+}
+
+/* Encoders, fusion, head and the weighted sum of the losses. */
+static void forward_model(experiment *e, model_graph *mg, int64_t batch)
+{
+    mf_graph *g = mg->g;
+    for (int m = 0; m < e->n_mod; m++) {
+        mf_node *x = model_input(e, mg, m, batch);
+        mf_module *enc = e->encoder[e->shares[m] >= 0 ? e->shares[m] : m];
+        mg->emb[m] = x ? mf_module_forward(enc, g, 1, &x) : NULL;
+    }
+    mg->fused = e->fusion ? mf_module_forward(e->fusion, g, e->n_mod, mg->emb) : NULL;
+    mg->logits = e->head && mg->fused ? mf_module_forward(e->head, g, 1, &mg->fused)
+                 : e->has_logits      ? mg->fused
+                                      : NULL;
+    mg->target = mf_input(g, "target", e->target_kind == MF_TARGET_CLASSES
+                                           ? mf_shape1(batch)
+                                           : mf_shape2(batch, e->target_dim));
+    mg->li = (mf_loss_inputs){sizeof mg->li, mg->logits, mg->target, e->n_mod, e->mod_name,
+                              mg->emb, mg->fused, e->target_kind};
+    mg->loss = NULL;
+    for (int i = 0; i < e->n_losses && !mf_graph_error(g); i++) {
+        mf_node *t = mg->term[i] = mf_module_loss(e->loss[i], g, &mg->li);
+        if (e->loss_weight[i] != 1.0)
+            t = mf_scale(g, t, (float)e->loss_weight[i]);
+        mg->loss = mg->loss ? mf_add(g, mg->loss, t) : t;
+    }
+}
+
+/* The compiled graph for this batch size and mode, built on first use. */
+model_graph *mfi_graph_for(experiment *e, int64_t batch, int training, mf_error *err)
+{
+    for (int i = 0; i < e->n_graphs; i++)
+        if (e->graphs[i].batch == batch && e->graphs[i].training == training)
+            return &e->graphs[i];
+    if (e->n_graphs == MAX_GRAPHS) /* a third batch size cannot happen; be safe anyway */
+        mf_graph_free(e->graphs[--e->n_graphs].g);
+    model_graph *mg = &e->graphs[e->n_graphs];
+    memset(mg, 0, sizeof *mg);
+    mg->batch = batch;
+    mg->training = training;
+    mf_graph *g = mg->g = mf_graph_new(training);
+    mf_graph_set_seed(g, mfi_dropout_seed(e->seed, training, batch));
+    const char *profile = getenv("MMFUSE_PROFILE"); /* per-op times, printed after training */
+    mf_graph_set_profiling(g, profile && *profile && strcmp(profile, "0") != 0);
+    forward_model(e, mg, batch);
+    mf_error local;
+    mf_error_clear(&local);
+    const char *problem = NULL;
+    if (mf_graph_error(g))
+        problem = mf_graph_error(g);
+    else if (!mg->loss)
+        problem = "the loss produced no output";
+    else if (mf_graph_compile(g, &local))
+        problem = local.msg;
+    if (problem) {
+        mf_error_set(err, "%s: model: %s", e->path, problem);
+        mf_graph_free(g);
+        return NULL;
+    }
+    e->n_graphs++;
+    return mg;
+}

@@ -1,0 +1,245 @@
+/* crossattn — MulT's crossmodal transformers (Tsai et al. 2019, "Multimodal Transformer for
+ * Unaligned Multimodal Language Sequences"). Every modality m is projected to `dim`; for each
+ * ordered pair (m ← s), s ≠ m, m's sequence attends to s's through `layers` pre-LN
+ * cross-attention layers (queries from m, keys and values from s's projected sequence, s's
+ * padding masked) and a final norm. m's outputs are concatenated over its sources along the
+ * features, optionally run through `memory_layers` self-attention layers (MulT's memory
+ * transformer), pooled over m's positions (masked mean, or the last valid position as MulT),
+ * and the pooled vectors of all modalities are concatenated:
+ *   M sequences (T_m,D_m) → (M·(M-1)·dim).
+ * Parameters: model.fusion.<m>.proj (when D_m ≠ dim), model.fusion.<m>.from_<s>.layer<k>.…
+ * and model.fusion.<m>.from_<s>.ln; model.fusion.<m>.memory.{layer<k>,ln}. */
+#include <stdio.h>
+
+#include <mmfuse/mmfuse.h>
+
+#define MAX_MODALITIES 8
+#define MAX_LAYERS 8
+
+typedef struct pair_stack { // m ← s
+    mf_transformer_layer layer[MAX_LAYERS];
+    mf_layer_norm_layer ln;
+} pair_stack;
+
+typedef struct crossattn_state {
+    int n, layers, memory, last; // last: pool the last valid position, not the masked mean
+    int64_t dim;
+    int projected[MAX_MODALITIES];
+    mf_linear proj[MAX_MODALITIES];
+    pair_stack pair[MAX_MODALITIES][MAX_MODALITIES - 1]; // [m][j]: j-th source of m
+    pair_stack mem[MAX_MODALITIES];                      // over m's concatenated outputs
+} crossattn_state;
+
+static const mf_param_spec crossattn_params[] = {
+    {"layers", MF_TYPE_INT, "2", MF_PARAM_MIN | MF_PARAM_MAX, 1, MAX_LAYERS, NULL,
+     "Crossmodal attention layers of every ordered pair of modalities."},
+    {"heads", MF_TYPE_INT, "4", MF_PARAM_MIN, 1, 0, NULL,
+     "Attention heads; must divide the attention width."},
+    {"dim", MF_TYPE_INT, "0", MF_PARAM_MIN, 0, 0, NULL,
+     "Width every modality is projected to (bias-free linear, MulT's Conv1d k=1); 0 keeps "
+     "the modalities' common width."},
+    {"mlp_ratio", MF_TYPE_FLOAT, "4", MF_PARAM_MIN | MF_PARAM_MAX, 0.25, 16, NULL,
+     "Hidden width of each layer's MLP, as a multiple of the attention width."},
+    {"dropout", MF_TYPE_FLOAT, "0", MF_PARAM_MIN | MF_PARAM_MAX, 0, 0.95, NULL,
+     "Dropout on attention weights and residual branches, in training."},
+    {"memory_layers", MF_TYPE_INT, "0", MF_PARAM_MIN | MF_PARAM_MAX, 0, MAX_LAYERS, NULL,
+     "Self-attention layers over each target's concatenated outputs before pooling (MulT's "
+     "memory transformer, 3 there)."},
+    {"pool", MF_TYPE_ENUM, "mean", 0, 0, 0, "mean|last",
+     "Pool each target's positions: masked mean, or the last valid position (MulT)."},
+    MF_PARAM_END,
+};
+
+/* Every input is a sequence (T,D); *width gets dim, or the common width when dim is 0. */
+static int check_inputs(const mf_config *cfg, const mf_build_args *args, int64_t dim,
+                        int64_t *width, mf_error *err)
+{
+    char shape[64];
+    if (args->n_in < 2 || args->n_in > MAX_MODALITIES) {
+        mf_config_error(err, cfg, "crossattn fuses 2 to %d modalities, got %d", MAX_MODALITIES,
+                        args->n_in);
+        return -1;
+    }
+    for (int m = 0; m < args->n_in; m++) {
+        const mf_shape *s = &args->in[m];
+        if (s->ndim == 2)
+            continue;
+        mf_shape_str(s, shape, sizeof shape);
+        if (s->ndim == 1)
+            mf_config_error(err, cfg,
+                            "crossattn is a sequence fusion, but modality '%s' has shape %s, "
+                            "a vector; give its encoder `pool: none` so it outputs a sequence "
+                            "(T,D)", args->in_names[m], shape);
+        else
+            mf_config_error(err, cfg,
+                            "crossattn is a sequence fusion, but modality '%s' has shape %s; "
+                            "it needs a sequence (T,D)", args->in_names[m], shape);
+        return -1;
+    }
+    *width = dim;
+    for (int m = 1; dim == 0 && m < args->n_in; m++)
+        if (args->in[m].dim[1] != args->in[0].dim[1]) {
+            mf_config_error(err, cfg,
+                            "modalities '%s' (width %lld) and '%s' (width %lld) differ in "
+                            "width; set dim to project them to one", args->in_names[0],
+                            (long long)args->in[0].dim[1], args->in_names[m],
+                            (long long)args->in[m].dim[1]);
+            return -1;
+        }
+    if (dim == 0)
+        *width = args->in[0].dim[1];
+    return 0;
+}
+
+static int build_pairs(crossattn_state *s, mf_module *self, const mf_build_args *args,
+                       int64_t heads, double mlp_ratio, float dropout)
+{
+    for (int m = 0; m < s->n; m++) {
+        mf_module *mod = mf_module_child(self, args->in_names[m]); // model.fusion.<m>
+        if (!mod)
+            return -1;
+        s->projected[m] = args->in[m].dim[1] != s->dim;
+        if (s->projected[m] &&
+            mf_linear_init(&s->proj[m], mod, "proj", args->in[m].dim[1], s->dim, 0))
+            return -1;
+        for (int src = 0, j = 0; src < s->n; src++) {
+            if (src == m)
+                continue;
+            pair_stack *p = &s->pair[m][j++];
+            char name[160];
+            for (int k = 0; k < s->layers; k++) {
+                snprintf(name, sizeof name, "from_%s.layer%d", args->in_names[src], k);
+                if (mf_transformer_layer_init(&p->layer[k], mod, name, s->dim, s->dim, heads,
+                                              mlp_ratio, dropout))
+                    return -1;
+            }
+            snprintf(name, sizeof name, "from_%s.ln", args->in_names[src]);
+            if (mf_layer_norm_layer_init(&p->ln, mod, name, s->dim, 1e-5f))
+                return -1;
+        }
+        const int64_t width = (s->n - 1) * s->dim; // heads divide dim, so they divide width
+        for (int k = 0; k < s->memory; k++) {
+            char name[32];
+            snprintf(name, sizeof name, "memory.layer%d", k);
+            if (mf_transformer_layer_init(&s->mem[m].layer[k], mod, name, width, 0, heads,
+                                          mlp_ratio, dropout))
+                return -1;
+        }
+        if (s->memory && mf_layer_norm_layer_init(&s->mem[m].ln, mod, "memory.ln", width, 1e-5f))
+            return -1;
+    }
+    return 0;
+}
+
+static int crossattn_build(mf_module *self, const mf_config *cfg, const mf_build_args *args,
+                           mf_shape *out, mf_error *err)
+{
+    crossattn_state *s = mf_module_state(self);
+    int64_t layers, memory, heads, dim;
+    double mlp_ratio, dropout;
+    if (mf_config_int(cfg, "layers", &layers, err) || mf_config_int(cfg, "heads", &heads, err) ||
+        mf_config_int(cfg, "memory_layers", &memory, err) ||
+        mf_config_int(cfg, "dim", &dim, err) ||
+        mf_config_float(cfg, "mlp_ratio", &mlp_ratio, err) ||
+        mf_config_float(cfg, "dropout", &dropout, err) ||
+        mf_config_enum(cfg, "pool", "mean|last", &s->last, err) ||
+        check_inputs(cfg, args, dim, &s->dim, err))
+        return -1;
+    if (s->dim % heads != 0) {
+        mf_config_error(err, mf_config_get(cfg, "heads"),
+                        "heads (%lld) must divide the attention width %lld", (long long)heads,
+                        (long long)s->dim);
+        return -1;
+    }
+    if (mlp_ratio * (double)s->dim < 0.5) {
+        mf_config_error(err, mf_config_get(cfg, "mlp_ratio"),
+                        "mlp_ratio %g leaves no hidden unit at width %lld", mlp_ratio,
+                        (long long)s->dim);
+        return -1;
+    }
+    s->n = args->n_in;
+    s->layers = (int)layers;
+    s->memory = (int)memory;
+    if (build_pairs(s, self, args, heads, mlp_ratio, (float)dropout))
+        return -1;
+    *out = mf_shape1((int64_t)s->n * (s->n - 1) * s->dim);
+    return 0;
+}
+
+/* x (B,T,D), mask (B,T) non-zero = padding, or NULL → (B,D): the mean over valid positions. */
+static mf_node *masked_mean(mf_graph *g, mf_node *x, mf_node *mask)
+{
+    if (!x || !mask)
+        return mf_mean(g, x, 1, 0);
+    const mf_shape *s = mf_node_shape(x);
+    mf_node *m3 = mf_reshape(g, mask, mf_shape3(s->dim[0], s->dim[1], 1));
+    mf_node *sum = mf_sum(g, mf_masked_fill(g, x, m3, 0.0f), 1, 0); // (B,D)
+    mf_node *valid = mf_masked_fill(g, mf_ones(g, *mf_node_shape(mask)), mask, 0.0f);
+    mf_node *count = mf_clamp(g, mf_sum(g, valid, 1, 1), 1.0f, 1e30f); // (B,1)
+    return mf_div(g, sum, count);
+}
+
+/* x (B,T,D) → (B,D): the last position whose mask is zero (the last one without a mask). */
+static mf_node *last_valid(mf_graph *g, mf_node *x, mf_node *mask)
+{
+    if (!x)
+        return NULL;
+    const mf_shape *s = mf_node_shape(x);
+    const int64_t B = s->dim[0], T = s->dim[1], D = s->dim[2];
+    if (!mask)
+        return mf_reshape(g, mf_slice(g, x, 1, T - 1, 1), mf_shape2(B, D));
+    // idx = max_t t·valid_t, (B,1): 0 for a sequence that is all padding
+    mf_node *pos = mf_reshape(g, mf_arange(g, T), mf_shape2(1, T));
+    mf_node *t = mf_masked_fill(g, mf_expand(g, pos, mf_shape2(B, T)), mask, 0.0f);
+    mf_node *idx = mf_reshape(g, mf_max(g, t, 1, 1), mf_shape3(B, 1, 1));
+    mf_node *picked = mf_gather(g, x, 1, mf_expand(g, idx, mf_shape3(B, 1, D))); // (B,1,D)
+    return mf_reshape(g, picked, mf_shape2(B, D));
+}
+
+static mf_node *crossattn_forward(mf_module *self, mf_graph *g, int n_in, mf_node *const *in)
+{
+    crossattn_state *s = mf_module_state(self);
+    mf_node *h[MAX_MODALITIES], *pooled[MAX_MODALITIES], *parts[MAX_MODALITIES - 1];
+    for (int m = 0; m < s->n; m++) // in[m] is (B,T_m,D_m), h[m] (B,T_m,dim)
+        h[m] = s->projected[m] ? mf_linear_forward(g, &s->proj[m], in[m]) : in[m];
+    for (int m = 0; m < s->n; m++) {
+        for (int src = 0, j = 0; src < s->n; src++) {
+            if (src == m)
+                continue;
+            const pair_stack *p = &s->pair[m][j];
+            mf_node *y = h[m]; // queries from m; keys and values stay s's projected sequence
+            for (int k = 0; k < s->layers; k++)
+                y = mf_transformer_layer_forward(g, &p->layer[k], y, h[src], mf_node_mask(in[src]));
+            parts[j++] = mf_layer_norm_layer_forward(g, &p->ln, y);
+        }
+        // (B,T_m,(M-1)·dim) → (B,(M-1)·dim)
+        mf_node *cat = mf_concat_axis(g, s->n - 1, parts, 2);
+        mf_node *mask = mf_node_mask(in[m]);
+        for (int k = 0; k < s->memory; k++)
+            cat = mf_transformer_layer_forward(g, &s->mem[m].layer[k], cat, NULL, mask);
+        if (s->memory)
+            cat = mf_layer_norm_layer_forward(g, &s->mem[m].ln, cat);
+        pooled[m] = s->last ? last_valid(g, cat, mask) : masked_mean(g, cat, mask);
+    }
+    return mf_concat(g, s->n, pooled);
+}
+
+static const mf_module_ops crossattn_ops = {
+    .struct_size = sizeof(mf_module_ops),
+    .state_size = sizeof(crossattn_state),
+    .build = crossattn_build,
+    .forward = crossattn_forward,
+};
+
+static const mf_plugin crossattn_plugin = {
+    MF_PLUGIN_HEADER,
+    .kind = MF_KIND_FUSION,
+    .name = "crossattn",
+    .version = "1.0.0",
+    .license = "MIT",
+    .summary = "MulT crossmodal attention: each modality's sequence attends to every other's",
+    .params = crossattn_params,
+    .ops = &crossattn_ops,
+};
+
+MF_PLUGIN_DEFINE(&crossattn_plugin)

@@ -1,0 +1,84 @@
+/* sum — each modality projected to a common width, then added:
+ *   out = act(Σ_m W_m x_m + b)          x_m (B,D_m) flattened, out (B,dim)
+ * Equivalent to concat followed by one Linear layer (its weight cut into per-modality
+ * blocks), so it is an additive fusion: it cannot express interactions between modalities. */
+#include <mmfuse/mmfuse.h>
+
+#define MAX_IN 16
+
+typedef struct sum_state {
+    int n;
+    mf_linear proj[MAX_IN]; /* only proj[0] has a bias: one b is enough for the sum */
+    mf_activation act;
+} sum_state;
+
+/* (B,…) → (B,F): a per-sample shape larger than a vector is flattened. */
+static mf_node *flat(mf_graph *g, mf_node *x)
+{
+    if (!x || mf_node_shape(x)->ndim <= 2)
+        return x;
+    return mf_reshape(g, x, mf_shape2(mf_node_shape(x)->dim[0], -1));
+}
+
+static const mf_param_spec sum_params[] = {
+    {"dim", MF_TYPE_INT, "64", MF_PARAM_MIN, 1, 0, NULL, "Common width every modality is projected to."},
+    {"activation", MF_TYPE_ENUM, "none", 0, 0, 0, "none|relu|tanh|sigmoid|gelu",
+     "Nonlinearity applied to the sum."},
+    MF_PARAM_END,
+};
+
+static int sum_build(mf_module *self, const mf_config *cfg, const mf_build_args *args,
+                     mf_shape *out, mf_error *err)
+{
+    sum_state *s = mf_module_state(self);
+    int64_t dim;
+    int act;
+    if (mf_config_int(cfg, "dim", &dim, err) ||
+        mf_config_enum(cfg, "activation", "none|relu|tanh|sigmoid|gelu", &act, err))
+        return -1;
+    if (args->n_in > MAX_IN) {
+        mf_config_error(err, cfg, "sum fuses at most %d modalities, got %d", MAX_IN, args->n_in);
+        return -1;
+    }
+    s->n = args->n_in;
+    s->act = (mf_activation)act;
+    for (int m = 0; m < s->n; m++) {
+        char name[64];
+        snprintf(name, sizeof name, "proj.%s", args->in_names[m]);
+        if (mf_linear_init(&s->proj[m], self, name, mf_shape_numel(&args->in[m]), dim, m == 0))
+            return -1;
+    }
+    *out = mf_shape1(dim);
+    return 0;
+}
+
+static mf_node *sum_forward(mf_module *self, mf_graph *g, int n_in, mf_node *const *in)
+{
+    sum_state *s = mf_module_state(self);
+    mf_node *acc = NULL;
+    for (int m = 0; m < s->n; m++) { // x_m (B,D_m) → (B,dim)
+        mf_node *h = mf_linear_forward(g, &s->proj[m], flat(g, in[m]));
+        acc = acc ? mf_add(g, acc, h) : h;
+    }
+    return mf_activate(g, acc, s->act);
+}
+
+static const mf_module_ops sum_ops = {
+    .struct_size = sizeof(mf_module_ops),
+    .state_size = sizeof(sum_state),
+    .build = sum_build,
+    .forward = sum_forward,
+};
+
+static const mf_plugin sum_plugin = {
+    MF_PLUGIN_HEADER,
+    .kind = MF_KIND_FUSION,
+    .name = "sum",
+    .version = "1.0.0",
+    .license = "MIT",
+    .summary = "Project every modality to a common width and add them",
+    .params = sum_params,
+    .ops = &sum_ops,
+};
+
+MF_PLUGIN_DEFINE(&sum_plugin)
