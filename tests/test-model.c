@@ -297,6 +297,34 @@ START_TEST(token_inputs_cannot_go_missing)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- faults named by plugin */
+static const char *faulty_run(const char *fault)
+{
+    static outcome r;
+    char o[96];
+    snprintf(o, sizeof o, "model.fusion={type: faulty, fault: %s}", fault);
+    const char *overrides[] = {o};
+    setenv("MMFUSE_PLUGIN_PATH", getenv("MMFUSE_MODEL_FIXTURES"), 1);
+    r = run_with("experiments/quickstart.yaml", 1, overrides, NULL);
+    setenv("MMFUSE_PLUGIN_PATH", "", 1);
+    ck_assert_int_eq(r.status, MF_EXIT_BAD_INPUT);
+    const char *rest = strstr(r.err.msg, "quickstart.yaml");
+    return rest ? rest : r.err.msg;
+}
+
+START_TEST(module_faults_name_the_plugin)
+{
+    ck_assert_str_eq(faulty_run("build"),
+                     "-o model.fusion={type: faulty, fault: build}:1:14: model.fusion: "
+                     "model.fusion (plugin 'faulty') refused to build without saying why");
+    ck_assert_str_eq(faulty_run("forward"), "quickstart.yaml: model: model.fusion (plugin "
+                                            "'faulty'): forward returned no output");
+    ck_assert_str_eq(faulty_run("shape"),
+                     "quickstart.yaml: model: model.fusion (plugin 'faulty'): forward returned "
+                     "(64,64), but build declared (32) per sample after the batch axis");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("model");
@@ -313,6 +341,7 @@ int main(void)
     tcase_add_test(t, tokens_reach_encoders_with_vocabulary_and_mask);
     tcase_add_test(t, token_outside_the_vocabulary_is_an_error);
     tcase_add_test(t, token_inputs_cannot_go_missing);
+    tcase_add_test(t, module_faults_name_the_plugin);
     suite_add_tcase(s, t);
     return mf_test_run(s);
 }

@@ -637,6 +637,204 @@ START_TEST(test_blocks_flag_no_decay)
 }
 END_TEST
 
+/* ================================================================ blocks shared by plugins */
+START_TEST(test_block_masked_mean)
+{
+    mf_graph *g = mf_graph_new(0);
+    mf_node *x = mf_input(g, "x", mf_shape3(2, 3, 2)), *m = mf_input(g, "m", mf_shape2(2, 3));
+    mf_node *y = mf_masked_mean(g, x, m), *plain = mf_masked_mean(g, x, NULL);
+    ck_assert_ptr_nonnull(y);
+    ck_assert_int_eq(mf_node_shape(y)->ndim, 2);
+    ck_assert_int_eq(mf_node_shape(y)->dim[1], 2);
+    compile_ok(g);
+    set(x, (const float[]){1, 10, 2, 20, 6, 60, /* sample 1: */ 3, 4, 5, 6, 7, 8});
+    set(m, (const float[]){0, 0, 1, /* all padding: */ 1, 1, 1});
+    mf_graph_forward(g);
+    const float *v = mf_node_value(y), *p = mf_node_value(plain);
+    ASSERT_NEAR(v[0], 1.5, 1e-6); /* position 2 left out */
+    ASSERT_NEAR(v[1], 15.0, 1e-6);
+    ASSERT_NEAR(v[2], 0.0, 0);    /* a row of padding alone gives 0 */
+    ASSERT_NEAR(v[3], 0.0, 0);
+    ASSERT_NEAR(p[0], 3.0, 1e-6);
+    ASSERT_NEAR(p[3], 6.0, 1e-6);
+    mf_graph_free(g);
+
+    g = mf_graph_new(0); /* a mask of another length is a shape error */
+    x = mf_input(g, "x", mf_shape3(2, 3, 2));
+    ck_assert_ptr_null(mf_masked_mean(g, x, mf_input(g, "m", mf_shape2(2, 4))));
+    ck_assert_ptr_nonnull(mf_graph_error(g));
+    mf_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_grad_block_masked_mean)
+{
+    mf_graph *g = mf_graph_new(1);
+    mf_node *x = var(g, "x", mf_shape3(3, 4, 5)), *m = mf_input(g, "m", mf_shape2(3, 4));
+    mf_node *y = mf_masked_mean(g, x, m), *loss = mf_sum_all(g, y);
+    ck_assert_ptr_nonnull(loss);
+    compile_fill(g);
+    const float mask[12] = {0, 1, 0, 1, 0, 0, 0, 0, 1, 1, 1, 1};
+    set(m, mask);
+    gradcheck_ok(g, y);
+    // d Σy / d x[b,t,d] = valid[b,t] / count[b]: 1/2, 1/4, and 0 for a row of padding
+    mf_graph_forward(g);
+    memset(mf_node_grad(x), 0, sizeof(float) * 60);
+    mf_graph_backward(g, loss);
+    const double count[3] = {2, 4, 1};
+    for (int i = 0; i < 60; i++) {
+        const int b = i / 20, t = (i / 5) % 4;
+        ASSERT_NEAR(mf_node_grad(x)[i], mask[b * 4 + t] ? 0.0 : 1.0 / count[b], 1e-6);
+    }
+    mf_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_block_flatten_prepend_one)
+{
+    mf_graph *g = mf_graph_new(0);
+    mf_node *x = mf_input(g, "x", mf_shape3(2, 2, 2)), *v = mf_input(g, "v", mf_shape2(2, 3));
+    ck_assert_ptr_eq(mf_flatten(g, v), v);
+    ck_assert_ptr_null(mf_flatten(g, NULL));
+    ck_assert_ptr_null(mf_prepend_one(g, NULL));
+    mf_node *f = mf_flatten(g, x), *p = mf_prepend_one(g, f);
+    ck_assert_int_eq(mf_node_shape(f)->dim[1], 4);
+    ck_assert_int_eq(mf_node_shape(p)->dim[1], 5);
+    compile_ok(g);
+    set(x, (const float[]){1, 2, 3, 4, 5, 6, 7, 8});
+    mf_graph_forward(g);
+    const float want[10] = {1, 1, 2, 3, 4, 1, 5, 6, 7, 8};
+    for (int i = 0; i < 10; i++)
+        ASSERT_NEAR(mf_node_value(p)[i], want[i], 0);
+    mf_graph_free(g);
+}
+END_TEST
+
+/* Projections: names, biases, [1; x], numbers against a hand product, and the gradient. */
+START_TEST(test_block_projections)
+{
+    mf_error err;
+    mf_error_clear(&err);
+    mf_params *ps = mf_params_new();
+    mf_module *mod = mf_module_new(NULL, "f", ps, &err);
+    const char *const names[2] = {"a", "b"};
+    const mf_shape in[2] = {mf_shape1(3), mf_shape2(2, 2)};
+    mf_projections sum, lmf, big;
+    const mf_init ones = {MF_INIT_ONES, 0, 0};
+    ck_assert_int_eq(mf_projections_init(&sum, mod, "proj", 2, names, in, 4, MF_PROJ_BIAS_FIRST),
+                     0);
+    ck_assert_int_eq(mf_projections_init_with(&lmf, mod, "factor", 2, names, in, 2,
+                                              MF_PROJ_NO_BIAS, ones, 1), 0);
+    ck_assert_int_eq(mf_projections_init(&big, mod, "x", MF_PROJECTIONS_MAX + 1, NULL, NULL, 1,
+                                         MF_PROJ_NO_BIAS), -1);
+    ck_assert_ptr_nonnull(mf_params_find(ps, "f.proj.a.bias"));
+    ck_assert_ptr_null(mf_params_find(ps, "f.proj.b.bias"));
+    ck_assert_int_eq(mf_param_shape(mf_params_find(ps, "f.proj.b.weight"))->dim[0], 4);
+    ck_assert_int_eq(mf_param_shape(mf_params_find(ps, "f.factor.b.weight"))->dim[0], 5);
+    ck_assert_ptr_null(mf_params_find(ps, "f.factor.a.bias"));
+    ck_assert_int_eq(mf_params_finalize(ps, 3, 0, &err), 0);
+
+    mf_graph *g = mf_graph_new(1);
+    mf_node *xa = var(g, "xa", mf_shape2(2, 3)), *xb = var(g, "xb", mf_shape3(2, 2, 2));
+    ck_assert_ptr_null(mf_projections_forward(g, &sum, 2, xa));
+    mf_node *const xs[2] = {xa, xb};
+    mf_node *y = mf_projections_fold(g, &sum, xs, mf_add);      // (2,4): P_a xa + P_b xb
+    mf_node *f = mf_projections_forward(g, &lmf, 1, xb);         // (2,2): 1 + Σ x with ones
+    ck_assert_ptr_nonnull(y);
+    ck_assert_ptr_nonnull(f);
+    compile_fill(g);
+    mf_graph_forward(g);
+    const float *wa = mf_param_value(sum.proj[0].weight), *wb = mf_param_value(sum.proj[1].weight);
+    const float *ba = mf_param_value(sum.proj[0].bias);
+    const float *a = mf_node_value(xa), *b = mf_node_value(xb);
+    for (int r = 0; r < 2; r++) {
+        double s = 1;
+        for (int k = 0; k < 4; k++)
+            s += b[r * 4 + k];
+        ASSERT_NEAR(mf_node_value(f)[r * 2], s, 1e-5);
+        for (int o = 0; o < 4; o++) {
+            double want = ba[o];
+            for (int k = 0; k < 3; k++)
+                want += (double)a[r * 3 + k] * wa[k * 4 + o];
+            for (int k = 0; k < 4; k++)
+                want += (double)b[r * 4 + k] * wb[k * 4 + o];
+            ASSERT_NEAR(mf_node_value(y)[r * 4 + o], want, 1e-5);
+        }
+    }
+    gradcheck_ok(g, y); /* inputs and the proj.* parameters */
+    mf_graph_free(g);
+    mf_module_free(mod);
+    mf_params_free(ps);
+}
+END_TEST
+
+START_TEST(test_block_cosine_logits)
+{
+    mf_graph *g = mf_graph_new(1);
+    mf_node *a = var(g, "a", mf_shape2(2, 2)), *b = var(g, "b", mf_shape2(3, 2));
+    mf_node *t = var(g, "t", mf_shape1(1));
+    mf_node *y = mf_cosine_logits(g, a, b, t);
+    ck_assert_ptr_nonnull(y);
+    ck_assert_int_eq(mf_node_shape(y)->dim[1], 3);
+    compile_fill(g);
+    set(a, (const float[]){3, 4, 0, -2});
+    set(b, (const float[]){1, 0, 0, 5, -1, -1});
+    set(t, (const float[]){2});
+    mf_graph_forward(g);
+    const double h = 1.0 / sqrt(2.0);
+    const double want[6] = {1.2, 1.6, -1.4 * 2 * h, 0, -2, 2 * h};
+    for (int i = 0; i < 6; i++)
+        ASSERT_NEAR(mf_node_value(y)[i], want[i], 1e-6);
+    gradcheck_ok(g, y);
+    mf_graph_free(g);
+}
+END_TEST
+
+/* The refusals of mf_loss_pick_modalities for another count than clip's two. */
+START_TEST(test_block_pick_modalities)
+{
+    static const char yaml[] = "loss:\n  type: x\n"
+                               "good:\n  modalities: [c, a, b]\n"
+                               "twice:\n  modalities: [c, a, c]\n"
+                               "typo:\n  modalities: [a, bb, c]\n";
+    mf_error err;
+    mf_error_clear(&err);
+    mf_config *root = mf_config_parse(yaml, sizeof yaml - 1, "exp.yaml", &err);
+    ck_assert_ptr_nonnull(root);
+    const char *names[4] = {"a", "b", "c", "d"};
+    mf_loss_build_args args = {sizeof args, 3, names, NULL, NULL, NULL, NULL, 0, 0};
+    int idx[3] = {-1, -1, -1};
+    ck_assert_int_eq(mf_loss_pick_modalities(mf_config_get(root, "loss"), &args, "x ties", 3,
+                                             idx, &err), 0);
+    ck_assert_int_eq(idx[0] + 10 * idx[1] + 100 * idx[2], 210); /* the data's three */
+    ck_assert_int_eq(mf_loss_pick_modalities(mf_config_get(root, "good"), &args, "x ties", 3,
+                                             idx, &err), 0);
+    ck_assert_int_eq(idx[0] + 10 * idx[1] + 100 * idx[2], 102);
+    ck_assert_int_eq(err.count, 0);
+    args.n_modalities = 4;
+    ck_assert_int_eq(mf_loss_pick_modalities(mf_config_get(root, "loss"), &args, "x ties", 3,
+                                             idx, &err), -1);
+    ck_assert_str_eq(err.msg, "exp.yaml:2:3: loss: x ties three modalities, but the data has 4 "
+                              "(a, b, c, d); list the three in 'modalities'");
+    mf_error_clear(&err);
+    ck_assert_int_eq(mf_loss_pick_modalities(mf_config_get(root, "good"), &args, "x ties", 2,
+                                             idx, &err), -1);
+    ck_assert_str_eq(err.msg, "exp.yaml:4:15: good.modalities: x ties exactly two modalities, "
+                              "but 3 are listed");
+    mf_error_clear(&err);
+    ck_assert_int_eq(mf_loss_pick_modalities(mf_config_get(root, "twice"), &args, "x ties", 3,
+                                             idx, &err), -1);
+    ck_assert_str_eq(err.msg, "exp.yaml:6:15: twice.modalities: lists 'c' twice; name three "
+                              "different modalities");
+    mf_error_clear(&err);
+    ck_assert_int_eq(mf_loss_pick_modalities(mf_config_get(root, "typo"), &args, "x ties", 3,
+                                             idx, &err), -1);
+    ck_assert_str_eq(err.msg, "exp.yaml:8:19: typo.modalities[1]: no modality 'bb' in the data "
+                              "(it has a, b, c, d) (did you mean 'b'?)");
+    mf_config_free(root);
+}
+END_TEST
+
 /* ================================================================ suite */
 static Suite *suite(void)
 {
@@ -676,6 +874,15 @@ static Suite *suite(void)
     tcase_add_test(tc, test_optim_decay_skips_flagged);
     tcase_add_test(tc, test_optim_bounds);
     tcase_add_test(tc, test_blocks_flag_no_decay);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("blocks");
+    tcase_add_test(tc, test_block_masked_mean);
+    tcase_add_test(tc, test_grad_block_masked_mean);
+    tcase_add_test(tc, test_block_flatten_prepend_one);
+    tcase_add_test(tc, test_block_projections);
+    tcase_add_test(tc, test_block_cosine_logits);
+    tcase_add_test(tc, test_block_pick_modalities);
     suite_add_tcase(s, tc);
     return s;
 }

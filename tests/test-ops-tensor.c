@@ -626,6 +626,23 @@ START_TEST(test_grad_shape)
     static const int perm3[3] = {-1, 0, 1};
     g = mf_graph_new(1);
     expect_gradcheck(g, mf_permute(g, var(g, "a", mf_shape3(2, 3, 4)), perm3));
+    /* the last axis kept (attention's head split), copied row by row: values and gradients */
+    static const int heads[4] = {0, 2, 1, 3};
+    g = mf_graph_new(1);
+    mf_node *h = var(g, "a", mf_shape4(2, 3, 4, 5)), *p = mf_permute(g, h, heads);
+    compile_ok(g);
+    for (int i = 0; i < 120; i++)
+        mf_node_value(h)[i] = (float)i;
+    mf_graph_forward(g);
+    for (int i0 = 0; i0 < 2; i0++) // p[i0,i2,i1,i3] = a[i0,i1,i2,i3]
+        for (int i1 = 0; i1 < 3; i1++)
+            for (int i2 = 0; i2 < 4; i2++)
+                for (int i3 = 0; i3 < 5; i3++)
+                    ck_assert_float_eq(mf_node_value(p)[((i0 * 4 + i2) * 3 + i1) * 5 + i3],
+                                       (float)(((i0 * 3 + i1) * 4 + i2) * 5 + i3));
+    mf_graph_free(g);
+    g = mf_graph_new(1);
+    expect_gradcheck(g, mf_permute(g, var(g, "a", mf_shape4(2, 3, 4, 5)), heads));
     g = mf_graph_new(1);
     expect_gradcheck(g, mf_transpose(g, var(g, "a", mf_shape3(2, 3, 4)), 0, 2));
     g = mf_graph_new(1);

@@ -53,6 +53,31 @@ static inline float mfi_row_max(const float *x, int64_t K)
     return m;
 }
 
+/* e^z for z ≤ 0 (0 below -87), as plain arithmetic that gcc vectorises where expf stays a
+ * scalar libm call: 2^k·e^r with k = round(z·log2 e), r = z - k·ln 2 (ln 2 split in two,
+ * Cody–Waite), e^r by its degree-7 Taylor polynomial on |r| ≤ ln2/2. Relative error
+ * ≤ 2e-7; also right for 0 < z < 88. */
+static inline float mfi_exp_nonpos(float z)
+{
+    const float zc = z < -87.0f ? -87.0f : z;
+    const float shift = 12582912.0f;                    // 1.5·2^23: adding it rounds
+    const float k = (zc * 1.44269504f + shift) - shift; // in [-126, 127]
+    const float r = (zc - k * 0.693359375f) - k * -2.12194440e-4f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    union {
+        int32_t i;
+        float f;
+    } two_k = {.i = ((int32_t)k + 127) << 23};
+    return z < -87.0f ? 0.0f : p * two_k.f;
+}
+
 /* Whether a row-wise op (softmax, reductions) over rows·len elements forks. */
 #define MFI_OMP_ROWS_IF(rows, len, min) ((rows) > 1 && (rows) * (len) > (min))
 

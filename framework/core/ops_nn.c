@@ -75,6 +75,9 @@ void mfi_op_layer_norm(mf_node *n, int action)
     }
     const int64_t D = n->shape.dim[n->shape.ndim - 1], R = n->numel / D;
     float *mean = n->scratch, *rstd = mean ? mean + R : NULL;
+    // restrict copies: through gamma-> and beta-> gcc reloads the pointers after every store
+    // and left the row loops scalar (3-4x slower on (2048,128))
+    const float *restrict gv = gamma ? gamma->value : NULL, *restrict bv = beta ? beta->value : NULL;
     switch (action) {
     case MFI_SCRATCH:
         n->scratch_bytes = (size_t)(2 * R) * sizeof(float);
@@ -84,8 +87,8 @@ void mfi_op_layer_norm(mf_node *n, int action)
         // rows are independent
         MFI_OMP(omp parallel for schedule(static) if (n->numel >= MFI_PAR_MIN))
         for (int64_t r = 0; r < R; r++) {
-            const float *xr = x->value + r * D;
-            float *yr = n->value + r * D;
+            const float *restrict xr = x->value + r * D;
+            float *restrict yr = n->value + r * D;
             float m = 0.0f;
             MFI_OMP(omp simd reduction(+ : m)) // order fixed at compile time (vector width)
             for (int64_t i = 0; i < D; i++)
@@ -103,10 +106,10 @@ void mfi_op_layer_norm(mf_node *n, int action)
             rstd[r] = rs;
             for (int64_t i = 0; i < D; i++) {
                 float y = (xr[i] - m) * rs;
-                if (gamma)
-                    y *= gamma->value[i];
-                if (beta)
-                    y += beta->value[i];
+                if (gv)
+                    y *= gv[i];
+                if (bv)
+                    y += bv[i];
                 yr[i] = y;
             }
         }
@@ -118,20 +121,20 @@ void mfi_op_layer_norm(mf_node *n, int action)
             // g = dout·gamma, xhat = (x-mean)·rstd
             MFI_OMP(omp parallel for schedule(static) if (n->numel >= MFI_PAR_MIN))
             for (int64_t r = 0; r < R; r++) {
-                const float *xr = x->value + r * D, *dy = n->grad + r * D;
-                float *dx = x->grad + r * D;
+                const float *restrict xr = x->value + r * D, *restrict dy = n->grad + r * D;
+                float *restrict dx = x->grad + r * D;
                 const float m = mean[r], rs = rstd[r];
                 float sg = 0.0f, sgx = 0.0f;
                 MFI_OMP(omp simd reduction(+ : sg, sgx)) // order fixed at compile time
                 for (int64_t i = 0; i < D; i++) {
-                    const float gi = gamma ? dy[i] * gamma->value[i] : dy[i];
+                    const float gi = gv ? dy[i] * gv[i] : dy[i];
                     sg += gi;
                     sgx += gi * (xr[i] - m) * rs;
                 }
                 sg /= (float)D;
                 sgx /= (float)D;
                 for (int64_t i = 0; i < D; i++) {
-                    const float gi = gamma ? dy[i] * gamma->value[i] : dy[i];
+                    const float gi = gv ? dy[i] * gv[i] : dy[i];
                     dx[i] += rs * (gi - sg - (xr[i] - m) * rs * sgx);
                 }
             }
@@ -149,15 +152,16 @@ void mfi_op_layer_norm(mf_node *n, int action)
             i0 = D * t / nt;
             i1 = D * (t + 1) / nt;
 #endif
+            float *restrict dgv = dg ? gamma->grad : NULL, *restrict dbv = db ? beta->grad : NULL;
             for (int64_t r = 0; r < R; r++) {
-                const float *xr = x->value + r * D, *dy = n->grad + r * D;
+                const float *restrict xr = x->value + r * D, *restrict dy = n->grad + r * D;
                 const float m = mean[r], rs = rstd[r];
-                if (dg)
+                if (dgv)
                     for (int64_t i = i0; i < i1; i++)
-                        gamma->grad[i] += dy[i] * ((xr[i] - m) * rs);
-                if (db)
+                        dgv[i] += dy[i] * ((xr[i] - m) * rs);
+                if (dbv)
                     for (int64_t i = i0; i < i1; i++)
-                        beta->grad[i] += dy[i];
+                        dbv[i] += dy[i];
             }
         }
         return;

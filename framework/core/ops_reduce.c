@@ -349,14 +349,14 @@ void mfi_op_softmax(mf_node *n, int action)
         // independent rows: split big tensors statically between threads
         MFI_OMP(omp parallel for schedule(static) if (par))
         for (int64_t r = 0; r < rows; r++) {
-            const float *x = A + r * K;
-            float *y = O + r * K;
+            const float *restrict x = A + r * K;
+            float *restrict y = O + r * K;
             const float m = mfi_row_max(x, K);
+            for (int64_t j = 0; j < K; j++) // vectorised (expf was 85 % of the op)
+                y[j] = mfi_exp_nonpos(x[j] - m);
             double s = 0.0;
-            for (int64_t j = 0; j < K; j++) {
-                y[j] = expf(x[j] - m);
+            for (int64_t j = 0; j < K; j++)
                 s += y[j];
-            }
             const float inv = (float)(1.0 / s);
             for (int64_t j = 0; j < K; j++)
                 y[j] *= inv;
@@ -371,8 +371,8 @@ void mfi_op_softmax(mf_node *n, int action)
         // independent rows: split big tensors statically between threads
         MFI_OMP(omp parallel for schedule(static) if (par))
         for (int64_t r = 0; r < rows; r++) {
-            const float *y = Y + r * K, *dy = G + r * K;
-            float *dx = D + r * K;
+            const float *restrict y = Y + r * K, *restrict dy = G + r * K;
+            float *restrict dx = D + r * K;
             double s = 0.0;
             for (int64_t j = 0; j < K; j++)
                 s += (double)y[j] * dy[j];

@@ -196,20 +196,28 @@ void mfi_op_permute(mf_node *n, int action)
     int64_t od[4], is[4];
     permute_strides(n, od, is);
     const int fwd = action == MFI_FORWARD;
-    const int64_t planes = od[0] * od[1];
+    const int64_t planes = od[0] * od[1], s3 = is[3];
+    // restrict copies, and the last axis kept (attention's head split: (B,T,H,d) → (B,H,T,d))
+    // as its own case: rows of d contiguous floats that gcc vectorises (was 5 GB/s scalar)
+    float *restrict out = fwd ? n->value : n->grad, *restrict in = fwd ? a->value : a->grad;
     // independent output planes (each a's element is touched once): split statically
     MFI_OMP(omp parallel for schedule(static) if (n->numel > MFI_OMP_MIN_ELEMS))
     for (int64_t p = 0; p < planes; p++) {
         const int64_t i0 = p / od[1], i1 = p % od[1];
         for (int64_t i2 = 0; i2 < od[2]; i2++) {
-            const int64_t o = (p * od[2] + i2) * od[3];
-            const int64_t src = i0 * is[0] + i1 * is[1] + i2 * is[2];
-            if (fwd)
+            float *restrict o = out + (p * od[2] + i2) * od[3];
+            float *restrict src = in + i0 * is[0] + i1 * is[1] + i2 * is[2];
+            if (fwd && s3 == 1)
+                memcpy(o, src, (size_t)od[3] * sizeof(float));
+            else if (fwd)
                 for (int64_t i3 = 0; i3 < od[3]; i3++)
-                    n->value[o + i3] = a->value[src + i3 * is[3]];
+                    o[i3] = src[i3 * s3];
+            else if (s3 == 1)
+                for (int64_t i3 = 0; i3 < od[3]; i3++)
+                    src[i3] += o[i3];
             else
                 for (int64_t i3 = 0; i3 < od[3]; i3++)
-                    a->grad[src + i3 * is[3]] += n->grad[o + i3];
+                    src[i3 * s3] += o[i3];
         }
     }
 }

@@ -183,7 +183,8 @@ mf_node *mf_module_forward(mf_module *m, mf_graph *g, int n_in, mf_node *const *
     for (int d = 0; same && d < m->out.ndim; d++)
         same = s->dim[d + 1] == m->out.dim[d];
     if (!same) {
-        mfi_graph_fail(g, "%s: forward returned %s, but build declared (B)+%s per sample",
+        mfi_graph_fail(g, "%s: forward returned %s, but build declared %s per sample after the "
+                       "batch axis",
                        who(m, name, sizeof name), mfi_node_shape_str(out, got),
                        mf_shape_str(&m->out, want, sizeof want));
         return NULL;

@@ -304,31 +304,20 @@ static void check_values(mfi_checker *c, instance *x, const char *what)
                          (long long)mf_node_numel(x->out));
 }
 
-/* Finite differences at eps 1e-3, and where they disagree, again at eps/4: a wrong backward
- * disagrees at every step, while the truncation error of a sharply curved function (deep
- * attention, a saturated softmax) shrinks sixteenfold. */
+/* Finite differences at eps 1e-3 (mf_gradcheck retries a disagreeing element at eps/4 and
+ * 4·eps before it counts as a failure). */
 static void check_gradients(mfi_checker *c, instance *x, const char *what)
 {
     mf_gradcheck_opts opts = {.eps = 1e-3, .atol = 2e-3, .rtol = 2e-2,
                               .max_elements_per_leaf = 64};
-    mf_gradcheck_result gr, fine;
+    mf_gradcheck_result gr;
     if (!mf_node_grad(x->out)) {
         mfi_check_report(c, 1, "gradients", "%s: nothing to differentiate (no parameters, and "
                          "token ids take no gradient)", what);
         return;
     }
-    char note[128] = "";
+    const char *note = "";
     int bad = mf_gradcheck(x->g, x->out, &opts, &gr);
-    if (bad && gr.failed) {
-        mf_gradcheck_opts smaller = opts;
-        smaller.eps = opts.eps / 4;
-        if (mf_gradcheck(x->g, x->out, &smaller, &fine) == 0) {
-            snprintf(note, sizeof note, "; %lld of them only at eps %.2g, the function curves "
-                     "fast", (long long)gr.failed, smaller.eps);
-            gr = fine;
-            bad = 0;
-        }
-    }
     if (bad) {
         mfi_check_report(c, 0, "gradients", "%s: %lld of %lld elements disagree with finite "
                          "differences; worst: %s", what, (long long)gr.failed,
@@ -394,9 +383,11 @@ static void check_metrics(mfi_checker *c, instance *x, const char *what)
     mfi_check_report(c, 1, "metrics", "%s: %d declared, finite after a forward", what, m.n);
 }
 
-/* glibc's own bookkeeping moves by a few hundred bytes now and then (more under load), so a
- * leak is memory that grows in both of two windows — 20 cycles, then 40 more — by at least
- * a byte a cycle, after ten warm-up cycles. */
+/* glibc's own bookkeeping moves by a few hundred bytes now and then (more under load), and
+ * chunks parked in its per-thread cache count as in use, so a leak is memory that grows in
+ * both of two windows — 20 cycles, then 40 more — by at least 16 bytes a cycle, after ten
+ * warm-up cycles: the smallest chunk glibc hands out is 32 bytes, so even one lost chunk
+ * every other cycle shows, while the cache's bounded fill-up (a few hundred bytes) does not. */
 static void check_memory(mfi_checker *c, const mf_config *cfg, const profile *pr,
                          const char *what)
 {
@@ -414,7 +405,7 @@ static void check_memory(mfi_checker *c, const mf_config *cfg, const profile *pr
     mark[2] = mallinfo2().uordblks;
     long first = (long)mark[1] - (long)mark[0], second = (long)mark[2] - (long)mark[1];
     long kept = (long)mark[2] - (long)mark[0];
-    int leaks = first >= 20 && second >= 40;
+    int leaks = first >= 16 * 20 && second >= 16 * 40;
     mfi_check_report(c, !leaks, "memory", "%s: %ld bytes still allocated after 60 build/free "
                      "cycles%s", what, kept > 0 ? kept : 0,
                      leaks ? " (it grows with every cycle)" : "");

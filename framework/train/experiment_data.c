@@ -104,6 +104,136 @@ static int check_robustness(experiment *e, mf_error *err)
     return problems ? -1 : 0;
 }
 
+/* What can be used: the reader's modalities, then the views carved out of them. */
+typedef struct available {
+    int n;
+    const char *names[2 * MAX_MODALITIES + 1]; /* NULL-terminated */
+    mfi_input input[2 * MAX_MODALITIES];
+} available;
+
+/* data.views.<name>: {from, axis, start, length}. */
+static int add_view(experiment *e, available *av, const mf_config *views, int v, mf_error *err)
+{
+    const mf_dataset_info *in = e->info;
+    const mf_config *spec = mf_config_at(views, v);
+    if (mf_config_node_kind(spec) != MF_CONFIG_MAP) {
+        mf_config_error(err, spec, "expected a map like {from: image, axis: 1, start: 0, "
+                                   "length: 14}");
+        return -1;
+    }
+    if (mf_config_check((mf_config *)spec, mfi_view_specs, NULL, err))
+        return -1;
+    const char *from;
+    int64_t axis, start, length;
+    mf_config_string(spec, "from", &from, NULL);
+    mf_config_int(spec, "axis", &axis, NULL);
+    mf_config_int(spec, "start", &start, NULL);
+    mf_config_int(spec, "length", &length, NULL);
+    int source = -1;
+    for (int m = 0; m < in->n_modalities; m++)
+        if (strcmp(in->modalities[m].name, from) == 0)
+            source = m;
+    if (source < 0) {
+        mf_config_error(err, mf_config_get(spec, "from"), "the '%s' data has no modality '%s'%s",
+                        e->reader->name, from, mf_suggestion(from, av->names));
+        return -1;
+    }
+    mf_error why;
+    mf_error_clear(&why);
+    av->input[av->n] = (mfi_input){.name = mf_config_key_at(views, v), .source = source};
+    if (mfi_input_view(&av->input[av->n], &in->modalities[source].shape, (int)axis, start, length,
+                       &why)) {
+        mf_config_error(err, spec, "%s", why.msg);
+        return -1;
+    }
+    av->names[av->n++] = mf_config_key_at(views, v);
+    av->names[av->n] = NULL;
+    return 0;
+}
+
+static int list_available(experiment *e, available *av, mf_error *err)
+{
+    const mf_dataset_info *in = e->info;
+    av->n = 0;
+    for (int m = 0; m < in->n_modalities; m++) {
+        av->input[av->n] = (mfi_input){.name = in->modalities[m].name, .source = m, .axis = -1,
+                                       .shape = in->modalities[m].shape};
+        av->names[av->n++] = in->modalities[m].name;
+    }
+    av->names[av->n] = NULL;
+    const mf_config *views = mf_config_get(e->data_cfg, "views");
+    for (int v = 0; v < mf_config_length(views) && av->n < 2 * MAX_MODALITIES; v++)
+        if (add_view(e, av, views, v, err))
+            return -1;
+    return 0;
+}
+
+/* The inputs used: data.modalities; or the views when there are any; or every modality. */
+static int pick_inputs(experiment *e, const available *av, mf_error *err)
+{
+    const mf_dataset_info *in = e->info;
+    const mf_config *wanted = mf_config_get(e->data_cfg, "modalities");
+    int n_wanted = mf_config_length(wanted), n_views = av->n - in->n_modalities, standardize;
+    e->n_mod = n_wanted ? n_wanted : n_views ? n_views : in->n_modalities;
+    if (e->n_mod > MAX_MODALITIES) {
+        mf_config_error(err, wanted, "at most %d modalities can be used at once", MAX_MODALITIES);
+        return -1;
+    }
+    mf_config_bool(e->data_cfg, "standardize", &standardize, NULL);
+    for (int i = 0; i < e->n_mod; i++) {
+        const char *name = n_wanted ? mf_config_scalar(mf_config_at(wanted, i))
+                                    : av->names[n_views ? in->n_modalities + i : i];
+        int found = -1;
+        for (int m = 0; m < av->n; m++)
+            if (strcmp(av->names[m], name) == 0)
+                found = m;
+        if (found < 0) {
+            mf_config_error(err, mf_config_at(wanted, i),
+                            "the '%s' data has no modality or view '%s'%s", e->reader->name,
+                            name, mf_suggestion(name, av->names));
+            return -1;
+        }
+        e->input[i] = av->input[found];
+        const int tokens = in->modalities[av->input[found].source].dtype == MF_DTYPE_TOKEN;
+        e->input[i].standardize = standardize && !tokens;
+        e->mod_name[i] = e->input[i].name;
+        /* token ids: the vocabulary travels to the encoder, and a padding mask when the
+         * reader pads */
+        e->in_flags[i] = tokens ? MF_IO_TOKENS | (has_padding(in) ? MF_IO_MASKED : 0) : 0;
+        e->in_vocab[i] = tokens ? in->vocab_size : 0;
+    }
+    e->mod_name[e->n_mod] = NULL;
+    return 0;
+}
+
+/* Every modality used has an encoder; every encoder a modality. */
+static int match_encoders(experiment *e, mf_error *err)
+{
+    const mf_config *encoders = mf_config_get(mfi_section(e, "model"), "encoders");
+    int problems = 0;
+    for (int i = 0; i < mf_config_length(encoders); i++) {
+        const char *key = mf_config_key_at(encoders, i);
+        int used = 0;
+        for (int m = 0; m < e->n_mod; m++)
+            used |= strcmp(e->mod_name[m], key) == 0;
+        if (!used) {
+            mf_config_error(err, mf_config_at(encoders, i),
+                            "an encoder for '%s', which is not a modality in use%s", key,
+                            mf_suggestion(key, e->mod_name));
+            problems++;
+        }
+    }
+    for (int m = 0; m < e->n_mod; m++) {
+        e->encoder_cfg[m] = mf_config_get(encoders, e->mod_name[m]);
+        if (!e->encoder_cfg[m]) {
+            mf_config_error(err, encoders, "no encoder for modality '%s' (use {type: identity} "
+                            "to pass it through)", e->mod_name[m]);
+            problems++;
+        }
+    }
+    return problems || resolve_shares(e, err) ? -1 : 0;
+}
+
 int mfi_open_data(experiment *e, mf_error *err)
 {
     e->ds = mf_dataset_open(e->reader, e->data_cfg, e->base_dir, err);
@@ -120,118 +250,9 @@ int mfi_open_data(experiment *e, mf_error *err)
                      e->path, e->reader->name, in->n_modalities, MAX_MODALITIES);
         return -1;
     }
-    /* What can be used: the reader's modalities, then the views carved out of them. */
-    const char *names[2 * MAX_MODALITIES + 1];
-    mfi_input avail[2 * MAX_MODALITIES];
-    int n_avail = 0, problems = 0;
-    for (int m = 0; m < in->n_modalities; m++) {
-        avail[n_avail] = (mfi_input){.name = in->modalities[m].name, .source = m, .axis = -1,
-                                     .shape = in->modalities[m].shape};
-        names[n_avail++] = in->modalities[m].name;
-    }
-    names[n_avail] = NULL;
-    const mf_config *views = mf_config_get(e->data_cfg, "views");
-    for (int v = 0; v < mf_config_length(views) && n_avail < 2 * MAX_MODALITIES; v++) {
-        const mf_config *spec = mf_config_at(views, v);
-        if (mf_config_node_kind(spec) != MF_CONFIG_MAP) {
-            mf_config_error(err, spec, "expected a map like {from: image, axis: 1, start: 0, "
-                                       "length: 14}");
-            return -1;
-        }
-        if (mf_config_check((mf_config *)spec, mfi_view_specs, NULL, err))
-            return -1;
-        const char *from;
-        int64_t axis, start, length;
-        mf_config_string(spec, "from", &from, NULL);
-        mf_config_int(spec, "axis", &axis, NULL);
-        mf_config_int(spec, "start", &start, NULL);
-        mf_config_int(spec, "length", &length, NULL);
-        int source = -1;
-        for (int m = 0; m < in->n_modalities; m++)
-            if (strcmp(in->modalities[m].name, from) == 0)
-                source = m;
-        mf_error why;
-        mf_error_clear(&why);
-        if (source < 0) {
-            const char *hint = mf_suggestion(from, names);
-            mf_config_error(err, mf_config_get(spec, "from"),
-                            "the '%s' data has no modality '%s'%s", e->reader->name, from,
-                            hint);
-            return -1;
-        }
-        avail[n_avail] = (mfi_input){.name = mf_config_key_at(views, v), .source = source};
-        if (mfi_input_view(&avail[n_avail], &in->modalities[source].shape, (int)axis, start,
-                           length, &why)) {
-            mf_config_error(err, spec, "%s", why.msg);
-            return -1;
-        }
-        names[n_avail++] = mf_config_key_at(views, v);
-    }
-    names[n_avail] = NULL;
-
-    /* The inputs used: data.modalities; or the views when there are any; or every modality. */
-    const mf_config *wanted = mf_config_get(e->data_cfg, "modalities");
-    int n_wanted = mf_config_length(wanted), n_views = n_avail - in->n_modalities;
-    e->n_mod = n_wanted ? n_wanted : n_views ? n_views : in->n_modalities;
-    if (e->n_mod > MAX_MODALITIES) {
-        mf_config_error(err, wanted, "at most %d modalities can be used at once", MAX_MODALITIES);
-        return -1;
-    }
-    int standardize;
-    mf_config_bool(e->data_cfg, "standardize", &standardize, NULL);
-    for (int i = 0; i < e->n_mod; i++) {
-        const char *name = n_wanted ? mf_config_scalar(mf_config_at(wanted, i))
-                                    : names[n_views ? in->n_modalities + i : i];
-        int found = -1;
-        for (int m = 0; m < n_avail; m++)
-            if (strcmp(names[m], name) == 0)
-                found = m;
-        if (found < 0) {
-            const char *hint = mf_suggestion(name, names);
-            mf_config_error(err, mf_config_at(wanted, i),
-                            "the '%s' data has no modality or view '%s'%s", e->reader->name,
-                            name, hint);
-            return -1;
-        }
-        e->input[i] = avail[found];
-        const int tokens = in->modalities[avail[found].source].dtype == MF_DTYPE_TOKEN;
-        e->input[i].standardize = standardize && !tokens;
-        e->mod_name[i] = e->input[i].name;
-        /* token ids: the vocabulary travels to the encoder, and a padding mask when the
-         * reader pads */
-        e->in_flags[i] = tokens ? MF_IO_TOKENS | (has_padding(in) ? MF_IO_MASKED : 0) : 0;
-        e->in_vocab[i] = tokens ? in->vocab_size : 0;
-    }
-    e->mod_name[e->n_mod] = NULL;
-
-    /* Every modality used has an encoder; every encoder a modality. */
-    const mf_config *encoders = mf_config_get(mfi_section(e, "model"), "encoders");
-    for (int i = 0; i < mf_config_length(encoders); i++) {
-        const char *key = mf_config_key_at(encoders, i);
-        int used = 0;
-        for (int m = 0; m < e->n_mod; m++)
-            used |= strcmp(e->mod_name[m], key) == 0;
-        if (!used) {
-            const char *hint = mf_suggestion(key, e->mod_name);
-            mf_config_error(err, mf_config_at(encoders, i),
-                            "an encoder for '%s', which is not a modality in use%s", key,
-                            hint);
-            problems++;
-        }
-    }
-    for (int m = 0; m < e->n_mod; m++) {
-        e->encoder_cfg[m] = mf_config_get(encoders, e->mod_name[m]);
-        if (!e->encoder_cfg[m]) {
-            mf_config_error(err, encoders,
-                            "no encoder for modality '%s' (use {type: identity} to pass it "
-                            "through)",
-                            e->mod_name[m]);
-            problems++;
-        }
-    }
-    if (problems || resolve_shares(e, err))
-        return -1;
-    if (mfi_splits_make(in, e->val_fraction, (uint64_t)e->seed, &e->splits, err))
+    available av;
+    if (list_available(e, &av, err) || pick_inputs(e, &av, err) || match_encoders(e, err) ||
+        mfi_splits_make(in, e->val_fraction, (uint64_t)e->seed, &e->splits, err))
         return -1;
     if (e->splits.count[MF_SPLIT_TRAIN] == 0) {
         mf_error_set(err, "%s: the '%s' data has no training samples", e->path, e->reader->name);
@@ -239,4 +260,3 @@ int mfi_open_data(experiment *e, mf_error *err)
     }
     return check_robustness(e, err);
 }
-

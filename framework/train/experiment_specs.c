@@ -73,7 +73,8 @@ const mf_param_spec mfi_robustness_specs[] = {
     {"drop", MF_TYPE_STRING_LIST, "[]", 0, 0, 0, NULL,
      "Modalities to drop one at a time (replaced by zeros: the training mean)."},
     {"noise", MF_TYPE_FLOAT_LIST, "[]", MF_PARAM_MIN, 0, 0, NULL,
-     "Gaussian noise levels σ, added to one modality at a time (in standardised units)."},
+     "Gaussian noise levels σ, added to one modality at a time (in standardised units; "
+     "token inputs are left out)."},
     MF_PARAM_END,
 };
 const mf_param_spec mfi_model_specs[] = {

@@ -109,6 +109,10 @@ int mfi_run_dir_result(mfi_run_dir *rd, const char *status, const mf_run_result 
     for (int i = 0; i < res->n_test_metrics; i++)
         json_object_set_new(test, res->test_metric_names[i], number(res->test_metrics[i]));
     json_object_set_new(j, "test", test);
+    json_t *val = json_object();
+    for (int i = 0; i < res->n_val_metrics && i < res->n_test_metrics; i++)
+        json_object_set_new(val, res->test_metric_names[i], number(res->val_metrics[i]));
+    json_object_set_new(j, "val", val);
     json_object_set_new(j, "mmfuse", json_string(MF_VERSION_STRING));
     if (message && *message)
         json_object_set_new(j, "message", json_string(message));

@@ -177,13 +177,17 @@ static void log_epoch(experiment *e, int epoch, const mfi_metric_table *tr,
     fflush(e->log);
 }
 
-static void keep_test_metrics(mf_run_result *res, const mfi_metric_table *t)
+/* The test pass's metrics, and the validation pass's at the kept epoch (same names). */
+static void keep_metrics(mf_run_result *res, const mfi_metric_table *t, const mfi_metric_table *va)
 {
     res->n_test_metrics = 0;
     for (int i = 0; i < t->n && res->n_test_metrics < MF_RUN_MAX_METRICS; i++) {
         snprintf(res->test_metric_names[res->n_test_metrics], 64, "%s", t->name[i]);
         res->test_metrics[res->n_test_metrics++] = t->value[i];
     }
+    res->n_val_metrics = 0;
+    for (int i = 0; i < t->n && i < MF_RUN_MAX_METRICS; i++)
+        res->val_metrics[res->n_val_metrics++] = mfi_metric_get(va, t->name[i]);
     res->test_accuracy = mfi_metric_get(t, "accuracy");
     res->test_macro_f1 = mfi_metric_get(t, "macro_f1");
 }
@@ -209,10 +213,12 @@ static void log_result(experiment *e, const mf_run_result *res, const mfi_metric
     else
         fprintf(e->log, "  (after epoch %d; %.1f s)\n", res->best_epoch, res->seconds);
     if (strcmp(metric, "accuracy") != 0 || test->n > 3) {
-        fprintf(e->log, "test:");
-        for (int i = 0; i < test->n; i++)
-            fprintf(e->log, " %s %.4g", test->name[i], test->value[i]);
-        fputc('\n', e->log);
+        for (int s = has_val ? 0 : 1; s < 2; s++) {
+            fprintf(e->log, "%s:", s ? "test" : "validation");
+            for (int i = 0; i < test->n; i++)
+                fprintf(e->log, " %s %.4g", test->name[i], s ? test->value[i] : res->val_metrics[i]);
+            fputc('\n', e->log);
+        }
     }
 }
 
@@ -247,6 +253,8 @@ static int evaluate_robustness(pass *p, mfi_loader *test, const mfi_metric_table
             e->input[m].drop = 1;
         } else {
             m = (t - n_drop) % e->n_mod;
+            if (e->in_flags[m] & MF_IO_TOKENS)
+                continue; /* noise on token ids means nothing: only feature inputs get it */
             level = strtod(mf_config_scalar(mf_config_at(noise, (t - n_drop) / e->n_mod)), NULL);
             e->input[m].noise = (float)level;
         }
@@ -349,6 +357,7 @@ typedef struct selection {
     double best;       /* its best validation value so far */
     int best_epoch;    /* from 0 */
     float *params;     /* the kept parameter values */
+    mfi_metric_table val; /* every validation metric at that epoch */
 } selection;
 
 /* After an epoch: keep the parameters when the selected metric improved (the last epoch
@@ -360,6 +369,7 @@ static int select_epoch(experiment *e, selection *sel, const mfi_metric_table *v
     if (!has_val || better(v, sel->best, sel->higher)) {
         sel->best = v;
         sel->best_epoch = epoch;
+        sel->val = *va;
         memcpy(sel->params, mf_params_values(e->params),
                (size_t)mf_params_numel(e->params) * sizeof(float));
     }
@@ -420,7 +430,7 @@ static int finish(pass *p, mfi_loader **loader, selection *sel, mf_run_result *r
     res->best_val_metric = sel->best;
     res->best_val_accuracy = loader[MF_SPLIT_VAL] && strcmp(e->select, "val.accuracy") == 0
                                  ? sel->best
-                                 : -1;
+                                 : NAN;
     res->best_epoch = sel->best_epoch + 1;
     res->test_accuracy = res->test_macro_f1 = res->test_metric = NAN;
     mfi_metric_table test = {0};
@@ -429,7 +439,7 @@ static int finish(pass *p, mfi_loader **loader, selection *sel, mf_run_result *r
         if ((status = run_pass(p, loader[MF_SPLIT_TEST], 0, NULL, err)))
             return status;
         mfi_meter_table(p->meter, &test);
-        keep_test_metrics(res, &test);
+        keep_metrics(res, &test, &sel->val);
         res->test_metric = mfi_metric_get(&test, e->select + 4);
     }
     res->seconds = now() - t0;

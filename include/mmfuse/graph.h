@@ -237,8 +237,10 @@ MF_API mf_node *mf_custom(mf_graph *g, const mf_custom_op *op, int n_in, mf_node
 /* ---------------------------------------------------------------- gradient check */
 /* Compares the analytic gradient of L = Σ w ⊙ out (w fixed, random) with respect to every
  * leaf that takes a gradient (variables and parameters) against central finite differences.
- * An element passes when |numeric - analytic| <= atol + rtol * max(|numeric|, |analytic|),
- * or when it sits on a kink (relu at 0, a max-pool tie): the slopes left and right of it
+ * An element passes when |numeric - analytic| <= atol + rtol * max(|numeric|, |analytic|)
+ * for the central difference at eps, or (ABI 1.1) at eps/4 or 4·eps — a wrong backward
+ * disagrees at every step, while truncation error shrinks at eps/4 and float32 rounding in
+ * a deep forward (layer norms, attention) at 4·eps — or when it sits on a kink (relu at 0, a max-pool tie): the slopes left and right of it
  * differ and the analytic gradient equals one of them.
  * Zeroed options pick the defaults (eps 1e-3, atol 1e-3, rtol 1e-2, all elements). */
 typedef struct mf_gradcheck_opts {

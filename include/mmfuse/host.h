@@ -134,6 +134,9 @@ typedef struct mf_run_result {
     int n_test_metrics;
     char test_metric_names[MF_RUN_MAX_METRICS][64];
     double test_metrics[MF_RUN_MAX_METRICS];
+    /* and of the validation pass at that epoch (same names) */
+    int n_val_metrics;
+    double val_metrics[MF_RUN_MAX_METRICS];
 } mf_run_result;
 
 /* The host's sections of an experiment file, for documentation: "" is the top level;

@@ -231,6 +231,85 @@ MF_API int mf_transformer_layer_init(mf_transformer_layer *l, mf_module *m, cons
 MF_API mf_node *mf_transformer_layer_forward(mf_graph *g, const mf_transformer_layer *l,
                                              mf_node *x, mf_node *context, mf_node *mask);
 
+/* ---------------------------------------------------------------- blocks shared by plugins
+ * Pieces that several fusion, encoder and loss plugins need alike (ABI 1.1). A plugin
+ * includes only <mmfuse/mmfuse.h>, so what two of them would otherwise each write lives here.
+ *
+ *     // a fusion projecting every modality to `dim`, then adding them (plugins/fusion/sum.c)
+ *     // build: proj.<modality>.weight (D_m,dim) for every modality, proj.<first>.bias (dim)
+ *     mf_projections_init(&s->proj, self, "proj", args->n_in, args->in_names, args->in, dim,
+ *                         MF_PROJ_BIAS_FIRST);
+ *     // forward: x_m (B,…) → (B,dim), added up
+ *     return mf_projections_fold(g, &s->proj, in, mf_add);
+ */
+
+/* x (B,…) → (B,F), F the per-sample numel: an image or a sequence becomes one row of
+ * features per sample. A (B,F) or (B) input is returned as it is; NULL passes through. */
+MF_API mf_node *mf_flatten(mf_graph *g, mf_node *x);
+
+/* x (B,D) → [1; x] (B,1+D): a constant 1 before the features, so that a product of such
+ * vectors keeps every lower-order term (tensor fusion, low-rank fusion). */
+MF_API mf_node *mf_prepend_one(mf_graph *g, mf_node *x);
+
+/* The mean over T of x (B,T,D) leaving out padding: mask (B,T) non-zero = padding (the
+ * convention of mf_node_mask), or NULL for the plain mean → (B,D). A row that is all padding
+ * gives 0. Computed as w (B,1,T) · x with w = valid / max(Σ valid, 1): one batched product,
+ * whose gradient reaches x only at valid positions. Pools a token encoder's output (bag,
+ * transformer `pool: mean`) or a fusion's per-modality sequences. */
+MF_API mf_node *mf_masked_mean(mf_graph *g, mf_node *x, mf_node *mask);
+
+/* One linear layer per modality onto a common width (sum, product, gated, low-rank fusion):
+ * layer m is "<prefix>.<names[m]>" (e.g. "proj.rgb.weight"), from the numel of in[m] (an input
+ * of any per-sample shape is flattened) to `out`. One bias is enough when the projections
+ * are added (MF_PROJ_BIAS_FIRST); a product needs one per factor (MF_PROJ_BIAS_ALL). */
+#define MF_PROJECTIONS_MAX 16
+typedef enum mf_proj_bias { MF_PROJ_NO_BIAS, MF_PROJ_BIAS_FIRST, MF_PROJ_BIAS_ALL } mf_proj_bias;
+
+typedef struct mf_projections {
+    int n;
+    int pad_one; /* each input is [1; x]: layer m reads D_m + 1 features */
+    mf_linear proj[MF_PROJECTIONS_MAX];
+} mf_projections;
+
+/* n ≤ MF_PROJECTIONS_MAX (else -1: refuse a larger n with a located sentence first). Weights
+ * PyTorch-initialised U(±1/√D_m), as mf_linear_init. */
+MF_API int mf_projections_init(mf_projections *p, mf_module *m, const char *prefix, int n,
+                               const char *const *names, const mf_shape *in, int64_t out,
+                               mf_proj_bias bias);
+/* The same with a chosen weight initialisation (biases then start at zero) and, pad_one set,
+ * [1; x] as each layer's input: LMF's modality factors ((D_m+1) × out). */
+MF_API int mf_projections_init_with(mf_projections *p, mf_module *m, const char *prefix, int n,
+                                    const char *const *names, const mf_shape *in, int64_t out,
+                                    mf_proj_bias bias, mf_init weight_init, int pad_one);
+/* x (B,…) of modality i → flattened (B,D_i) → (B,out) */
+MF_API mf_node *mf_projections_forward(mf_graph *g, const mf_projections *p, int i, mf_node *x);
+/* in[0..n-1] → (B,out): the projections joined by a binary op, left to right,
+ * op(…op(op(P_0 x_0, P_1 x_1), P_2 x_2)…, P_n-1 x_n-1): mf_add for a sum, mf_mul for a
+ * product. */
+MF_API mf_node *mf_projections_fold(mf_graph *g, const mf_projections *p, mf_node *const *in,
+                                    mf_node *(*op)(mf_graph *, mf_node *, mf_node *));
+
+/* Contrastive losses (clip, siglip): logits = exp(s)·cos(a_i, b_j) with a learned
+ * temperature s. mf_logit_scale_config (plugin.h) reads the loss's `init_scale` (float) and
+ * `learn_scale` (bool) keys, which the plugin declares: learned, s is the parameter
+ * "logit_scale" (1), started at init_scale, free of weight decay and kept in [0, ln 100]
+ * after every step, as open_clip clamps it (an init_scale outside is refused, located on
+ * the key); not learned, s stays init_scale and no parameter is registered. */
+#define MF_LN_100 4.605170185988091
+typedef struct mf_logit_scale {
+    mf_param *s; /* NULL when not learned */
+    float init;
+} mf_logit_scale;
+
+/* mf_logit_scale_config (plugin.h) reads the keys and registers s. */
+/* exp(s), (1) */
+MF_API mf_node *mf_logit_scale_forward(mf_graph *g, const mf_logit_scale *t);
+/* exp(s) as it stands: a loss's logit_scale metric. */
+MF_API double mf_logit_scale_value(const mf_logit_scale *t);
+/* a (B,D), b (N,D), scale (1) → (B,N): scale · a_i·b_j / (‖a_i‖ ‖b_j‖), each row
+ * L2-normalised with eps 1e-12 (F.normalize). */
+MF_API mf_node *mf_cosine_logits(mf_graph *g, mf_node *a, mf_node *b, mf_node *scale);
+
 #ifdef __cplusplus
 }
 #endif

@@ -185,6 +185,35 @@ typedef struct mf_loss_ops {
     void (*batch_metrics)(mf_module *self, const mf_loss_inputs *in, double *values);
 } mf_loss_ops;
 
+/* ---------------------------------------------------------------- blocks that read a config
+ * Shared by plugins that check their inputs the same way (framework/plugin/plugin_blocks.c). */
+/* A late fusion's check (mean, weighted): every input has as many features per sample as
+ * the first, which *width receives; else, located on cfg, "<what> needs inputs of one width,
+ * but modality 'a' has 10 features and 'b' has 3". */
+MF_API int mf_fusion_same_width(const mf_config *cfg, const mf_build_args *args, const char *what,
+                                int64_t *width, mf_error *err);
+
+/* Choosing a loss's modalities (clip, siglip): the names listed under cfg's `modalities`
+ * key, else all of the data's when it has exactly n. idx[0..n-1] get their indices in the
+ * data's order. `what` starts the refusals, e.g. "clip contrasts" gives, located on cfg or
+ * on the list (or its item):
+ *   clip contrasts two modalities, but the data has 3 (a, b, c); list the two in 'modalities'
+ *   clip contrasts exactly two modalities, but 3 are listed
+ *   no modality 'bb' in the data (it has a, b, c) (did you mean 'b'?)
+ *   lists 'a' twice; name two different modalities */
+MF_API int mf_loss_pick_modalities(const mf_config *cfg, const mf_loss_build_args *args,
+                                   const char *what, int n, int *idx, mf_error *err);
+/* The n picked embeddings are one vector per sample, all of one width; else, located on cfg:
+ *   clip needs one vector per sample, but emb.a is a sequence (8,16); give its encoder a …
+ *   clip compares emb.a (16 features) with emb.b (32), which need the same width; give … */
+MF_API int mf_loss_check_vectors(const mf_config *cfg, const mf_loss_build_args *args,
+                                 const char *loss, int n, const int *idx, mf_error *err);
+
+/* A contrastive loss's logit scale (nn.h's mf_logit_scale) from its `init_scale` and
+ * `learn_scale` keys. */
+MF_API int mf_logit_scale_config(mf_logit_scale *t, mf_module *m, const mf_config *cfg,
+                                 mf_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -81,7 +81,7 @@ typedef struct shapes_state {
     int64_t n, size, max_tokens;
     uint64_t seed;
     double noise;
-    int label;
+    int label, hide_relation;
     shapes_scene *scene;
     uint8_t *split;
     mf_modality_info modality[2];
@@ -103,6 +103,10 @@ static const mf_param_spec shapes_params[] = {
      "The class: the first object's shape or colour, or the relation of the two."},
     {"split", MF_TYPE_FLOAT_LIST, "[0.7, 0.15, 0.15]", MF_PARAM_MIN | MF_PARAM_MAX, 0, 1, NULL,
      "Fractions of samples for train, validation and test."},
+    {"hide_relation", MF_TYPE_BOOL, "false", 0, 0, 0, NULL,
+     "Leave the relation's words out of the caption: with label relation, the image shows "
+     "where the objects are and only the caption says which is named first (a task that "
+     "needs both)."},
     MF_PARAM_END,
 };
 
@@ -161,11 +165,11 @@ static void shapes_scene_make(uint64_t seed, int64_t i, double pair, int64_t siz
 }
 
 /* The caption's tokens into tok (room for MAX_CAPTION); returns their count. */
-static int shapes_caption(const shapes_scene *sc, int32_t *tok)
+static int shapes_caption(const shapes_scene *sc, int hide_relation, int32_t *tok)
 {
     int n = 0;
     for (int k = 0; k < sc->n; k++) {
-        if (k == 1) {
+        if (k == 1 && !hide_relation) {
             static const int32_t words[REL_NONE][2] = {
                 {TOK_LEFT, TOK_OF}, {TOK_RIGHT, TOK_OF}, {TOK_ABOVE, 0}, {TOK_BELOW, 0}};
             for (int w = 0; w < 2 && words[sc->relation][w]; w++)
@@ -248,6 +252,7 @@ static int shapes_open(mf_dataset *self, const mf_config *cfg, mf_dataset_info *
         mf_config_int(cfg, "max_tokens", &s->max_tokens, err) ||
         mf_config_float(cfg, "noise", &s->noise, err) || mf_config_float(cfg, "pair", &pair, err) ||
         mf_config_enum(cfg, "label", "shape|color|relation", &s->label, err) ||
+        mf_config_bool(cfg, "hide_relation", &s->hide_relation, err) ||
         mf_config_float_list(cfg, "split", split, 3, &n_split, err))
         return -1;
     if (n_split != 3 || split[0] + split[1] + split[2] > 1 + 1e-9 || split[0] <= 0) {
@@ -309,7 +314,7 @@ static int shapes_read(mf_dataset *self, int64_t n, const int64_t *idx,
         const shapes_scene *sc = &s->scene[idx[i]];
         shapes_render(sc, s->seed, idx[i], s->size, s->noise, out->modality[0] + i * pixels);
         int32_t tok[MAX_CAPTION];
-        const int len = shapes_caption(sc, tok);
+        const int len = shapes_caption(sc, s->hide_relation, tok);
         float *caption = out->modality[1] + i * s->max_tokens;
         for (int64_t t = 0; t < s->max_tokens; t++)
             caption[t] = t < len ? (float)tok[t] : (float)TOK_PAD;

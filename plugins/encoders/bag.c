@@ -56,26 +56,12 @@ static int bag_build(mf_module *self, const mf_config *cfg, const mf_build_args 
     return 0;
 }
 
-/* Mean over T of x (B,T,D) where mask (B,T) is 0; a row of padding alone gives 0. */
-static mf_node *masked_mean(mf_graph *g, mf_node *x, mf_node *mask)
-{
-    if (!mask)
-        return mf_mean(g, x, 1, 0);
-    const mf_shape *s = mf_node_shape(mask);
-    // keep (B,T) = 1 - mask; w = keep / max(Σ keep, 1); out (B,D) = w (B,1,T) · x (B,T,D)
-    mf_node *keep = mf_add_scalar(g, mf_scale(g, mask, -1.0f), 1.0f);
-    mf_node *count = mf_clamp(g, mf_sum(g, keep, 1, 1), 1.0f, 1e30f);
-    mf_node *w = mf_reshape(g, mf_div(g, keep, count), mf_shape3(s->dim[0], 1, s->dim[1]));
-    mf_node *out = mf_bmm(g, w, x, 0, 0);
-    return out ? mf_reshape(g, out, mf_shape2(s->dim[0], -1)) : NULL;
-}
-
 static mf_node *bag_forward(mf_module *self, mf_graph *g, int n_in, mf_node *const *in)
 {
     bag_state *s = mf_module_state(self);
     // ids (B,T) → embeddings (B,T,width) → (B,width) → (B,out)
-    mf_node *x = masked_mean(g, mf_embedding_layer_forward(g, &s->embed, in[0]),
-                             mf_node_mask(in[0]));
+    mf_node *x = mf_masked_mean(g, mf_embedding_layer_forward(g, &s->embed, in[0]),
+                                mf_node_mask(in[0]));
     return s->proj.weight ? mf_linear_forward(g, &s->proj, x) : x;
 }
 

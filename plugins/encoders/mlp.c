@@ -109,9 +109,7 @@ static int mlp_build(mf_module *self, const mf_config *cfg, const mf_build_args 
 static mf_node *mlp_forward(mf_module *self, mf_graph *g, int n_in, mf_node *const *in)
 {
     mlp_state *s = mf_module_state(self);
-    mf_node *x = in[0];
-    if (x && mf_node_shape(x)->ndim > 2) // (B,…) → (B,F)
-        x = mf_reshape(g, x, mf_shape2(mf_node_shape(x)->dim[0], -1));
+    mf_node *x = mf_flatten(g, in[0]); // (B,…) → (B,F)
     for (int i = 0; i < s->mlp.n_layers; i++) { // x is (B,F), out is (B,out)
         mf_node *h = i > 0 && s->dropout > 0 ? mf_dropout(g, x, s->dropout) : x;
         h = mf_linear_forward(g, &s->mlp.layer[i], h);

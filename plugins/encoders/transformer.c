@@ -183,20 +183,6 @@ static int transformer_build(mf_module *self, const mf_config *cfg, const mf_bui
     return 0;
 }
 
-/* Mean over T of x (B,T,D) where mask (B,T) is 0; a row of padding alone gives 0. */
-static mf_node *masked_mean(mf_graph *g, mf_node *x, mf_node *mask)
-{
-    if (!mask)
-        return mf_mean(g, x, 1, 0);
-    const mf_shape *s = mf_node_shape(mask);
-    // keep (B,T) = 1 - mask; w = keep / max(Σ keep, 1); out (B,D) = w (B,1,T) · x (B,T,D)
-    mf_node *keep = mf_add_scalar(g, mf_scale(g, mask, -1.0f), 1.0f);
-    mf_node *count = mf_clamp(g, mf_sum(g, keep, 1, 1), 1.0f, 1e30f);
-    mf_node *w = mf_reshape(g, mf_div(g, keep, count), mf_shape3(s->dim[0], 1, s->dim[1]));
-    mf_node *out = mf_bmm(g, w, x, 0, 0);
-    return out ? mf_reshape(g, out, mf_shape2(s->dim[0], -1)) : NULL;
-}
-
 /* in (B,…) → (B,T,width) with positions (and the CLS token); *mask extended to match. */
 static mf_node *embed(transformer_state *s, mf_graph *g, mf_node *in, mf_node **mask)
 {
@@ -237,8 +223,8 @@ static mf_node *transformer_forward(mf_module *self, mf_graph *g, int n_in, mf_n
     if (s->pool == POOL_CLS)
         x = mf_reshape(g, mf_slice(g, x, 1, 0, 1), mf_shape2(B, s->width));
     else if (s->pool == POOL_MEAN) // the tokens only: CLS (position 0) left out
-        x = masked_mean(g, s->has_cls ? mf_slice(g, x, 1, 1, s->positions) : x,
-                        mask && s->has_cls ? mf_slice(g, mask, 1, 1, s->positions) : mask);
+        x = mf_masked_mean(g, s->has_cls ? mf_slice(g, x, 1, 1, s->positions) : x,
+                           mask && s->has_cls ? mf_slice(g, mask, 1, 1, s->positions) : mask);
     if (s->out_proj.weight)
         x = mf_linear_forward(g, &s->out_proj, x);
     if (s->pool == POOL_NONE && mask)

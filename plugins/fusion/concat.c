@@ -21,9 +21,7 @@ static mf_node *concat_forward(mf_module *self, mf_graph *g, int n_in, mf_node *
     if (n_in > 64)
         return mf_concat(g, n_in, in); /* the host allows at most 16 modalities */
     for (int i = 0; i < n_in; i++) // (B,…) → (B,D_i)
-        flat[i] = in[i] && mf_node_shape(in[i])->ndim > 2
-                      ? mf_reshape(g, in[i], mf_shape2(mf_node_shape(in[i])->dim[0], -1))
-                      : in[i];
+        flat[i] = mf_flatten(g, in[i]);
     return mf_concat(g, n_in, flat);
 }
 

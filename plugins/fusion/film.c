@@ -24,13 +24,6 @@ static const mf_param_spec film_params[] = {
     MF_PARAM_END,
 };
 
-static mf_node *flat(mf_graph *g, mf_node *x)
-{
-    if (!x || mf_node_shape(x)->ndim <= 2)
-        return x;
-    return mf_reshape(g, x, mf_shape2(mf_node_shape(x)->dim[0], -1));
-}
-
 /* The modulated axis: features of a vector or a sequence (T,D), channels of a map (C,H,W). */
 static int64_t film_channels(const mf_shape *s)
 {
@@ -121,7 +114,7 @@ static mf_node *per_channel(mf_graph *g, mf_node *v, mf_node *x)
 static mf_node *film_forward(mf_module *self, mf_graph *g, int n_in, mf_node *const *in)
 {
     film_state *s = mf_module_state(self);
-    mf_node *c = flat(g, in[s->cond]), *outs[MAX_IN];
+    mf_node *c = mf_flatten(g, in[s->cond]), *outs[MAX_IN];
     int n = 0;
     for (int t = 0; t < s->n; t++) {
         if (t == s->cond || !in[t] || !c)
@@ -134,7 +127,7 @@ static mf_node *film_forward(mf_module *self, mf_graph *g, int n_in, mf_node *co
                             per_channel(g, beta, in[t]));
         if (y && s->n == 2)
             mf_node_set_mask(y, mf_node_mask(in[t]));
-        outs[n++] = s->n > 2 ? flat(g, y) : y;
+        outs[n++] = s->n > 2 ? mf_flatten(g, y) : y;
     }
     if (n != s->n - 1)
         return NULL; /* a NULL input: the graph holds the error already */

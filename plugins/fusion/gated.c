@@ -7,25 +7,19 @@
  * switch another on or off: a multiplicative interaction. */
 #include <mmfuse/mmfuse.h>
 
-#define MAX_IN 16
+#define MAX_IN MF_PROJECTIONS_MAX
 
 typedef struct gated_state {
     int n;
     int64_t dim;
-    mf_linear h[MAX_IN], gate; /* gate: ΣD_m → dim·M, column k·M + m is unit k's logit for m */
+    mf_projections h; /* h.<modality>: D_m → dim, no bias */
+    mf_linear gate;   /* ΣD_m → dim·M, column k·M + m is unit k's logit for m */
 } gated_state;
 
 static const mf_param_spec gated_params[] = {
     {"dim", MF_TYPE_INT, "64", MF_PARAM_MIN, 1, 0, NULL, "Width of the fused output."},
     MF_PARAM_END,
 };
-
-static mf_node *flat(mf_graph *g, mf_node *x)
-{
-    if (!x || mf_node_shape(x)->ndim <= 2)
-        return x;
-    return mf_reshape(g, x, mf_shape2(mf_node_shape(x)->dim[0], -1));
-}
 
 static int gated_build(mf_module *self, const mf_config *cfg, const mf_build_args *args,
                        mf_shape *out, mf_error *err)
@@ -39,13 +33,11 @@ static int gated_build(mf_module *self, const mf_config *cfg, const mf_build_arg
     }
     s->n = args->n_in;
     int64_t total = 0;
-    for (int m = 0; m < s->n; m++) {
-        char name[64];
-        snprintf(name, sizeof name, "h.%s", args->in_names[m]);
+    for (int m = 0; m < s->n; m++)
         total += mf_shape_numel(&args->in[m]);
-        if (mf_linear_init(&s->h[m], self, name, mf_shape_numel(&args->in[m]), s->dim, 0))
-            return -1;
-    }
+    if (mf_projections_init(&s->h, self, "h", s->n, args->in_names, args->in, s->dim,
+                            MF_PROJ_NO_BIAS))
+        return -1;
     if (mf_linear_init(&s->gate, self, "gate", total, s->dim * s->n, 1))
         return -1;
     *out = mf_shape1(s->dim);
@@ -57,8 +49,8 @@ static mf_node *gated_forward(mf_module *self, mf_graph *g, int n_in, mf_node *c
     gated_state *s = mf_module_state(self);
     mf_node *x[MAX_IN], *h[MAX_IN];
     for (int m = 0; m < s->n; m++) {
-        x[m] = flat(g, in[m]);                                 // (B,D_m)
-        h[m] = mf_tanh(g, mf_linear_forward(g, &s->h[m], x[m])); // (B,dim)
+        x[m] = mf_flatten(g, in[m]);                                   // (B,D_m)
+        h[m] = mf_tanh(g, mf_projections_forward(g, &s->h, m, x[m])); // (B,dim)
     }
     mf_node *logits = mf_linear_forward(g, &s->gate, mf_concat(g, s->n, x)); // (B,dim·M)
     int64_t B = in[0] ? mf_node_shape(in[0])->dim[0] : 1;

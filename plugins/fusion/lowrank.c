@@ -7,12 +7,12 @@
  * reproduced exactly once r reaches Π_{m<M}(D_m+1) (tests/test-fusion.c). */
 #include <mmfuse/mmfuse.h>
 
-#define MAX_IN 16
+#define MAX_IN MF_PROJECTIONS_MAX
 
 typedef struct lowrank_state {
     int n;
     int64_t rank, dim;
-    mf_linear factor[MAX_IN]; /* (D_m+1, r·dim), no bias: column i·dim + k is W_m^(i)[:,k] */
+    mf_projections factor;    /* (D_m+1, r·dim), no bias: column i·dim + k is W_m^(i)[:,k] */
     mf_param *lambda, *bias;  /* (1,r), (dim) */
 } lowrank_state;
 
@@ -21,22 +21,6 @@ static const mf_param_spec lowrank_params[] = {
     {"dim", MF_TYPE_INT, "64", MF_PARAM_MIN, 1, 0, NULL, "Width of the fused output."},
     MF_PARAM_END,
 };
-
-static mf_node *flat(mf_graph *g, mf_node *x)
-{
-    if (!x || mf_node_shape(x)->ndim <= 2)
-        return x;
-    return mf_reshape(g, x, mf_shape2(mf_node_shape(x)->dim[0], -1));
-}
-
-/* x (B,D) → [1; x] (B,D+1) */
-static mf_node *pad_one(mf_graph *g, mf_node *x)
-{
-    if (!x)
-        return NULL;
-    mf_node *parts[2] = {mf_ones(g, mf_shape2(mf_node_shape(x)->dim[0], 1)), x};
-    return mf_concat(g, 2, parts);
-}
 
 static int lowrank_build(mf_module *self, const mf_config *cfg, const mf_build_args *args,
                          mf_shape *out, mf_error *err)
@@ -56,13 +40,9 @@ static int lowrank_build(mf_module *self, const mf_config *cfg, const mf_build_a
     s->n = args->n_in;
     /* Xavier-normal factors and rank weights as the authors' code; a zero bias */
     mf_init xavier = {MF_INIT_XAVIER_NORMAL, 1, 0}, zeros = {MF_INIT_ZEROS, 0, 0};
-    for (int m = 0; m < s->n; m++) {
-        char name[64];
-        snprintf(name, sizeof name, "factor.%s", args->in_names[m]);
-        if (mf_linear_init_with(&s->factor[m], self, name, mf_shape_numel(&args->in[m]) + 1,
-                                s->rank * s->dim, 0, xavier))
-            return -1;
-    }
+    if (mf_projections_init_with(&s->factor, self, "factor", s->n, args->in_names, args->in,
+                                 s->rank * s->dim, MF_PROJ_NO_BIAS, xavier, 1))
+        return -1;
     if (!(s->lambda = mf_module_param(self, "lambda", mf_shape2(1, s->rank), xavier)) ||
         !(s->bias = mf_module_param(self, "bias", mf_shape1(s->dim), zeros)))
         return -1;
@@ -74,11 +54,7 @@ static int lowrank_build(mf_module *self, const mf_config *cfg, const mf_build_a
 static mf_node *lowrank_forward(mf_module *self, mf_graph *g, int n_in, mf_node *const *in)
 {
     lowrank_state *s = mf_module_state(self);
-    mf_node *p = NULL;
-    for (int m = 0; m < s->n; m++) { // [1; z_m] (B,D_m+1) → (B,r·dim), multiplied over m
-        mf_node *f = mf_linear_forward(g, &s->factor[m], pad_one(g, flat(g, in[m])));
-        p = p ? mf_mul(g, p, f) : f;
-    }
+    mf_node *p = mf_projections_fold(g, &s->factor, in, mf_mul); // Π_m [1; z_m] W_m: (B,r·dim)
     int64_t B = in[0] ? mf_node_shape(in[0])->dim[0] : 1;
     // (B,r,dim) → (B,dim,r) → (B·dim,r), then the λ-weighted sum over r: (B·dim,1)
     p = mf_transpose(g, mf_reshape(g, p, mf_shape3(B, s->rank, s->dim)), 1, 2);

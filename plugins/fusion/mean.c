@@ -7,35 +7,21 @@
 
 static const mf_param_spec mean_params[] = {MF_PARAM_END};
 
-static mf_node *flat(mf_graph *g, mf_node *x)
-{
-    if (!x || mf_node_shape(x)->ndim <= 2)
-        return x;
-    return mf_reshape(g, x, mf_shape2(mf_node_shape(x)->dim[0], -1));
-}
-
 static int mean_build(mf_module *self, const mf_config *cfg, const mf_build_args *args,
                       mf_shape *out, mf_error *err)
 {
-    int64_t d = mf_shape_numel(&args->in[0]);
-    for (int m = 1; m < args->n_in; m++)
-        if (mf_shape_numel(&args->in[m]) != d) {
-            mf_config_error(err, cfg,
-                            "late fusion needs inputs of one width, but modality '%s' has %lld "
-                            "features and '%s' has %lld",
-                            args->in_names[0], (long long)d, args->in_names[m],
-                            (long long)mf_shape_numel(&args->in[m]));
-            return -1;
-        }
+    int64_t d;
+    if (mf_fusion_same_width(cfg, args, "late fusion", &d, err))
+        return -1;
     *out = mf_shape1(d);
     return 0;
 }
 
 static mf_node *mean_forward(mf_module *self, mf_graph *g, int n_in, mf_node *const *in)
 {
-    mf_node *acc = flat(g, in[0]); // (B,D)
+    mf_node *acc = mf_flatten(g, in[0]); // (B,D)
     for (int m = 1; m < n_in; m++)
-        acc = mf_add(g, acc, flat(g, in[m]));
+        acc = mf_add(g, acc, mf_flatten(g, in[m]));
     return mf_scale(g, acc, 1.0f / (float)n_in);
 }
 

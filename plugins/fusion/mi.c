@@ -29,13 +29,6 @@ static const mf_param_spec mi_params[] = {
     MF_PARAM_END,
 };
 
-static mf_node *flat(mf_graph *g, mf_node *x)
-{
-    if (!x || mf_node_shape(x)->ndim <= 2)
-        return x;
-    return mf_reshape(g, x, mf_shape2(mf_node_shape(x)->dim[0], -1));
-}
-
 static int mi_build(mf_module *self, const mf_config *cfg, const mf_build_args *args,
                     mf_shape *out, mf_error *err)
 {
@@ -82,9 +75,9 @@ static mf_node *mi_apply(mf_graph *g, const mi_step *st, int64_t dim, mf_node *x
 static mf_node *mi_forward(mf_module *self, mf_graph *g, int n_in, mf_node *const *in)
 {
     mi_state *s = mf_module_state(self);
-    mf_node *h = flat(g, in[0]);
+    mf_node *h = mf_flatten(g, in[0]);
     for (int m = 1; m < s->n; m++)
-        h = mi_apply(g, &s->step[m - 1], s->dim, h, flat(g, in[m]));
+        h = mi_apply(g, &s->step[m - 1], s->dim, h, mf_flatten(g, in[m]));
     return h;
 }
 

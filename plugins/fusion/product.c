@@ -5,21 +5,12 @@
  * projection, which the head provides). */
 #include <mmfuse/mmfuse.h>
 
-#define MAX_IN 16
+#define MAX_IN MF_PROJECTIONS_MAX
 
 typedef struct product_state {
-    int n;
-    mf_linear proj[MAX_IN];
+    mf_projections proj;
     mf_activation act;
 } product_state;
-
-/* (B,…) → (B,F): a per-sample shape larger than a vector is flattened. */
-static mf_node *flat(mf_graph *g, mf_node *x)
-{
-    if (!x || mf_node_shape(x)->ndim <= 2)
-        return x;
-    return mf_reshape(g, x, mf_shape2(mf_node_shape(x)->dim[0], -1));
-}
 
 static const mf_param_spec product_params[] = {
     {"dim", MF_TYPE_INT, "64", MF_PARAM_MIN, 1, 0, NULL, "Common width every modality is projected to."},
@@ -41,14 +32,10 @@ static int product_build(mf_module *self, const mf_config *cfg, const mf_build_a
         mf_config_error(err, cfg, "product fuses at most %d modalities, got %d", MAX_IN, args->n_in);
         return -1;
     }
-    s->n = args->n_in;
     s->act = (mf_activation)act;
-    for (int m = 0; m < s->n; m++) {
-        char name[64];
-        snprintf(name, sizeof name, "proj.%s", args->in_names[m]);
-        if (mf_linear_init(&s->proj[m], self, name, mf_shape_numel(&args->in[m]), dim, 1))
-            return -1;
-    }
+    if (mf_projections_init(&s->proj, self, "proj", args->n_in, args->in_names, args->in, dim,
+                            MF_PROJ_BIAS_ALL))
+        return -1;
     *out = mf_shape1(dim);
     return 0;
 }
@@ -56,12 +43,7 @@ static int product_build(mf_module *self, const mf_config *cfg, const mf_build_a
 static mf_node *product_forward(mf_module *self, mf_graph *g, int n_in, mf_node *const *in)
 {
     product_state *s = mf_module_state(self);
-    mf_node *acc = NULL;
-    for (int m = 0; m < s->n; m++) { // x_m (B,D_m) → (B,dim)
-        mf_node *h = mf_linear_forward(g, &s->proj[m], flat(g, in[m]));
-        acc = acc ? mf_mul(g, acc, h) : h;
-    }
-    return mf_activate(g, acc, s->act);
+    return mf_activate(g, mf_projections_fold(g, &s->proj, in, mf_mul), s->act); // (B,dim)
 }
 
 static const mf_module_ops product_ops = {

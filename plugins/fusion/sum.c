@@ -4,21 +4,12 @@
  * blocks), so it is an additive fusion: it cannot express interactions between modalities. */
 #include <mmfuse/mmfuse.h>
 
-#define MAX_IN 16
+#define MAX_IN MF_PROJECTIONS_MAX
 
 typedef struct sum_state {
-    int n;
-    mf_linear proj[MAX_IN]; /* only proj[0] has a bias: one b is enough for the sum */
+    mf_projections proj; /* only proj.a has a bias: one b is enough for the sum */
     mf_activation act;
 } sum_state;
-
-/* (B,…) → (B,F): a per-sample shape larger than a vector is flattened. */
-static mf_node *flat(mf_graph *g, mf_node *x)
-{
-    if (!x || mf_node_shape(x)->ndim <= 2)
-        return x;
-    return mf_reshape(g, x, mf_shape2(mf_node_shape(x)->dim[0], -1));
-}
 
 static const mf_param_spec sum_params[] = {
     {"dim", MF_TYPE_INT, "64", MF_PARAM_MIN, 1, 0, NULL, "Common width every modality is projected to."},
@@ -40,14 +31,10 @@ static int sum_build(mf_module *self, const mf_config *cfg, const mf_build_args 
         mf_config_error(err, cfg, "sum fuses at most %d modalities, got %d", MAX_IN, args->n_in);
         return -1;
     }
-    s->n = args->n_in;
     s->act = (mf_activation)act;
-    for (int m = 0; m < s->n; m++) {
-        char name[64];
-        snprintf(name, sizeof name, "proj.%s", args->in_names[m]);
-        if (mf_linear_init(&s->proj[m], self, name, mf_shape_numel(&args->in[m]), dim, m == 0))
-            return -1;
-    }
+    if (mf_projections_init(&s->proj, self, "proj", args->n_in, args->in_names, args->in, dim,
+                            MF_PROJ_BIAS_FIRST))
+        return -1;
     *out = mf_shape1(dim);
     return 0;
 }
@@ -55,12 +42,7 @@ static int sum_build(mf_module *self, const mf_config *cfg, const mf_build_args 
 static mf_node *sum_forward(mf_module *self, mf_graph *g, int n_in, mf_node *const *in)
 {
     sum_state *s = mf_module_state(self);
-    mf_node *acc = NULL;
-    for (int m = 0; m < s->n; m++) { // x_m (B,D_m) → (B,dim)
-        mf_node *h = mf_linear_forward(g, &s->proj[m], flat(g, in[m]));
-        acc = acc ? mf_add(g, acc, h) : h;
-    }
-    return mf_activate(g, acc, s->act);
+    return mf_activate(g, mf_projections_fold(g, &s->proj, in, mf_add), s->act); // (B,dim)
 }
 
 static const mf_module_ops sum_ops = {

@@ -13,22 +13,6 @@ static const mf_param_spec tensor_params[] = {
     MF_PARAM_END,
 };
 
-static mf_node *flat(mf_graph *g, mf_node *x)
-{
-    if (!x || mf_node_shape(x)->ndim <= 2)
-        return x;
-    return mf_reshape(g, x, mf_shape2(mf_node_shape(x)->dim[0], -1));
-}
-
-/* x (B,D) → [1; x] (B,D+1) */
-static mf_node *pad_one(mf_graph *g, mf_node *x)
-{
-    if (!x)
-        return NULL;
-    mf_node *parts[2] = {mf_ones(g, mf_shape2(mf_node_shape(x)->dim[0], 1)), x};
-    return mf_concat(g, 2, parts);
-}
-
 static int tensor_build(mf_module *self, const mf_config *cfg, const mf_build_args *args,
                         mf_shape *out, mf_error *err)
 {
@@ -57,9 +41,9 @@ static int tensor_build(mf_module *self, const mf_config *cfg, const mf_build_ar
 
 static mf_node *tensor_forward(mf_module *self, mf_graph *g, int n_in, mf_node *const *in)
 {
-    mf_node *t = pad_one(g, flat(g, in[0])); // (B,D_1+1)
+    mf_node *t = mf_prepend_one(g, mf_flatten(g, in[0])); // (B,D_1+1)
     for (int m = 1; m < n_in; m++)            // (B,P) ⊗ (B,D_m+1) → (B,P·(D_m+1))
-        t = mf_outer(g, t, pad_one(g, flat(g, in[m])));
+        t = mf_outer(g, t, mf_prepend_one(g, mf_flatten(g, in[m])));
     return t;
 }
 

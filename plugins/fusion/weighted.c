@@ -11,27 +11,13 @@ typedef struct weighted_state {
 
 static const mf_param_spec weighted_params[] = {MF_PARAM_END};
 
-static mf_node *flat(mf_graph *g, mf_node *x)
-{
-    if (!x || mf_node_shape(x)->ndim <= 2)
-        return x;
-    return mf_reshape(g, x, mf_shape2(mf_node_shape(x)->dim[0], -1));
-}
-
 static int weighted_build(mf_module *self, const mf_config *cfg, const mf_build_args *args,
                           mf_shape *out, mf_error *err)
 {
     weighted_state *s = mf_module_state(self);
-    int64_t d = mf_shape_numel(&args->in[0]);
-    for (int m = 1; m < args->n_in; m++)
-        if (mf_shape_numel(&args->in[m]) != d) {
-            mf_config_error(err, cfg,
-                            "late fusion needs inputs of one width, but modality '%s' has %lld "
-                            "features and '%s' has %lld",
-                            args->in_names[0], (long long)d, args->in_names[m],
-                            (long long)mf_shape_numel(&args->in[m]));
-            return -1;
-        }
+    int64_t d;
+    if (mf_fusion_same_width(cfg, args, "late fusion", &d, err))
+        return -1;
     mf_init zeros = {MF_INIT_ZEROS, 0, 0};
     if (!(s->theta = mf_module_param(self, "logits", mf_shape2(1, args->n_in), zeros)))
         return -1;
@@ -46,7 +32,7 @@ static mf_node *weighted_forward(mf_module *self, mf_graph *g, int n_in, mf_node
     mf_node *w = mf_softmax(g, mf_param_node(g, s->theta)); // (1,M)
     mf_node *acc = NULL;
     for (int m = 0; m < n_in; m++) { // w_m (1,1) scales the whole (B,D) input
-        mf_node *t = mf_mul(g, flat(g, in[m]), mf_slice(g, w, 1, m, 1));
+        mf_node *t = mf_mul(g, mf_flatten(g, in[m]), mf_slice(g, w, 1, m, 1));
         acc = acc ? mf_add(g, acc, t) : t;
     }
     return acc;

@@ -57,6 +57,12 @@ static int cross_entropy_build_model(mf_module *self, const mf_config *cfg,
                         args->target_kind == MF_TARGET_VALUES ? "mse" : "bce");
         return -1;
     }
+    if (!args->logits && !args->fused) {
+        mf_config_error(err, cfg, "cross_entropy needs class logits, and with `fusion: none` "
+                        "the model has none; choose a fusion (a head follows it), or a "
+                        "contrastive loss such as clip");
+        return -1;
+    }
     if (!args->logits) {
         mf_config_error(err, cfg, "cross_entropy needs class logits, but the model has no head; "
                         "add one (model.head: {type: mlp})");
