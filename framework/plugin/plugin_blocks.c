@@ -150,3 +150,43 @@ int mf_logit_scale_config(mf_logit_scale *t, mf_module *m, const mf_config *cfg,
     return 0;
 }
 
+/* ---------------------------------------------------------------- sequence fusion inputs */
+int mf_fusion_sequences(const mf_config *cfg, const mf_build_args *args, const char *what,
+                        int max_in, int64_t dim, int64_t *width, mf_error *err)
+{
+    char shape[64];
+    if (args->n_in < 2 || args->n_in > max_in) {
+        mf_config_error(err, cfg, "%s fuses 2 to %d modalities, got %d", what, max_in,
+                        args->n_in);
+        return -1;
+    }
+    for (int m = 0; m < args->n_in; m++) {
+        const mf_shape *s = &args->in[m];
+        if (s->ndim == 2)
+            continue;
+        mf_shape_str(s, shape, sizeof shape);
+        if (s->ndim == 1)
+            mf_config_error(err, cfg,
+                            "%s is a sequence fusion, but modality '%s' has shape %s, a vector; "
+                            "give its encoder `pool: none` so it outputs a sequence (T,D)",
+                            what, args->in_names[m], shape);
+        else
+            mf_config_error(err, cfg,
+                            "%s is a sequence fusion, but modality '%s' has shape %s; it needs "
+                            "a sequence (T,D)", what, args->in_names[m], shape);
+        return -1;
+    }
+    *width = dim;
+    for (int m = 1; dim == 0 && m < args->n_in; m++)
+        if (args->in[m].dim[1] != args->in[0].dim[1]) {
+            mf_config_error(err, cfg,
+                            "modalities '%s' (width %lld) and '%s' (width %lld) differ in "
+                            "width; set dim to project them to one", args->in_names[0],
+                            (long long)args->in[0].dim[1], args->in_names[m],
+                            (long long)args->in[m].dim[1]);
+            return -1;
+        }
+    if (dim == 0)
+        *width = args->in[0].dim[1];
+    return 0;
+}

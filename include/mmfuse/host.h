@@ -195,9 +195,13 @@ MF_API int mf_sweep_run(const char *path, const mf_sweep_options *opts, mf_error
 
 /* ---------------------------------------------------------------- conformance */
 /* The checks a lab runs before sharing a plugin (mmfuse check-plugin): one line per check
- * on `out`, "PASS|FAIL check detail", then "NAME: N passed, M failed". Returns M. The
- * plugin is configured with its declared defaults, then the "key=value" overrides (a
- * dataset reader's file, say). */
+ * on `out`, "PASS|FAIL|SKIP check detail", then "NAME: N passed, M failed" (or "N passed,
+ * K skipped, M failed"). Modules and losses are built on every input profile of their kind
+ * (vectors, images, token ids with a mask, masked sequences; 2 and 3 modalities of distinct
+ * widths; class, value and multi-label targets…); a profile the plugin refuses at build is
+ * a SKIP line with its reason, and accepting none is a failure. Returns M. The plugin is
+ * configured with its declared defaults (a sample value, named in the lines, for a required
+ * parameter), then the "key=value" overrides (a dataset reader's file, say). */
 MF_API int mf_check_plugin(const mf_plugin *plugin, const char *file, int n_overrides,
                            const char *const *overrides, FILE *out);
 

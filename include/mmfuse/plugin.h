@@ -209,6 +209,14 @@ MF_API int mf_loss_pick_modalities(const mf_config *cfg, const mf_loss_build_arg
 MF_API int mf_loss_check_vectors(const mf_config *cfg, const mf_loss_build_args *args,
                                  const char *loss, int n, const int *idx, mf_error *err);
 
+/* A sequence fusion's inputs (crossattn, bottleneck): 2 to max_in modalities, each a sequence
+ * (T,D); *width gets dim, or with dim 0 the modalities' common width. Refusals, located on
+ * cfg, name the fusion (`what`) and the modality: "crossattn is a sequence fusion, but
+ * modality 'a' has shape (8), a vector; give its encoder `pool: none` …", widths that differ
+ * without dim, too few or too many modalities. */
+MF_API int mf_fusion_sequences(const mf_config *cfg, const mf_build_args *args, const char *what,
+                               int max_in, int64_t dim, int64_t *width, mf_error *err);
+
 /* A contrastive loss's logit scale (nn.h's mf_logit_scale) from its `init_scale` and
  * `learn_scale` keys. */
 MF_API int mf_logit_scale_config(mf_logit_scale *t, mf_module *m, const mf_config *cfg,

@@ -50,47 +50,6 @@ static const mf_param_spec crossattn_params[] = {
     MF_PARAM_END,
 };
 
-/* Every input is a sequence (T,D); *width gets dim, or the common width when dim is 0. */
-static int check_inputs(const mf_config *cfg, const mf_build_args *args, int64_t dim,
-                        int64_t *width, mf_error *err)
-{
-    char shape[64];
-    if (args->n_in < 2 || args->n_in > MAX_MODALITIES) {
-        mf_config_error(err, cfg, "crossattn fuses 2 to %d modalities, got %d", MAX_MODALITIES,
-                        args->n_in);
-        return -1;
-    }
-    for (int m = 0; m < args->n_in; m++) {
-        const mf_shape *s = &args->in[m];
-        if (s->ndim == 2)
-            continue;
-        mf_shape_str(s, shape, sizeof shape);
-        if (s->ndim == 1)
-            mf_config_error(err, cfg,
-                            "crossattn is a sequence fusion, but modality '%s' has shape %s, "
-                            "a vector; give its encoder `pool: none` so it outputs a sequence "
-                            "(T,D)", args->in_names[m], shape);
-        else
-            mf_config_error(err, cfg,
-                            "crossattn is a sequence fusion, but modality '%s' has shape %s; "
-                            "it needs a sequence (T,D)", args->in_names[m], shape);
-        return -1;
-    }
-    *width = dim;
-    for (int m = 1; dim == 0 && m < args->n_in; m++)
-        if (args->in[m].dim[1] != args->in[0].dim[1]) {
-            mf_config_error(err, cfg,
-                            "modalities '%s' (width %lld) and '%s' (width %lld) differ in "
-                            "width; set dim to project them to one", args->in_names[0],
-                            (long long)args->in[0].dim[1], args->in_names[m],
-                            (long long)args->in[m].dim[1]);
-            return -1;
-        }
-    if (dim == 0)
-        *width = args->in[0].dim[1];
-    return 0;
-}
-
 static int build_pairs(crossattn_state *s, mf_module *self, const mf_build_args *args,
                        int64_t heads, double mlp_ratio, float dropout)
 {
@@ -143,7 +102,7 @@ static int crossattn_build(mf_module *self, const mf_config *cfg, const mf_build
         mf_config_float(cfg, "mlp_ratio", &mlp_ratio, err) ||
         mf_config_float(cfg, "dropout", &dropout, err) ||
         mf_config_enum(cfg, "pool", "mean|last", &s->last, err) ||
-        check_inputs(cfg, args, dim, &s->dim, err))
+        mf_fusion_sequences(cfg, args, "crossattn", MAX_MODALITIES, dim, &s->dim, err))
         return -1;
     if (s->dim % heads != 0) {
         mf_config_error(err, mf_config_get(cfg, "heads"),
@@ -164,19 +123,6 @@ static int crossattn_build(mf_module *self, const mf_config *cfg, const mf_build
         return -1;
     *out = mf_shape1((int64_t)s->n * (s->n - 1) * s->dim);
     return 0;
-}
-
-/* x (B,T,D), mask (B,T) non-zero = padding, or NULL → (B,D): the mean over valid positions. */
-static mf_node *masked_mean(mf_graph *g, mf_node *x, mf_node *mask)
-{
-    if (!x || !mask)
-        return mf_mean(g, x, 1, 0);
-    const mf_shape *s = mf_node_shape(x);
-    mf_node *m3 = mf_reshape(g, mask, mf_shape3(s->dim[0], s->dim[1], 1));
-    mf_node *sum = mf_sum(g, mf_masked_fill(g, x, m3, 0.0f), 1, 0); // (B,D)
-    mf_node *valid = mf_masked_fill(g, mf_ones(g, *mf_node_shape(mask)), mask, 0.0f);
-    mf_node *count = mf_clamp(g, mf_sum(g, valid, 1, 1), 1.0f, 1e30f); // (B,1)
-    return mf_div(g, sum, count);
 }
 
 /* x (B,T,D) → (B,D): the last position whose mask is zero (the last one without a mask). */
@@ -219,7 +165,7 @@ static mf_node *crossattn_forward(mf_module *self, mf_graph *g, int n_in, mf_nod
             cat = mf_transformer_layer_forward(g, &s->mem[m].layer[k], cat, NULL, mask);
         if (s->memory)
             cat = mf_layer_norm_layer_forward(g, &s->mem[m].ln, cat);
-        pooled[m] = s->last ? last_valid(g, cat, mask) : masked_mean(g, cat, mask);
+        pooled[m] = s->last ? last_valid(g, cat, mask) : mf_masked_mean(g, cat, mask);
     }
     return mf_concat(g, s->n, pooled);
 }
