@@ -547,6 +547,23 @@ START_TEST(transformer_sequence_none)
 }
 END_TEST
 
+/* final_norm: false ends at the last layer's residual sum: no ln_final. */
+START_TEST(transformer_no_final_norm)
+{
+    encoder e;
+    ck_assert_msg(encoder_build(&e, "transformer", "width: 8, heads: 2, layers: 1, pool: none, "
+                                                   "final_norm: false", TOKENS6) == 0,
+                  "%s", e.err.msg);
+    ck_assert_ptr_null(mf_params_find(e.ps, "model.encoders.x.ln_final.weight"));
+    ck_assert_ptr_nonnull(mf_params_find(e.ps, "model.encoders.x.layer0.fc2.weight"));
+    encoder_free(&e);
+    ck_assert_msg(encoder_build(&e, "transformer", "width: 8, heads: 2, layers: 1, pool: none",
+                                TOKENS6) == 0, "%s", e.err.msg);
+    ck_assert_ptr_nonnull(mf_params_find(e.ps, "model.encoders.x.ln_final.weight"));
+    encoder_free(&e);
+}
+END_TEST
+
 /* layers: 0 is the embedding alone: table rows plus positions, exactly. */
 START_TEST(transformer_embedding_only)
 {
@@ -769,6 +786,7 @@ static Suite *encoders_suite(void)
     tcase_add_loop_test(tc, transformer_tokens_masked_mean, 0, 2);
     tcase_add_test(tc, transformer_sequence_none);
     tcase_add_test(tc, transformer_embedding_only);
+    tcase_add_test(tc, transformer_no_final_norm);
     tcase_add_test(tc, transformer_refusals);
     suite_add_tcase(s, tc);
     tc = tcase_create("mlp");

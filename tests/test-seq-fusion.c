@@ -229,6 +229,8 @@ static void layer(const char *pre, float *x, int T, const float *ctx, int S, con
     attention(key, h, T, c, ctx ? S : T, mask, heads, D, a);
     for (int i = 0; i < T * D; i++)
         x[i] += a[i];
+    if (hidden == 0) // mlp_ratio 0: the attention alone
+        return;
     snprintf(key, sizeof key, "%s.ln2", pre);
     layer_norm(x, T, D, key, h);
     linear(h, T, D, P("%s.fc1.weight", pre), P("%s.fc1.bias", pre), hidden, u);
@@ -259,7 +261,7 @@ static void pool(const float *x, int T, int D, const float *mask, int last, floa
 }
 
 typedef struct hyper {
-    int layers, heads, dim, hidden, last, memory; /* crossattn */
+    int layers, heads, dim, hidden, last, memory, no_final_norm; /* crossattn */
     int fusion_layer, n_b, concat;        /* bottleneck */
 } hyper;
 
@@ -300,7 +302,10 @@ static void ref_crossattn(run *r, const hyper *hp, int b, float *out)
             snprintf(pre, sizeof pre, "model.fusion.%s.from_%s.ln", names[m], names[s]);
             const int jj = s < m ? s : s - 1; // m's j-th source
             float normed[MAXT * MAXW];
-            layer_norm(y, T, dim, pre, normed);
+            if (hp->no_final_norm)
+                memcpy(normed, y, sizeof(float) * (size_t)(T * dim));
+            else
+                layer_norm(y, T, dim, pre, normed);
             for (int t = 0; t < T; t++)
                 memcpy(cat + t * W + jj * dim, normed + t * dim, sizeof(float) * (size_t)dim);
         }
@@ -400,10 +405,11 @@ static void setup_shapes(void)
 
 START_TEST(crossattn_matches_reference)
 {
-    static const char *const params[3] = {
+    static const char *const params[4] = {
         "layers: 2, heads: 2, dim: 4, mlp_ratio: 2, pool: mean",
         "layers: 2, heads: 2, dim: 4, mlp_ratio: 2, pool: last",
-        "layers: 1, heads: 2, dim: 4, mlp_ratio: 2, pool: last, memory_layers: 2"};
+        "layers: 1, heads: 2, dim: 4, mlp_ratio: 2, pool: last, memory_layers: 2",
+        "layers: 2, heads: 2, dim: 4, mlp_ratio: 0, final_norm: false, pool: mean"};
     fusion f;
     run r;
     ok_build(&f, "crossattn", params[_i], 3, shapes3);
@@ -411,8 +417,9 @@ START_TEST(crossattn_matches_reference)
     ck_assert_int_eq(f.out.dim[0], 3 * 2 * 4); // M·(M-1)·dim
     ref = &f;
     run_new(&r, &f, 0, masked3);
-    const hyper hp = {.layers = _i < 2 ? 2 : 1, .heads = 2, .dim = 4, .hidden = 8,
-                      .last = _i > 0, .memory = _i == 2 ? 2 : 0};
+    const hyper hp = {.layers = _i == 2 ? 1 : 2, .heads = 2, .dim = 4, .hidden = _i == 3 ? 0 : 8,
+                      .last = _i == 1 || _i == 2, .memory = _i == 2 ? 2 : 0,
+                      .no_final_norm = _i == 3};
     const double worst = compare(&r, &hp, 0);
     ck_assert_msg(worst < 1e-4, "%s: largest difference %g", params[_i], worst);
     mf_graph_free(r.g);
@@ -593,6 +600,30 @@ START_TEST(parameter_names)
 END_TEST
 
 /* The bottleneck tokens start trunc-normal(0.02): within ±0.04, spread about 0.02. */
+/* mlp_ratio: 0 and final_norm: false: each layer is x + attention alone, nothing after. */
+START_TEST(attention_only_layers)
+{
+    const mf_shape in[2] = {mf_shape2(3, 6), mf_shape2(2, 4)};
+    const int masked[2] = {1, 1};
+    fusion f;
+    run r;
+    ok_build(&f, "crossattn", "layers: 1, heads: 2, dim: 4, mlp_ratio: 0, final_norm: false", 2,
+             in);
+    // a's projection, then per ordered pair ln1, ln_ctx and q, k, v, out: weight and bias each
+    ck_assert_int_eq(mf_params_size(f.ps), 1 + 2 * 12);
+    ck_assert_ptr_null(mf_params_find(f.ps, "model.fusion.a.from_b.layer0.fc1.weight"));
+    ck_assert_ptr_null(mf_params_find(f.ps, "model.fusion.a.from_b.ln.weight"));
+    run_new(&r, &f, 1, masked);
+    mf_gradcheck_opts opts = {.max_elements_per_leaf = 24, .seed = 7};
+    mf_gradcheck_result res;
+    ck_assert_msg(mf_gradcheck(r.g, r.out, &opts, &res) == 0, "%lld of %lld elements fail, "
+                  "worst %s", (long long)res.failed, (long long)res.checked, res.worst);
+    ck_assert_int_gt(res.checked, 100);
+    mf_graph_free(r.g);
+    fusion_free(&f);
+}
+END_TEST
+
 START_TEST(bottleneck_init)
 {
     const mf_shape in[2] = {mf_shape2(3, 8), mf_shape2(2, 8)};
@@ -692,7 +723,7 @@ int main(void)
     setup_shapes();
     Suite *s = suite_create("seq-fusion");
     TCase *tc = tcase_create("reference");
-    tcase_add_loop_test(tc, crossattn_matches_reference, 0, 3);
+    tcase_add_loop_test(tc, crossattn_matches_reference, 0, 4);
     tcase_add_loop_test(tc, bottleneck_matches_reference, 0, 3);
     tcase_add_loop_test(tc, padding_changes_nothing, 0, 3);
     tcase_add_loop_test(tc, bottleneck_exchanges_only_from_fusion_layer, 0, 3);
@@ -702,6 +733,7 @@ int main(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("build");
     tcase_add_test(tc, parameter_names);
+    tcase_add_test(tc, attention_only_layers);
     tcase_add_test(tc, bottleneck_init);
     tcase_add_test(tc, refusals);
     suite_add_tcase(s, tc);

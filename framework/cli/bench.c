@@ -12,7 +12,9 @@
 static const char bench_usage[] =
     "mmfuse bench MODEL [--mode train|eval] [--threads N] [--steps N] [--warmup N] [--json FILE]\n"
     "                    [--profile]\n"
-    "       MODEL: mlp-concat, tensor-fusion, cnn-late or clip-dual (shared/bench/README.md)";
+    "       MODEL: mlp-concat, tensor-fusion, cnn-late, clip-dual or xattn-fusion\n"
+    "              (shared/bench/README.md); xattn-fusion is built from plugins, found as\n"
+    "              `mmfuse run` finds them (MMFUSE_PLUGIN_PATH, then the built-in ones)";
 
 /* A positive integer option value, or -1. */
 static int positive(const char *s)
@@ -53,6 +55,8 @@ static int append_json(const char *path, const mf_bench_options *o, const mf_ben
 
 int mf_cli_bench(int argc, char **argv)
 {
+    if (mf_cli_help(argc, argv, bench_usage, NULL))
+        return MF_EXIT_OK;
     mf_bench_options o = {sizeof o, NULL, 1, 0, 200, 20, 0, 0};
     const char *json = NULL;
     for (int i = 1; i < argc; i++) {

@@ -6,6 +6,9 @@
  *   cnn-late       image CNN → 128 → 10, x2 64-128-128 → 10, logits averaged
  *   clip-dual      image CNN → 128, text Embedding(1000,128)×16 mean-pooled → 128, both
  *                  L2-normalised, logits = exp(s)·I·Tᵀ, symmetric InfoNCE
+ *   xattn-fusion   7×7 patches and 16 tokens → one transformer layer each → cross-attention
+ *                  both ways → mean-pooled, concatenated → Linear(256,10); this one is built
+ *                  from the built-in plugins, configured from YAML, as an experiment builds it
  *
  * Besides the step time it replays, alone, the exact sequence of sgemm calls one step
  * makes, so that the model's rate can be read as a fraction of what OpenBLAS reaches on
@@ -38,6 +41,10 @@ typedef struct bench_model {
 /* Multiply-accumulates per sample, counted as torch_ref.py counts them. */
 #define LIN(i, o) ((int64_t)(i) * (o))
 #define CNN_MACS (LIN(1 * 16 * 9, 28 * 28) + LIN(16 * 32 * 9, 14 * 14) + LIN(1568, 128))
+/* xattn-fusion, T = 16 positions of D = 128: QKᵀ and AV are 2·T·T·D per layer */
+#define ATTN_MACS (2 * LIN(16 * 16, 128))
+#define BLOCK_MACS (16 * (LIN(128, 3 * 128) + LIN(128, 128) + LIN(128, 256) + LIN(256, 128)) + ATTN_MACS)
+#define CROSS_MACS (16 * (LIN(128, 128) + LIN(128, 2 * 128) + LIN(128, 128)) + ATTN_MACS)
 static const bench_model models[] = {
     {"mlp-concat", 128,
      LIN(784, 256) + LIN(256, 128) + LIN(64, 128) + LIN(128, 128) + LIN(256, 128) + LIN(128, 10)},
@@ -45,8 +52,11 @@ static const bench_model models[] = {
      LIN(784, 256) + LIN(256, 32) + LIN(64, 128) + LIN(128, 32) + LIN(1089, 128) + LIN(128, 10)},
     {"cnn-late", 128, CNN_MACS + LIN(128, 10) + LIN(64, 128) + LIN(128, 128) + LIN(128, 10)},
     {"clip-dual", 256, CNN_MACS + LIN(128, 128) /* + B·128 similarity, added below */},
+    {"xattn-fusion", 128, 16 * LIN(49, 128) + 2 * BLOCK_MACS + 2 * CROSS_MACS + LIN(256, 10)},
 };
 #define N_MODELS (int)(sizeof models / sizeof models[0])
+
+enum { X_IMAGE, X_TOKENS, X_FUSION, X_HEAD, X_LOSS, X_PARTS }; /* xattn-fusion's plugins */
 
 typedef struct net {
     mf_params *params;
@@ -54,7 +64,11 @@ typedef struct net {
     mf_graph *g;
     mf_node *input[MAX_INPUTS], *ones, *target, *out, *loss;
     int n_inputs;
-    int tokens; /* clip-dual: the text input holds token ids */
+    int tokens;   /* the second input holds token ids (clip-dual, xattn-fusion) */
+    int diagonal; /* clip-dual: sample j's target is j */
+    mf_registry *reg;         /* xattn-fusion: its plugins, its YAML, its modules */
+    mf_config *cfg;
+    mf_module *part[X_PARTS];
 } net;
 
 /* ---------------------------------------------------------------- model definitions */
@@ -112,7 +126,7 @@ static void build(net *n, const char *name, const layers *L, int B, int training
     n->n_inputs = 2;
     n->input[0] = cnn ? mf_input(g, "image", mf_shape4(B, 1, 28, 28))
                       : mf_input(g, "x1", mf_shape2(B, 784));
-    n->tokens = strcmp(name, "clip-dual") == 0;
+    n->tokens = n->diagonal = strcmp(name, "clip-dual") == 0;
     n->input[1] = n->tokens ? mf_input(g, "tokens", mf_shape2(B, 16)) : mf_input(g, "x2", mf_shape2(B, 64));
     n->target = mf_input(g, "target", mf_shape1(B));
     mf_node *x1 = n->input[0], *x2 = n->input[1];
@@ -138,12 +152,184 @@ static void build(net *n, const char *name, const layers *L, int B, int training
     }
     if (!training) /* inference stops at the logits / similarity matrix, as torch_ref.py's */
         return;
-    if (n->tokens)
+    if (n->diagonal)
         n->loss = mf_scale(g, mf_add(g, mf_cross_entropy(g, n->out, n->target),
                                      mf_cross_entropy(g, mf_transpose(g, n->out, 0, 1), n->target)),
                            0.5f);
     else
         n->loss = mf_cross_entropy(g, n->out, n->target);
+}
+
+/* ---------------------------------------------------------------- xattn-fusion, from plugins */
+/* As an experiment builds its model: the built-in plugins, each section checked against the
+ * plugin's declared parameters, built with the shapes the host passes, named as in a run.
+ *   image (1,28,28) → transformer, 7×7 patches → (16,128) ┐
+ *   tokens (16)     → transformer, 1000 ids    → (16,128) ┴ crossattn → (256) → mlp → (10) */
+static const char *const xattn_key[X_PARTS] = {"image", "tokens", "fusion", "head", "loss"};
+static const char *const xattn_path[X_PARTS] = {"model.encoders.image", "model.encoders.tokens",
+                                                "model.fusion", "model.head", "loss"};
+static const mf_kind xattn_kind[X_PARTS] = {MF_KIND_ENCODER, MF_KIND_ENCODER, MF_KIND_FUSION,
+                                            MF_KIND_ENCODER, MF_KIND_LOSS};
+static const char xattn_yaml[] =
+    "image: {type: transformer, width: 128, heads: 4, layers: 1, mlp_ratio: 2, patch: 7, "
+    "pool: none}\n"
+    "tokens: {type: transformer, width: 128, heads: 4, layers: 1, mlp_ratio: 2, pool: none}\n"
+    "fusion: {type: crossattn, layers: 1, heads: 4, pool: mean}\n"
+    "head: {type: mlp, hidden: []}\n"
+    "loss: {type: cross_entropy}\n";
+#define XATTN_REF_PARAMS 539146 /* sum(p.numel()) of torch_ref.py's XAttnFusion */
+
+/* The reference has no LayerNorm after the encoder's layer or after the cross layers, and no
+ * feed-forward sublayer in the cross layers. Each is set where the plugin declares the
+ * option; otherwise the nearest value it takes, and the parameter count shows the rest. */
+static const struct {
+    int part;
+    const char *key, *value;
+} xattn_exact[] = {
+    {X_IMAGE, "final_norm", "false"}, {X_TOKENS, "final_norm", "false"},
+    {X_FUSION, "final_norm", "false"}, {X_FUSION, "mlp_ratio", "0"},
+};
+
+static const mf_param_spec *declared(const mf_plugin *p, const char *key)
+{
+    for (const mf_param_spec *s = p->params; s && s->name; s++)
+        if (strcmp(s->name, key) == 0)
+            return s;
+    return NULL;
+}
+
+/* The plugins, and their YAML with the reference's options where they exist. */
+static int xattn_configure(net *n, const mf_plugin **plugin, mf_error *err)
+{
+    static const char *const type_key[] = {"type", NULL};
+    n->reg = mf_registry_new();
+    n->cfg = mf_config_parse(xattn_yaml, sizeof xattn_yaml - 1, "xattn-fusion", err);
+    if (!n->reg || !n->cfg)
+        return -1;
+    /* as `mmfuse run` finds them: MMFUSE_PLUGIN_PATH first, then the built-in folder; a
+     * refused file matters only if it was one of ours */
+    mf_error load_err;
+    mf_error_clear(&load_err);
+    mf_registry_add_search_path(n->reg, NULL, &load_err);
+    for (int i = 0; i < X_PARTS; i++) {
+        const mf_config *sec = mf_config_get(n->cfg, xattn_key[i]);
+        const char *type = mf_config_scalar(mf_config_get(sec, "type"));
+        if (!(plugin[i] = mf_registry_find(n->reg, xattn_kind[i], type, NULL))) {
+            mf_error_set(err, "xattn-fusion needs the %s plugin '%s', found neither on "
+                         "MMFUSE_PLUGIN_PATH nor in %s%s%s", mf_kind_name(xattn_kind[i]), type,
+                         mf_default_plugin_dir(), load_err.count ? ": " : "",
+                         load_err.count ? load_err.msg : "");
+            return -1;
+        }
+    }
+    char set[160], missing[256] = "";
+    for (size_t i = 0; i < sizeof xattn_exact / sizeof xattn_exact[0]; i++) {
+        const int part = xattn_exact[i].part;
+        const char *key = xattn_exact[i].key, *want = xattn_exact[i].value;
+        const mf_param_spec *s = declared(plugin[part], key);
+        // a number below the declared minimum: the minimum (the smallest feed-forward)
+        const int below = s && (s->flags & MF_PARAM_MIN) && s->type == MF_TYPE_FLOAT &&
+                          atof(want) < s->min;
+        if (!s || below)
+            snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%s%s.%s: %s",
+                     *missing ? ", " : "", xattn_key[part], key, want);
+        if (below)
+            snprintf(set, sizeof set, "%s.%s=%g", xattn_key[part], key, s->min);
+        else
+            snprintf(set, sizeof set, "%s.%s=%s", xattn_key[part], key, want);
+        if (s && mf_config_override(n->cfg, set, err))
+            return -1;
+    }
+    if (*missing)
+        fprintf(stderr, "mmfuse bench xattn-fusion: the plugins do not take %s, which the "
+                "reference needs: the model differs from it there\n", missing);
+    for (int i = 0; i < X_PARTS; i++)
+        if (mf_config_check((mf_config *)mf_config_get(n->cfg, xattn_key[i]), plugin[i]->params,
+                            type_key, err))
+            return -1;
+    return 0;
+}
+
+/* The five modules, built with the shapes an experiment's host would pass them. */
+static int xattn_define(net *n, mf_error *err)
+{
+    const mf_plugin *plugin[X_PARTS];
+    if (xattn_configure(n, plugin, err))
+        return -1;
+    const mf_config *sec[X_PARTS];
+    for (int i = 0; i < X_PARTS; i++)
+        if (!(sec[i] = mf_config_get(n->cfg, xattn_key[i])) ||
+            !(n->part[i] = mf_module_new(plugin[i], xattn_path[i], n->params, err)))
+            return -1;
+    const char *names[2] = {"image", "tokens"}, *fused_name = "fused";
+    const mf_shape in[2] = {mf_shape3(1, 28, 28), mf_shape1(16)};
+    const uint32_t in_flags[2] = {0, MF_IO_TOKENS};
+    const int64_t vocab[2] = {0, 1000}, no_vocab[2] = {0, 0};
+    uint32_t emb_flags[2] = {0, 0}, fused_flags = 0, head_flags = 0;
+    mf_shape emb[2], fused, logits;
+    for (int m = 0; m < 2; m++) { // per sample: (1,28,28) and (16) → (16,128) each
+        mf_build_args a = {sizeof a, 1, &in[m], &names[m], 0, &in_flags[m], &vocab[m],
+                           &emb_flags[m], sec[m]};
+        if (mf_module_build(n->part[m], sec[m], &a, &emb[m], err))
+            return -1;
+    }
+    mf_build_args fa = {sizeof fa, 2, emb, names, 0, emb_flags, no_vocab, &fused_flags,
+                        sec[X_FUSION]};
+    if (mf_module_build(n->part[X_FUSION], sec[X_FUSION], &fa, &fused, err)) // → (256)
+        return -1;
+    mf_build_args ha = {sizeof ha, 1, &fused, &fused_name, 10, &fused_flags, no_vocab,
+                        &head_flags, sec[X_HEAD]};
+    if (mf_module_build(n->part[X_HEAD], sec[X_HEAD], &ha, &logits, err)) // → (10)
+        return -1;
+    mf_loss_build_args la = {sizeof la, 2, names, emb, emb_flags, &fused, &logits,
+                             MF_TARGET_CLASSES, 10};
+    return mf_module_build_loss_model(n->part[X_LOSS], sec[X_LOSS], &la, err);
+}
+
+static void xattn_build(net *n, int B, int training)
+{
+    static const char *const names[2] = {"image", "tokens"};
+    mf_graph *g = n->g = mf_graph_new(training);
+    n->n_inputs = 2;
+    n->tokens = 1;
+    n->input[0] = mf_input(g, "image", mf_shape4(B, 1, 28, 28));
+    n->input[1] = mf_input(g, "tokens", mf_shape2(B, 16));
+    n->target = mf_input(g, "target", mf_shape1(B));
+    mf_node *emb[2]; // (B,16,128) each
+    for (int m = 0; m < 2; m++)
+        emb[m] = mf_module_forward(n->part[m], g, 1, &n->input[m]);
+    mf_node *fused = mf_module_forward(n->part[X_FUSION], g, 2, emb); // (B,256)
+    n->out = fused ? mf_module_forward(n->part[X_HEAD], g, 1, &fused) : NULL; // (B,10)
+    if (!training || !n->out)
+        return;
+    mf_loss_inputs li = {sizeof li, n->out, n->target, 2, names, emb, fused, MF_TARGET_CLASSES};
+    n->loss = mf_module_loss(n->part[X_LOSS], g, &li);
+}
+
+static void xattn_free(net *n)
+{
+    for (int i = 0; i < X_PARTS; i++)
+        mf_module_free(n->part[i]);
+    mf_registry_free(n->reg); /* after the modules made from its files */
+    mf_config_free(n->cfg);
+}
+
+/* Parameters, and the FLOPs of one forward's products (recorded: convolution, matmul, bmm),
+ * against torch_ref.py's count of the same model. */
+static void xattn_report(net *n, int64_t ref_flops)
+{
+    mfi_gemm_log log = {0};
+    mfi_gemm_record(&log);
+    mf_graph_forward(n->g);
+    mfi_gemm_record(NULL);
+    double flops = 0;
+    for (int i = 0; i < log.n; i++)
+        flops += 2.0 * (double)log.calls[i].m * (double)log.calls[i].n * (double)log.calls[i].k;
+    free(log.calls);
+    fprintf(stderr, "xattn-fusion: %lld parameters (torch_ref.py: %d); one forward's matrix "
+            "products %.1f MFLOP in %d calls (torch_ref.py: %.1f)\n",
+            (long long)mf_params_numel(n->params), XATTN_REF_PARAMS, flops * 1e-6, log.n,
+            (double)ref_flops * 1e-6);
 }
 
 /* ---------------------------------------------------------------- data */
@@ -168,7 +354,7 @@ static int make_batches(batches *d, const net *n, int B, uint64_t seed)
         if (!(d->y[b] = malloc((size_t)B * sizeof(float))))
             return -1;
         for (int j = 0; j < B; j++)
-            d->y[b][j] = n->tokens ? (float)j : (float)mf_rng_below(&rng, 10);
+            d->y[b][j] = n->diagonal ? (float)j : (float)mf_rng_below(&rng, 10);
     }
     return 0;
 }
@@ -280,7 +466,7 @@ int mf_bench_run(const mf_bench_options *o, mf_bench_result *res, mf_error *err)
         names[N_MODELS] = NULL;
         const char *hint = mf_suggestion(o->model, names);
         mf_error_set(err, "unknown benchmark model '%s'%s (one of mlp-concat, tensor-fusion, "
-                     "cnn-late, clip-dual)", o->model, hint);
+                     "cnn-late, clip-dual, xattn-fusion)", o->model, hint);
         return MF_EXIT_BAD_INPUT;
     }
     memset(res, 0, sizeof *res);
@@ -296,14 +482,20 @@ int mf_bench_run(const mf_bench_options *o, mf_bench_result *res, mf_error *err)
     int status = MF_EXIT_FAILED;
     double *times = NULL;
 
+    const int xattn = strcmp(o->model, "xattn-fusion") == 0;
     n.params = mf_params_new();
-    n.module = mf_module_new(NULL, o->model, n.params, err);
-    if (!n.module || define(o->model, &L, n.module) ||
-        mf_params_finalize(n.params, o->seed, 2, err))
+    if (xattn ? xattn_define(&n, err)
+              : !(n.module = mf_module_new(NULL, o->model, n.params, err)) ||
+                    define(o->model, &L, n.module))
+        goto done;
+    if (mf_params_finalize(n.params, o->seed, 2, err))
         goto done;
     if (L.logit_scale)
         mf_param_value(L.logit_scale)[0] = logf(1.0f / 0.07f);
-    build(&n, o->model, &L, B, o->train);
+    if (xattn)
+        xattn_build(&n, B, o->train);
+    else
+        build(&n, o->model, &L, B, o->train);
     if (mf_graph_compile(n.g, err))
         goto done;
     if (n.ones)
@@ -345,6 +537,8 @@ int mf_bench_run(const mf_bench_options *o, mf_bench_result *res, mf_error *err)
     qsort(times, (size_t)o->steps, sizeof *times, compare_doubles);
     double median = times[o->steps / 2];
 
+    if (xattn) /* the plugins' model against the reference's definition, as numbers */
+        xattn_report(&n, model->macs_per_sample * B * 2);
     /* The same step's sgemm calls, recorded, then replayed alone. */
     mfi_gemm_log log = {0};
     mfi_gemm_record(&log);
@@ -368,7 +562,7 @@ int mf_bench_run(const mf_bench_options *o, mf_bench_result *res, mf_error *err)
     free(log.calls);
 
     int64_t macs = model->macs_per_sample * B;
-    if (n.tokens)
+    if (n.diagonal)
         macs += (int64_t)B * B * 128;
     res->batch = B;
     res->flops_per_step = 2 * macs * (o->train ? 3 : 1);
@@ -390,6 +584,7 @@ done:
     free_batches(&d);
     mf_graph_free(n.g);
     mf_module_free(n.module);
+    xattn_free(&n);
     mf_params_free(n.params);
     return status;
 }

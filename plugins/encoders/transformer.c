@@ -18,7 +18,7 @@ enum { IN_IMAGE, IN_TOKENS, IN_SEQUENCE };
 enum { POOL_CLS, POOL_MEAN, POOL_NONE };
 
 typedef struct transformer_state {
-    int input, pool, n_layers, has_cls, patch;
+    int input, pool, n_layers, has_cls, patch, final_norm;
     int64_t width, positions; /* positions: T (patches or tokens) without the CLS token */
     float dropout;
     mf_conv2d_layer patch_embed; /* IN_IMAGE */
@@ -47,6 +47,8 @@ static const mf_param_spec transformer_params[] = {
      "Prepend a learned CLS token (always there with pool: cls; kept at position 0 by none)."},
     {"patch", MF_TYPE_INT, "4", MF_PARAM_MIN, 1, 0, NULL,
      "Image inputs: side of the square patches, which must divide the image's height and width."},
+    {"final_norm", MF_TYPE_BOOL, "true", 0, 0, 0, NULL,
+     "A LayerNorm after the last layer (ViT's); false ends at the last layer's residual sum."},
     {"out", MF_TYPE_INT, "0", MF_PARAM_MIN, 0, 0, NULL,
      "A final linear projection to this many features; 0: none (a head takes the class count)."},
     MF_PARAM_END,
@@ -116,6 +118,7 @@ static int read_params(transformer_state *s, const mf_config *cfg, int64_t *head
         mf_config_float(cfg, "dropout", &dropout, err) ||
         mf_config_enum(cfg, "pool", "cls|mean|none", &s->pool, err) ||
         mf_config_bool(cfg, "cls_token", &s->has_cls, err) ||
+        mf_config_bool(cfg, "final_norm", &s->final_norm, err) ||
         mf_config_int(cfg, "patch", &patch, err) || mf_config_int(cfg, "out", out, err))
         return -1;
     s->n_layers = (int)layers;
@@ -167,7 +170,8 @@ static int transformer_build(mf_module *self, const mf_config *cfg, const mf_bui
                                       s->dropout))
             return -1;
     }
-    if (s->n_layers && mf_layer_norm_layer_init(&s->ln_final, self, "ln_final", s->width, 1e-5f))
+    if (s->n_layers && s->final_norm &&
+        mf_layer_norm_layer_init(&s->ln_final, self, "ln_final", s->width, 1e-5f))
         return -1;
     if (out_features && mf_linear_init(&s->out_proj, self, "out", s->width, out_features, 1))
         return -1;
@@ -215,7 +219,7 @@ static mf_node *transformer_forward(mf_module *self, mf_graph *g, int n_in, mf_n
     mf_node *x = embed(s, g, in[0], &mask);
     for (int i = 0; i < s->n_layers; i++)
         x = mf_transformer_layer_forward(g, &s->layer[i], x, NULL, mask);
-    if (s->n_layers)
+    if (s->n_layers && s->final_norm)
         x = mf_layer_norm_layer_forward(g, &s->ln_final, x);
     if (!x)
         return NULL;

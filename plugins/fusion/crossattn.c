@@ -23,6 +23,7 @@ typedef struct pair_stack { // m ← s
 
 typedef struct crossattn_state {
     int n, layers, memory, last; // last: pool the last valid position, not the masked mean
+    int final_norm;              // a LayerNorm on each pair's (and the memory's) output
     int64_t dim;
     int projected[MAX_MODALITIES];
     mf_linear proj[MAX_MODALITIES];
@@ -38,17 +39,60 @@ static const mf_param_spec crossattn_params[] = {
     {"dim", MF_TYPE_INT, "0", MF_PARAM_MIN, 0, 0, NULL,
      "Width every modality is projected to (bias-free linear, MulT's Conv1d k=1); 0 keeps "
      "the modalities' common width."},
-    {"mlp_ratio", MF_TYPE_FLOAT, "4", MF_PARAM_MIN | MF_PARAM_MAX, 0.25, 16, NULL,
-     "Hidden width of each layer's MLP, as a multiple of the attention width."},
+    {"mlp_ratio", MF_TYPE_FLOAT, "4", MF_PARAM_MIN | MF_PARAM_MAX, 0, 16, NULL,
+     "Hidden width of each layer's MLP, as a multiple of the attention width; 0: no MLP "
+     "sublayer (the layers are x + attention alone)."},
     {"dropout", MF_TYPE_FLOAT, "0", MF_PARAM_MIN | MF_PARAM_MAX, 0, 0.95, NULL,
      "Dropout on attention weights and residual branches, in training."},
     {"memory_layers", MF_TYPE_INT, "0", MF_PARAM_MIN | MF_PARAM_MAX, 0, MAX_LAYERS, NULL,
      "Self-attention layers over each target's concatenated outputs before pooling (MulT's "
      "memory transformer, 3 there)."},
+    {"final_norm", MF_TYPE_BOOL, "true", 0, 0, 0, NULL,
+     "A LayerNorm on each pair's output (MulT's); false passes the last layer's sum on."},
     {"pool", MF_TYPE_ENUM, "mean", 0, 0, 0, "mean|last",
      "Pool each target's positions: masked mean, or the last valid position (MulT)."},
     MF_PARAM_END,
 };
+
+/* A pre-LN layer; with mlp_ratio 0 its attention alone, x + attn(ln1(x), ln_ctx(context)),
+ * with the parameters a full layer's attention has (fc1.weight NULL marks it). */
+static int layer_init(mf_transformer_layer *l, mf_module *m, const char *name, int64_t dim,
+                      int64_t context_dim, int64_t heads, double mlp_ratio, float dropout)
+{
+    if (mlp_ratio > 0)
+        return mf_transformer_layer_init(l, m, name, dim, context_dim, heads, mlp_ratio, dropout);
+    char key[200]; // l is in the state, which the host zeroed
+    l->dim = dim;
+    l->context_dim = context_dim;
+    l->dropout = dropout;
+    snprintf(key, sizeof key, "%s.ln1", name);
+    if (mf_layer_norm_layer_init(&l->ln1, m, key, dim, 1e-5f))
+        return -1;
+    snprintf(key, sizeof key, "%s.ln_ctx", name);
+    if (context_dim > 0 && mf_layer_norm_layer_init(&l->ln_ctx, m, key, context_dim, 1e-5f))
+        return -1;
+    snprintf(key, sizeof key, "%s.attn", name);
+    return mf_attention_init(&l->attn, m, key, dim, context_dim, heads, dropout);
+}
+
+/* x (B,T,dim), context (B,S,·) or NULL, mask (B,S) non-zero = padding, or NULL */
+static mf_node *layer_forward(mf_graph *g, const mf_transformer_layer *l, mf_node *x,
+                              mf_node *context, mf_node *mask)
+{
+    if (l->fc1.weight || !x)
+        return mf_transformer_layer_forward(g, l, x, context, mask);
+    mf_node *key_mask = NULL; // (B,S) → (B,1,1,S)
+    if (mask) {
+        const mf_shape *ms = mf_node_shape(mask);
+        key_mask = mf_reshape(g, mask, mf_shape4(ms->dim[0], 1, 1, ms->ndim > 1 ? ms->dim[1] : 1));
+    }
+    mf_node *ctx = context ? mf_layer_norm_layer_forward(g, &l->ln_ctx, context) : NULL;
+    mf_node *h = mf_attention_forward(g, &l->attn, mf_layer_norm_layer_forward(g, &l->ln1, x),
+                                      ctx, key_mask);
+    if (l->dropout > 0 && mf_graph_training(g))
+        h = mf_dropout(g, h, l->dropout);
+    return mf_add(g, x, h);
+}
 
 static int build_pairs(crossattn_state *s, mf_module *self, const mf_build_args *args,
                        int64_t heads, double mlp_ratio, float dropout)
@@ -68,23 +112,23 @@ static int build_pairs(crossattn_state *s, mf_module *self, const mf_build_args 
             char name[160];
             for (int k = 0; k < s->layers; k++) {
                 snprintf(name, sizeof name, "from_%s.layer%d", args->in_names[src], k);
-                if (mf_transformer_layer_init(&p->layer[k], mod, name, s->dim, s->dim, heads,
-                                              mlp_ratio, dropout))
+                if (layer_init(&p->layer[k], mod, name, s->dim, s->dim, heads, mlp_ratio,
+                               dropout))
                     return -1;
             }
             snprintf(name, sizeof name, "from_%s.ln", args->in_names[src]);
-            if (mf_layer_norm_layer_init(&p->ln, mod, name, s->dim, 1e-5f))
+            if (s->final_norm && mf_layer_norm_layer_init(&p->ln, mod, name, s->dim, 1e-5f))
                 return -1;
         }
         const int64_t width = (s->n - 1) * s->dim; // heads divide dim, so they divide width
         for (int k = 0; k < s->memory; k++) {
             char name[32];
             snprintf(name, sizeof name, "memory.layer%d", k);
-            if (mf_transformer_layer_init(&s->mem[m].layer[k], mod, name, width, 0, heads,
-                                          mlp_ratio, dropout))
+            if (layer_init(&s->mem[m].layer[k], mod, name, width, 0, heads, mlp_ratio, dropout))
                 return -1;
         }
-        if (s->memory && mf_layer_norm_layer_init(&s->mem[m].ln, mod, "memory.ln", width, 1e-5f))
+        if (s->memory && s->final_norm &&
+            mf_layer_norm_layer_init(&s->mem[m].ln, mod, "memory.ln", width, 1e-5f))
             return -1;
     }
     return 0;
@@ -102,6 +146,7 @@ static int crossattn_build(mf_module *self, const mf_config *cfg, const mf_build
         mf_config_float(cfg, "mlp_ratio", &mlp_ratio, err) ||
         mf_config_float(cfg, "dropout", &dropout, err) ||
         mf_config_enum(cfg, "pool", "mean|last", &s->last, err) ||
+        mf_config_bool(cfg, "final_norm", &s->final_norm, err) ||
         mf_fusion_sequences(cfg, args, "crossattn", MAX_MODALITIES, dim, &s->dim, err))
         return -1;
     if (s->dim % heads != 0) {
@@ -110,7 +155,7 @@ static int crossattn_build(mf_module *self, const mf_config *cfg, const mf_build
                         (long long)s->dim);
         return -1;
     }
-    if (mlp_ratio * (double)s->dim < 0.5) {
+    if (mlp_ratio > 0 && mlp_ratio * (double)s->dim < 0.5) {
         mf_config_error(err, mf_config_get(cfg, "mlp_ratio"),
                         "mlp_ratio %g leaves no hidden unit at width %lld", mlp_ratio,
                         (long long)s->dim);
@@ -155,15 +200,15 @@ static mf_node *crossattn_forward(mf_module *self, mf_graph *g, int n_in, mf_nod
             const pair_stack *p = &s->pair[m][j];
             mf_node *y = h[m]; // queries from m; keys and values stay s's projected sequence
             for (int k = 0; k < s->layers; k++)
-                y = mf_transformer_layer_forward(g, &p->layer[k], y, h[src], mf_node_mask(in[src]));
-            parts[j++] = mf_layer_norm_layer_forward(g, &p->ln, y);
+                y = layer_forward(g, &p->layer[k], y, h[src], mf_node_mask(in[src]));
+            parts[j++] = s->final_norm ? mf_layer_norm_layer_forward(g, &p->ln, y) : y;
         }
         // (B,T_m,(M-1)·dim) → (B,(M-1)·dim)
         mf_node *cat = mf_concat_axis(g, s->n - 1, parts, 2);
         mf_node *mask = mf_node_mask(in[m]);
         for (int k = 0; k < s->memory; k++)
-            cat = mf_transformer_layer_forward(g, &s->mem[m].layer[k], cat, NULL, mask);
-        if (s->memory)
+            cat = layer_forward(g, &s->mem[m].layer[k], cat, NULL, mask);
+        if (s->memory && s->final_norm)
             cat = mf_layer_norm_layer_forward(g, &s->mem[m].ln, cat);
         pooled[m] = s->last ? last_valid(g, cat, mask) : mf_masked_mean(g, cat, mask);
     }
