@@ -116,7 +116,8 @@ const mf_param_spec mfi_optim_specs[] = {
     {"type", MF_TYPE_ENUM, "adam", 0, 0, 0, MF_OPTIM_CHOICES, "Update rule."},
     {"lr", MF_TYPE_FLOAT, "1.0e-3", MF_PARAM_MIN, 0, 0, NULL, "Learning rate."},
     {"weight_decay", MF_TYPE_FLOAT, "0", MF_PARAM_MIN, 0, 0, NULL,
-     "L2 penalty (adam, sgd) or decoupled decay (adamw)."},
+     "L2 penalty (adam, sgd) or decoupled decay (adamw); biases, norms, tokens and "
+     "temperatures are exempt (MF_NO_DECAY, as open_clip and timm exempt them)."},
     {"betas", MF_TYPE_FLOAT_LIST, "[0.9, 0.999]", MF_PARAM_MIN | MF_PARAM_MAX, 0, 0.999999, NULL,
      "Adam's moving-average coefficients."},
     {"eps", MF_TYPE_FLOAT, "1.0e-8", MF_PARAM_MIN, 0, 0, NULL, "Adam's denominator term."},
