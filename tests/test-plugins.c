@@ -274,6 +274,16 @@ START_TEST(abi10_bundle_loads_checks_and_runs)
     ck_assert_int_eq(res.epochs_run, 4);
     ck_assert(isfinite(res.final_train_loss));
     ck_assert_double_gt(res.test_accuracy, 0.5); /* 4 classes: chance is 0.25 */
+    /* a 1.0 loss reads class logits only: without a head it is refused, located */
+    static const char *const no_head[] = {"model.head=none"};
+    opts.n_overrides = 1;
+    opts.overrides = no_head;
+    mf_error_clear(&err);
+    ck_assert_int_eq(mf_experiment_run(tmp_path("abi10.yaml"), &opts, &res, &err),
+                     MF_EXIT_BAD_INPUT);
+    ck_assert_msg(strstr(err.msg, "abi10.yaml:11:7: loss: the loss 'abi10_loss' (ABI 1.0) "
+                                          "reads a head's class logits, and this model has no "
+                                          "head"), "%s", err.msg);
     remove_tmp();
 }
 END_TEST

@@ -58,14 +58,29 @@ void mfi_assemble(const mfi_input *in, const mf_dataset_info *info, const mfi_ba
     }
 }
 
+/* Σt and Σt² of each target column, over one batch. */
+static void add_targets(const mfi_batch *b, int64_t k, double *sum, double *sq)
+{
+    for (int64_t i = 0; i < b->n * k; i++) {
+        sum[i % k] += b->targets[i];
+        sq[i % k] += (double)b->targets[i] * b->targets[i];
+    }
+}
+
 int mfi_fit_standardization(mfi_input *inputs, int n_inputs, const mf_dataset_info *info,
-                            mfi_loader *loader, mf_error *err)
+                            mfi_loader *loader, double *target_mean, double *target_std,
+                            mf_error *err)
 {
     double *sum[MFI_MAX_MODALITIES] = {0}, *sq[MFI_MAX_MODALITIES] = {0};
+    const int64_t tk = target_mean ? info->target_dim : 0;
+    double *tsum = tk ? calloc((size_t)tk, sizeof *tsum) : NULL;
+    double *tsq = tk ? calloc((size_t)tk, sizeof *tsq) : NULL;
     float *tmp[MFI_MAX_MODALITIES] = {0};
     mfi_loader_start(loader, 0); /* the first batch is the largest: size the buffers by it */
     int64_t count = 0, batch_max = mfi_loader_peek(loader);
-    int status = 0;
+    int status = tk && (!tsum || !tsq) ? -1 : 0;
+    if (status)
+        mf_error_set(err, "out of memory fitting the standardisation");
     for (int k = 0; k < n_inputs && !status; k++) {
         if (!inputs[k].standardize)
             continue;
@@ -100,6 +115,8 @@ int mfi_fit_standardization(mfi_input *inputs, int n_inputs, const mf_dataset_in
                     sq[k][j] += v * v;
                 }
         }
+        if (tk)
+            add_targets(b, tk, tsum, tsq);
         count += n;
     }
     if (!status && n < 0)
@@ -115,6 +132,13 @@ int mfi_fit_standardization(mfi_input *inputs, int n_inputs, const mf_dataset_in
             inputs[k].inv_std[j] = var > 1e-12 ? (float)(1.0 / sqrt(var)) : 1.0f;
         }
     }
+    for (int64_t j = 0; j < tk && !status; j++) {
+        target_mean[j] = tsum[j] / (double)count;
+        const double var = tsq[j] / (double)count - target_mean[j] * target_mean[j];
+        target_std[j] = var > 1e-12 ? sqrt(var) : 1.0;
+    }
+    free(tsum);
+    free(tsq);
     for (int k = 0; k < n_inputs; k++) {
         free(sum[k]);
         free(sq[k]);

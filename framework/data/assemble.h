@@ -30,9 +30,12 @@ void mfi_assemble(const mfi_input *in, const mf_dataset_info *info, const mfi_ba
                   mf_rng *rng);
 
 /* Fit mean and 1/std per feature of every input that standardises, over all of `loader`'s
- * samples (the training split), in double precision. A constant feature gets 1/std = 1. */
+ * samples (the training split), in double precision. A constant feature gets 1/std = 1.
+ * With target_mean and target_std (info->target_dim each; NULL: not wanted), the regression
+ * targets' mean and std in the same pass (a constant target gets std 1). */
 int mfi_fit_standardization(mfi_input *inputs, int n_inputs, const mf_dataset_info *info,
-                            mfi_loader *loader, mf_error *err);
+                            mfi_loader *loader, double *target_mean, double *target_std,
+                            mf_error *err);
 void mfi_input_free(mfi_input *in);
 
 #endif

@@ -206,6 +206,11 @@ int mf_module_build_loss_model(mf_module *m, const mf_config *cfg, const mf_loss
     if (MFI_HAS_MEMBER(ops, mf_loss_ops, build_model)) {
         mf_loss_build_args none = {sizeof none, 0, NULL, NULL, NULL, NULL, NULL, 0, 0};
         status = ops->build_model(m, cfg, args ? args : &none, err);
+    } else if (args && (!args->logits || args->target_kind != MF_TARGET_CLASSES)) {
+        /* a 1.0 loss reads a head's class logits and nothing else */
+        mf_config_error(err, cfg, "the loss '%s' (ABI 1.0) reads a head's class logits, and this "
+                        "model has %s", m->plugin->name, !args->logits ? "no head" : "no class labels");
+        status = -1;
     } else {
         status = ops->build(m, cfg, err);
     }

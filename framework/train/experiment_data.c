@@ -8,10 +8,10 @@
 
 #include "experiment_internal.h"
 
+/* The host owns the info (zeroed, of its own size), so a 1.0 reader leaves these at 0. */
 static int has_padding(const mf_dataset_info *in)
 {
-    return in->struct_size >= offsetof(mf_dataset_info, has_padding) + sizeof in->has_padding &&
-           in->has_padding && in->pad_token >= 0;
+    return in->has_padding && in->pad_token >= 0;
 }
 
 /* encoders.<m>: {share: <other>}: the other modality's encoder (itself not shared), over

@@ -3,7 +3,6 @@
  *
  *   inputs → encoders (shared or not) → [fusion] → [head] → Σ weight·loss
  */
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,13 +71,6 @@ static int build_fusion_and_head(experiment *e, mf_error *err)
     return 0;
 }
 
-static int is_abi10_loss(const mf_plugin *p)
-{
-    const mf_loss_ops *ops = p->ops;
-    return !(ops->struct_size >= offsetof(mf_loss_ops, build_model) + sizeof ops->build_model &&
-             ops->build_model);
-}
-
 static int build_losses(experiment *e, mf_error *err)
 {
     mf_loss_build_args args = {sizeof args,
@@ -93,14 +85,6 @@ static int build_losses(experiment *e, mf_error *err)
     for (int i = 0; i < e->n_losses; i++) {
         char path[64];
         snprintf(path, sizeof path, e->n_losses == 1 ? "loss" : "loss.%d", i);
-        /* a 1.0 loss reads the head's class logits and nothing else */
-        if (is_abi10_loss(e->loss_plugin[i]) &&
-            (!e->has_logits || e->target_kind != MF_TARGET_CLASSES)) {
-            mf_config_error(err, e->loss_cfg[i], "the loss '%s' (ABI 1.0) reads a head's class "
-                            "logits, and this model has %s", e->loss_plugin[i]->name,
-                            !e->has_logits ? "no head" : "no class labels");
-            return -1;
-        }
         if (!(e->loss[i] = mf_module_new(e->loss_plugin[i], path, e->params, err)) ||
             mf_module_build_loss_model(e->loss[i], e->loss_cfg[i], &args, err))
             return -1;

@@ -285,39 +285,6 @@ static int evaluate_robustness(pass *p, mfi_loader *test, const mfi_metric_table
 }
 
 /* ---------------------------------------------------------------- the loop */
-/* Mean and standard deviation of each regression target over the training split. */
-static int fit_targets(experiment *e, mfi_loader *train, mf_error *err)
-{
-    const int64_t k = e->target_dim;
-    double *sum = calloc((size_t)k, sizeof *sum), *sq = calloc((size_t)k, sizeof *sq);
-    e->target_mean = calloc((size_t)k, sizeof(double));
-    e->target_std = calloc((size_t)k, sizeof(double));
-    if (!sum || !sq || !e->target_mean || !e->target_std) {
-        free(sum);
-        free(sq);
-        mf_error_set(err, "out of memory");
-        return -1;
-    }
-    int64_t n = 0, b;
-    const mfi_batch *batch;
-    mfi_loader_start(train, 0);
-    while ((b = mfi_loader_next(train, &batch, err)) > 0) {
-        for (int64_t i = 0; i < b * k; i++) {
-            sum[i % k] += batch->targets[i];
-            sq[i % k] += (double)batch->targets[i] * batch->targets[i];
-        }
-        n += b;
-    }
-    for (int64_t j = 0; b == 0 && j < k; j++) {
-        e->target_mean[j] = sum[j] / (double)n;
-        const double var = sq[j] / (double)n - e->target_mean[j] * e->target_mean[j];
-        e->target_std[j] = var > 1e-12 ? sqrt(var) : 1.0; /* a constant target stays as it is */
-    }
-    free(sum);
-    free(sq);
-    return b < 0 ? -1 : 0;
-}
-
 static int better(double v, double best, int higher)
 {
     if (isnan(v))
@@ -338,16 +305,24 @@ static int make_loaders(experiment *e, mfi_loader **loader, mf_error *err)
         if (!loader[s])
             return -1;
     }
-    /* standardisation from the training split only, saved with the run */
+    /* standardisation from the training split only (inputs and regression targets, in one
+     * pass), saved with the run */
     int any = 0, standardize = 1;
     mf_config_bool(e->data_cfg, "standardize", &standardize, NULL);
-    if (standardize && e->target_kind == MF_TARGET_VALUES &&
-        fit_targets(e, loader[MF_SPLIT_TRAIN], err))
-        return -1;
     for (int m = 0; m < e->n_mod; m++)
         any |= e->input[m].standardize;
-    if (any && (mfi_fit_standardization(e->input, e->n_mod, e->info, loader[MF_SPLIT_TRAIN], err) ||
-                (e->run && mfi_run_dir_standardization(e->run, e->input, e->n_mod, err))))
+    if (standardize && e->target_kind == MF_TARGET_VALUES) {
+        e->target_mean = calloc((size_t)e->target_dim, sizeof(double));
+        e->target_std = calloc((size_t)e->target_dim, sizeof(double));
+        if (!e->target_mean || !e->target_std) {
+            mf_error_set(err, "out of memory");
+            return -1;
+        }
+    }
+    if ((any || e->target_mean) &&
+        (mfi_fit_standardization(e->input, e->n_mod, e->info, loader[MF_SPLIT_TRAIN],
+                                 e->target_mean, e->target_std, err) ||
+         (e->run && mfi_run_dir_standardization(e->run, e->input, e->n_mod, err))))
         return -1;
     return 0;
 }
