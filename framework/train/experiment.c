@@ -383,6 +383,7 @@ static void experiment_free(experiment *e)
     mf_registry_free(e->reg); /* last: the plugins' code must outlive their instances */
     mf_config_free(e->cfg);
     free(e->base_dir);
+    json_decref(e->details);
 }
 
 /* Load, check everything that can be wrong with the input before anything is written: the
@@ -413,7 +414,7 @@ static void save_result(experiment *e, int status, const mf_run_result *res, mf_
     mf_error_clear(&werr);
     const char *outcome = status == MF_EXIT_OK ? "done" : "failed";
     if (mfi_run_dir_result(e->run, outcome, res, e->seed, res->best_epoch,
-                           status == MF_EXIT_OK ? NULL : err->msg, &werr) && status == 0)
+                           status == MF_EXIT_OK ? NULL : err->msg, e->details, &werr) && status == 0)
         mf_error_set(err, "%s", werr.msg);
     if (!e->quiet)
         fprintf(e->log, "saved in %s\n", e->run->path);
@@ -457,6 +458,11 @@ int mf_experiment_run(const char *path, const mf_run_options *opts, mf_run_resul
         snprintf(res->run_dir, sizeof res->run_dir, "%s", run.path);
     }
     describe(&e);
+    if (!(e.details = json_object())) {
+        mf_error_set(err, "out of memory");
+        status = MF_EXIT_FAILED;
+        goto done;
+    }
     status = mfi_train(&e, res, err);
     if (e.run) {
         int had = err->count;

@@ -5,7 +5,8 @@
  *   experiment_data.c   the reader, views, inputs, splits, token and mask checks
  *   model.c             encoders (shared or not) → fusion → head → losses; graphs
  *   metrics.c           what a pass over a split measures, and model selection
- *   trainer.c           the training loop with its hooks, evaluation, robustness
+ *   trainer.c           the training loop with its hooks, evaluation
+ *   robustness.c        eval.robustness: modalities dropped, noise levels
  *
  * inputs (one per modality) → encoders → [fusion] → [head] → Σ weight·loss
  */
@@ -14,6 +15,7 @@
 
 #include <stdio.h>
 
+#include <jansson.h>
 #include <mmfuse/host.h>
 
 #include "../data/assemble.h"
@@ -111,6 +113,8 @@ typedef struct experiment {
     mf_optim optim;
     int retrieval[2];                  /* modalities compared by retrieval metrics, or -1 */
     mf_loss_metrics loss_metrics[MAX_LOSSES];
+    json_t *details;                   /* result.json's sections beyond the scalar metrics
+                                          (confusion matrix, per class, robustness) */
 } experiment;
 
 /* A section of the experiment (validated: the cast only drops const for mf_config_check). */
@@ -147,6 +151,23 @@ int mfi_check_select(experiment *e, mf_error *err);
 const char *mfi_default_select(const experiment *e);
 
 /* trainer.c */
+/* One pass of the loop: the experiment, its meter, the hooks and where training is. */
+typedef struct mfi_pass {
+    experiment *e;
+    mfi_meter *meter;
+    const mf_train_hooks *hooks;
+    int64_t step;              /* optimiser steps so far */
+    int epoch;
+} mfi_pass;
+
 int mfi_train(experiment *e, mf_run_result *res, mf_error *err);
+/* One pass over a split: train (optimiser steps) or evaluate; the meter holds its metrics.
+ * `rng` draws evaluation noise (the robustness transforms), NULL otherwise. */
+int mfi_run_pass(mfi_pass *p, mfi_loader *loader, int training, mf_rng *rng, mf_error *err);
+
+/* robustness.c: eval.robustness on the test split; the clean metrics given. Adds its
+ * figures to `details` (result.json) and writes robustness.csv in the run folder. */
+int mfi_evaluate_robustness(mfi_pass *p, mfi_loader *test, const mfi_metric_table *clean,
+                            json_t *details, mf_error *err);
 
 #endif

@@ -87,9 +87,12 @@ static json_t *number(double v)
 }
 
 int mfi_run_dir_result(mfi_run_dir *rd, const char *status, const mf_run_result *res,
-                       int64_t seed, int best_epoch, const char *message, mf_error *err)
+                       int64_t seed, int best_epoch, const char *message, json_t *details,
+                       mf_error *err)
 {
     json_t *j = json_object();
+    if (details)
+        json_object_update(j, details);
     json_object_set_new(j, "status", json_string(status));
     json_object_set_new(j, "test_accuracy", number(res->test_accuracy));
     json_object_set_new(j, "best_val_accuracy", number(res->best_val_accuracy));

@@ -19,9 +19,12 @@ int mfi_run_dir_create(mfi_run_dir *rd, const char *explicit_dir, const char *ro
 int mfi_run_dir_write_config(mfi_run_dir *rd, const mf_config *cfg, mf_error *err);
 /* Append one epoch's row to metrics.csv; `header` is written before the first row. */
 int mfi_run_dir_epoch(mfi_run_dir *rd, const char *header, const char *row, mf_error *err);
-/* result.json: status ("done", "failed", "diverged"), the results and the seed. */
+/* result.json: status ("done", "failed", "diverged"), the results and the seed, and the
+ * keys of `details` (a JSON object, or NULL) beside them. */
+struct json_t;
 int mfi_run_dir_result(mfi_run_dir *rd, const char *status, const mf_run_result *res,
-                       int64_t seed, int best_epoch, const char *message, mf_error *err);
+                       int64_t seed, int best_epoch, const char *message,
+                       struct json_t *details, mf_error *err);
 /* standardization.json: per input, the mean and standard deviation of every feature. */
 struct mfi_input;
 int mfi_run_dir_standardization(mfi_run_dir *rd, const struct mfi_input *inputs, int n,

@@ -16,13 +16,7 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-typedef struct pass {
-    experiment *e;
-    mfi_meter *meter;
-    const mf_train_hooks *hooks;
-    int64_t step;              /* optimiser steps so far */
-    int epoch;
-} pass;
+typedef mfi_pass pass;
 
 /* ---------------------------------------------------------------- one batch */
 /* Targets: class indices checked against the class count, or (B,K) floats. */
@@ -108,9 +102,7 @@ static int train_step(pass *p, model_graph *mg, double loss, mf_error *err)
     return 0;
 }
 
-/* One pass over a split: train (optimiser steps) or evaluate. `rng` draws evaluation noise
- * (the robustness transforms), NULL otherwise. */
-static int run_pass(pass *p, mfi_loader *loader, int training, mf_rng *rng, mf_error *err)
+int mfi_run_pass(pass *p, mfi_loader *loader, int training, mf_rng *rng, mf_error *err)
 {
     experiment *e = p->e;
     int64_t b;
@@ -222,68 +214,6 @@ static void log_result(experiment *e, const mf_run_result *res, const mfi_metric
     }
 }
 
-/* ---------------------------------------------------------------- robustness */
-/* The selected metric on the test split with each modality dropped and each noise level on
- * each modality, one at a time; printed and saved as robustness.csv. */
-static int evaluate_robustness(pass *p, mfi_loader *test, const mfi_metric_table *clean,
-                               mf_error *err)
-{
-    experiment *e = p->e;
-    const mf_config *rob = mf_config_get(mfi_section(e, "eval"), "robustness");
-    const mf_config *drop = mf_config_get(rob, "drop"), *noise = mf_config_get(rob, "noise");
-    int n_drop = mf_config_length(drop), n_noise = mf_config_length(noise);
-    if (n_drop + n_noise == 0)
-        return MF_EXIT_OK;
-    const char *metric = e->select + 4;
-    const int classes = strcmp(metric, "accuracy") == 0;
-    const char *second = classes ? "macro_f1" : "loss";
-    char csv[8192];
-    int len = snprintf(csv, sizeof csv, "transform,modality,level,%s,%s\nclean,,0,%.6f,%.6f\n",
-                       metric, second, mfi_metric_get(clean, metric),
-                       mfi_metric_get(clean, second));
-    fprintf(e->log, "robustness (test split): clean %s %.4f\n", metric,
-            mfi_metric_get(clean, metric));
-    for (int t = 0; t < n_drop + n_noise * e->n_mod; t++) {
-        int m;
-        double level = 0;
-        if (t < n_drop) {
-            const char *name = mf_config_scalar(mf_config_at(drop, t));
-            for (m = 0; m < e->n_mod && strcmp(e->mod_name[m], name); m++)
-                ;
-            e->input[m].drop = 1;
-        } else {
-            m = (t - n_drop) % e->n_mod;
-            if (e->in_flags[m] & MF_IO_TOKENS)
-                continue; /* noise on token ids means nothing: only feature inputs get it */
-            level = strtod(mf_config_scalar(mf_config_at(noise, (t - n_drop) / e->n_mod)), NULL);
-            e->input[m].noise = (float)level;
-        }
-        mf_rng rng;
-        mf_rng_seed_stream(&rng, (uint64_t)e->seed, UINT64_C(0x726f62) + (uint64_t)t); /* "rob" */
-        int status = run_pass(p, test, 0, &rng, err);
-        e->input[m].drop = 0;
-        e->input[m].noise = 0;
-        if (status)
-            return status;
-        mfi_metric_table st;
-        mfi_meter_table(p->meter, &st);
-        const char *kind = t < n_drop ? "drop" : "noise";
-        const double v = mfi_metric_get(&st, metric);
-        fprintf(e->log, "  %-5s %-12s %-6g %s %.4f  (%+.4f)\n", kind, e->mod_name[m], level,
-                classes ? "accuracy" : metric, v, v - mfi_metric_get(clean, metric));
-        if (len < (int)sizeof csv)
-            len += snprintf(csv + len, sizeof csv - (size_t)len, "%s,%s,%g,%.6f,%.6f\n", kind,
-                            e->mod_name[m], level, v, mfi_metric_get(&st, second));
-    }
-    if (e->run) {
-        char path[4200];
-        snprintf(path, sizeof path, "%s/robustness.csv", e->run->path);
-        if (mf_write_file_atomic(path, csv, strlen(csv), err))
-            return MF_EXIT_FAILED;
-    }
-    return MF_EXIT_OK;
-}
-
 /* ---------------------------------------------------------------- the loop */
 static int better(double v, double best, int higher)
 {
@@ -361,12 +291,12 @@ static int epochs(pass *p, mfi_loader **loader, selection *sel, mf_run_result *r
         mfi_metric_table tr, va = {0};
         double te = now();
         p->epoch = epoch;
-        if ((status = run_pass(p, loader[MF_SPLIT_TRAIN], 1, NULL, err)))
+        if ((status = mfi_run_pass(p, loader[MF_SPLIT_TRAIN], 1, NULL, err)))
             return status;
         mfi_meter_table(p->meter, &tr);
         *train_seconds += now() - te;
         if (has_val) {
-            if ((status = run_pass(p, loader[MF_SPLIT_VAL], 0, NULL, err)))
+            if ((status = mfi_run_pass(p, loader[MF_SPLIT_VAL], 0, NULL, err)))
                 return status;
             mfi_meter_table(p->meter, &va);
         }
@@ -411,7 +341,7 @@ static int finish(pass *p, mfi_loader **loader, selection *sel, mf_run_result *r
     mfi_metric_table test = {0};
     int status;
     if (loader[MF_SPLIT_TEST]) {
-        if ((status = run_pass(p, loader[MF_SPLIT_TEST], 0, NULL, err)))
+        if ((status = mfi_run_pass(p, loader[MF_SPLIT_TEST], 0, NULL, err)))
             return status;
         mfi_meter_table(p->meter, &test);
         keep_metrics(res, &test, &sel->val);
@@ -419,8 +349,9 @@ static int finish(pass *p, mfi_loader **loader, selection *sel, mf_run_result *r
     }
     res->seconds = now() - t0;
     log_result(e, res, &test, loader[MF_SPLIT_VAL] != NULL, loader[MF_SPLIT_TEST] != NULL);
-    return loader[MF_SPLIT_TEST] ? evaluate_robustness(p, loader[MF_SPLIT_TEST], &test, err)
-                                 : MF_EXIT_OK;
+    return loader[MF_SPLIT_TEST]
+               ? mfi_evaluate_robustness(p, loader[MF_SPLIT_TEST], &test, e->details, err)
+               : MF_EXIT_OK;
 }
 
 int mfi_train(experiment *e, mf_run_result *res, mf_error *err)
