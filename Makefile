@@ -6,7 +6,8 @@ MESON_FLAGS ?=
 
 # Debian packages the build and tests need (Debian 12 names).
 PACKAGES := meson ninja-build pkg-config gcc libopenblas-dev libltdl-dev libyaml-dev \
-            libhdf5-dev check libjansson-dev zlib1g-dev dataset-fashion-mnist \
+            libhdf5-dev check libjansson-dev nettle-dev zlib1g-dev dataset-fashion-mnist \
+            python3-h5py chromium \
             clang libclang-rt-14-dev
 
 .PHONY: all deps build demo test clean install

@@ -5,23 +5,7 @@
 # while the others finish; edited settings re-run the points they change.
 set -u
 exe=${MMFUSE_EXE:?}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp"
-passed=0
-failed=0
-check() { # check DESCRIPTION COMMAND...
-    what=$1
-    shift
-    if "$@"; then
-        passed=$((passed + 1))
-    else
-        failed=$((failed + 1))
-        echo "FAIL: $what" >&2
-    fi
-}
-has() { grep -q -- "$1" "$2"; }
-lacks() { ! grep -q -- "$1" "$2"; }
+. "$(dirname "$0")/lib.sh"
 
 cat > exp.yaml <<'EOF'
 name: t
@@ -124,5 +108,4 @@ echo "--- usage"
 check "--jobs 0 exits 2" test $? -eq 2
 check "--jobs 0 explained" has "jobs takes a number" err10
 
-echo "$passed passed, $failed failed"
-test "$failed" -eq 0
+finish

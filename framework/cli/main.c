@@ -9,7 +9,14 @@
 
 static const char usage[] =
     "usage: mmfuse run FILE.yaml [-o KEY.PATH=VALUE]... [-q] [--run-dir DIR] [--no-save]\n"
+    "       mmfuse run [FILE.yaml] --resume RUN_DIR|latest\n"
     "       mmfuse validate FILE.yaml [-o KEY.PATH=VALUE]...\n"
+    "       mmfuse eval RUN_DIR [--split S] [--checkpoint best|last|FILE] [-o KEY.PATH=VALUE]... [--json FILE]\n"
+    "       mmfuse predict RUN_DIR -o PREDICTIONS.csv [--split S] [--checkpoint C]\n"
+    "       mmfuse embed RUN_DIR -o EMBEDDINGS.h5 [--split S] [--checkpoint C]\n"
+    "       mmfuse runs [DIR] [--json]\n"
+    "       mmfuse compare RUN RUN...\n"
+    "       mmfuse report DIR     (report.html of a run folder, summary.html of a sweep folder)\n"
     "       mmfuse sweep FILE.yaml [--jobs N] [-o KEY.PATH=VALUE]...\n"
     "       mmfuse plugins [--kind K] [--describe NAME] [--json]\n"
     "       mmfuse check-plugin NAME|FILE.so [-o KEY=VALUE]...\n"
@@ -79,6 +86,18 @@ int main(int argc, char **argv)
         return mf_cli_new_plugin(argc - 1, argv + 1);
     if (strcmp(verb, "import") == 0)
         return mf_cli_import(argc - 1, argv + 1);
+    if (strcmp(verb, "eval") == 0)
+        return mf_cli_eval(argc - 1, argv + 1);
+    if (strcmp(verb, "predict") == 0)
+        return mf_cli_predict(argc - 1, argv + 1);
+    if (strcmp(verb, "embed") == 0)
+        return mf_cli_embed(argc - 1, argv + 1);
+    if (strcmp(verb, "runs") == 0)
+        return mf_cli_runs(argc - 1, argv + 1);
+    if (strcmp(verb, "compare") == 0)
+        return mf_cli_compare(argc - 1, argv + 1);
+    if (strcmp(verb, "report") == 0)
+        return mf_cli_report_verb(argc - 1, argv + 1);
     if (strcmp(verb, "--version") == 0 || strcmp(verb, "version") == 0) {
         printf("mmfuse %s (plugin ABI %d.%d)\n", MF_VERSION_STRING, MF_ABI_MAJOR, MF_ABI_MINOR);
         return MF_EXIT_OK;
@@ -87,7 +106,8 @@ int main(int argc, char **argv)
         fputs(usage, stdout);
         return MF_EXIT_OK;
     }
-    static const char *const verbs[] = {"run", "validate", "sweep", "reference", "plugins", "bench", "check-plugin", "new-plugin", "import", "help", "version", NULL};
+    static const char *const verbs[] = {"run", "validate", "sweep", "reference", "plugins", "bench", "check-plugin", "new-plugin", "import", "eval", "predict", "embed", "runs", "compare", "report", "help",
+                                        "version", NULL};
     const char *hint = mf_suggestion(verb, verbs);
     fprintf(stderr, "mmfuse: unknown command '%s'%s\n%s", verb, hint, usage);
     return MF_EXIT_BAD_INPUT;

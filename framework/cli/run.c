@@ -1,4 +1,5 @@
 /* mmfuse run FILE.yaml [-o KEY.PATH=VALUE]... [-q] [--run-dir DIR] [--no-save]
+ *            [--init-from CKPT] | --resume RUN_DIR|latest
  * mmfuse validate FILE.yaml [-o KEY.PATH=VALUE]... — everything checked, nothing run. */
 #include <stdlib.h>
 #include <string.h>
@@ -6,7 +7,23 @@
 #include "cli.h"
 
 static const char run_usage[] =
-    "mmfuse run FILE.yaml [-o KEY.PATH=VALUE]... [-q] [--run-dir DIR] [--no-save]";
+    "mmfuse run FILE.yaml [-o KEY.PATH=VALUE]... [-q] [--run-dir DIR] [--no-save] "
+    "[--init-from CKPT]\n"
+    "       mmfuse run [FILE.yaml] --resume RUN_DIR|latest [-q]";
+static const char run_details[] =
+    "Trains the experiment and saves it in a run folder (runs/<name>/<timestamp>/, or DIR):\n"
+    "config.yaml, metrics.csv, events.jsonl, checkpoints/last.h5 and best.h5, result.json,\n"
+    "report.html.\n"
+    "  -o KEY.PATH=VALUE   override a key of the file (repeatable)\n"
+    "  -q, --quiet         only the final result line\n"
+    "  --run-dir DIR       save in DIR instead of runs/<name>/<timestamp>\n"
+    "  --no-save           write no run folder (and no checkpoints)\n"
+    "  --init-from CKPT    start from the parameters of a checkpoint (fine-tuning): those whose\n"
+    "                      module path and shape match are loaded, the others are named\n"
+    "  --resume RUN_DIR    continue a stopped or killed run from its last checkpoint, as its\n"
+    "                      config.yaml recorded it: the result is bit-identical to an\n"
+    "                      uninterrupted run at the same thread count; `latest` is the newest\n"
+    "                      run of FILE's experiment\n";
 static const char validate_usage[] = "mmfuse validate FILE.yaml [-o KEY.PATH=VALUE]...";
 
 /* Parse the arguments both verbs share; returns 0 or an exit status. */
@@ -26,6 +43,11 @@ static int parse(const char *verb, const char *usage, int argc, char **argv, con
             opts->quiet = 1;
         } else if (!validating && strcmp(a, "--no-save") == 0) {
             opts->no_save = 1;
+        } else if (!validating && (strcmp(a, "--resume") == 0 || strcmp(a, "--init-from") == 0)) {
+            if (i + 1 == argc)
+                return mf_cli_usage_error(verb, usage, "%s needs %s", a,
+                                          a[2] == 'r' ? "a run folder or 'latest'" : "a checkpoint");
+            *(a[2] == 'r' ? &opts->resume : &opts->init_from) = argv[++i];
         } else if (!validating && strcmp(a, "--run-dir") == 0) {
             if (i + 1 == argc)
                 return mf_cli_usage_error(verb, usage, "--run-dir needs a folder");
@@ -39,7 +61,13 @@ static int parse(const char *verb, const char *usage, int argc, char **argv, con
             *file = a;
         }
     }
-    if (!*file)
+    if (opts->resume && (opts->n_overrides || opts->init_from || opts->run_dir || opts->no_save))
+        return mf_cli_usage_error(verb, usage, "--resume continues the run exactly as it was "
+                                  "configured: it takes no %s (start a new run with --init-from "
+                                  "to change settings)",
+                                  opts->n_overrides ? "-o" : opts->init_from ? "--init-from"
+                                  : opts->run_dir ? "--run-dir" : "--no-save");
+    if (!*file && !(opts->resume && strcmp(opts->resume, "latest") != 0))
         return mf_cli_usage_error(verb, usage, "which experiment file?");
     return 0;
 }
@@ -66,7 +94,7 @@ static int run_or_validate(const char *verb, const char *usage, int argc, char *
 
 int mf_cli_run(int argc, char **argv)
 {
-    if (mf_cli_help(argc, argv, run_usage, NULL))
+    if (mf_cli_help(argc, argv, run_usage, run_details))
         return MF_EXIT_OK;
     return run_or_validate("run", run_usage, argc, argv);
 }

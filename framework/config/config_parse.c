@@ -437,8 +437,10 @@ static int take_key(builder *b, const yaml_event_t *ev)
         fail_at(b, &mark, path, "merge keys ('<<: *name') are not supported; write the keys out");
         return -1;
     }
-    /* a sweep's grid is keyed by key paths ("model.fusion.type"): dots allowed there only */
-    const int grid = b->depth == 2 && strcmp(path, "sweep") == 0;
+    /* a sweep's grid and optim.lr_scale are keyed by key paths ("model.fusion.type",
+     * "model.encoders.rgb"): dots allowed there only */
+    const int grid = (b->depth == 2 && strcmp(path, "sweep") == 0) ||
+                     (b->depth == 3 && strcmp(path, "optim.lr_scale") == 0);
     const char *bad = strpbrk(key, grid ? "[]=" : ".[]=");
     if (bad) {
         char excerpt[4 * MFI_CONFIG_EXCERPT + 16];

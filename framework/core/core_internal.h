@@ -141,6 +141,7 @@ struct mf_node {
     int id;              /* index in creation (topological) order */
     mf_op op;
     const char *name;    /* leaves only; "" otherwise */
+    const char *scope;   /* the module path whose forward made it ("" outside modules) */
     mf_shape shape;
     int64_t numel;
     int n_in;
@@ -176,6 +177,7 @@ struct mf_graph {
     unsigned epoch;
     uint64_t seed;          /* random ops: mf_graph_set_seed */
     uint64_t forward_count; /* forwards run so far (fresh dropout masks each) */
+    const char *scope;      /* mf_graph_set_scope: new nodes record it (in the arena) */
     mfi_profile *profile;   /* per-op timings when profiling, else NULL */
     int has_error;
     char error[MFI_ERROR_CAPACITY];

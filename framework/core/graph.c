@@ -140,6 +140,46 @@ void mf_graph_set_seed(mf_graph *g, uint64_t seed)
     g->forward_count = 0;
 }
 
+void mf_graph_set_rng_position(mf_graph *g, uint64_t forwards)
+{
+    if (g)
+        g->forward_count = forwards;
+}
+
+const char *mf_graph_set_scope(mf_graph *g, const char *path)
+{
+    if (!g)
+        return NULL;
+    const char *before = g->scope;
+    g->scope = path ? mf_arena_strdup(g->arena, path) : NULL;
+    return before;
+}
+
+const char *mf_graph_scope(const mf_graph *g) { return g && g->scope ? g->scope : ""; }
+const char *mf_node_scope(const mf_node *n) { return n->scope; }
+
+static int all_finite(const float *v, int64_t n)
+{
+    float acc = 0; /* NaN and ±Inf survive a product with 0; finite values give 0 */
+    for (int64_t i = 0; i < n; i++)
+        acc += 0.0f * v[i];
+    return acc == 0.0f;
+}
+
+mf_node *mf_graph_first_nonfinite(mf_graph *g, int grads)
+{
+    if (!g || !g->compiled)
+        return NULL;
+    for (int k = 0; k < g->n_nodes; k++) {
+        /* values in forward order; gradients in backward order, from the loss down */
+        mf_node *n = g->nodes[grads ? g->n_nodes - 1 - k : k];
+        const float *v = grads ? n->grad : n->value;
+        if (v && !n->inplace && !all_finite(v, n->numel))
+            return n;
+    }
+    return NULL;
+}
+
 size_t mf_graph_bytes(const mf_graph *g) { return g ? mf_arena_used(g->arena) : 0; }
 int mf_graph_size(const mf_graph *g) { return g ? g->n_nodes : 0; }
 
@@ -191,6 +231,7 @@ mf_node *mfi_node_new(mf_graph *g, mf_op op, int n_in, mf_node *const *in, const
     n->graph = g;
     n->op = op;
     n->name = "";
+    n->scope = g->scope ? g->scope : "";
     n->n_in = n_in;
     n->in = ins;
     for (int i = 0; i < n_in; i++)
@@ -528,4 +569,11 @@ void mf_graph_backward(mf_graph *g, mf_node *loss)
     if (!loss || loss->numel != 1)
         return;
     mfi_graph_backward_seeded(g, loss, NULL);
+}
+
+void mf_graph_backward_scaled(mf_graph *g, mf_node *loss, float scale)
+{
+    if (!loss || loss->numel != 1)
+        return;
+    mfi_graph_backward_seeded(g, loss, &scale);
 }

@@ -214,6 +214,11 @@ void mfi_loader_free(mfi_loader *l)
 
 void mfi_loader_start(mfi_loader *l, int epoch)
 {
+    mfi_loader_start_at(l, epoch, 0);
+}
+
+void mfi_loader_start_at(mfi_loader *l, int epoch, int64_t first_batch)
+{
     pthread_mutex_lock(&l->lock);
     l->armed = 0;
     while (l->busy) /* let a read in flight finish before the order changes */
@@ -224,7 +229,8 @@ void mfi_loader_start(mfi_loader *l, int epoch)
         mf_rng_seed_stream(&rng, l->seed, (uint64_t)epoch);
         mf_rng_shuffle(&rng, l->order, l->n);
     }
-    l->read = l->consumed = 0;
+    first_batch = first_batch < 0 ? 0 : first_batch > l->n_batches ? l->n_batches : first_batch;
+    l->read = l->consumed = first_batch; /* the batches before it are skipped, not read */
     l->borrowed = l->failed = 0;
     mf_error_clear(&l->error);
     l->armed = 1;

@@ -38,6 +38,9 @@ mfi_loader *mfi_loader_new(mf_dataset *ds, const mf_dataset_info *info, const in
 void mfi_loader_free(mfi_loader *l);
 /* Start epoch `epoch` (reshuffled when the loader shuffles). */
 void mfi_loader_start(mfi_loader *l, int epoch);
+/* Start epoch `epoch` at its batch `first_batch` (a resumed run): the same order, the batches
+ * before it skipped. */
+void mfi_loader_start_at(mfi_loader *l, int epoch, int64_t first_batch);
 /* Size of the next batch (0 at the end of the epoch), so the caller can pick its graph. */
 int64_t mfi_loader_peek(const mfi_loader *l);
 /* Borrow the next batch until the following call: its size, 0 at the end of the epoch, -1

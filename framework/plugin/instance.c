@@ -171,7 +171,9 @@ mf_node *mf_module_forward(mf_module *m, mf_graph *g, int n_in, mf_node *const *
     for (int i = 0; i < n_in; i++)
         if (!in[i])
             return NULL; /* an earlier module failed: its error stands */
+    const char *outer = mf_graph_set_scope(g, m->path);
     mf_node *out = ops->forward(m, g, n_in, in);
+    mf_graph_set_scope(g, outer);
     char name[300], got[MFI_SHAPE_STR], want[64];
     if (!out) {
         if (!mf_graph_error(g))
@@ -220,7 +222,9 @@ int mf_module_build_loss_model(mf_module *m, const mf_config *cfg, const mf_loss
 mf_node *mf_module_loss(mf_module *m, mf_graph *g, const mf_loss_inputs *in)
 {
     const mf_loss_ops *ops = m->plugin->ops;
+    const char *outer = mf_graph_set_scope(g, m->path);
     mf_node *out = ops->forward(m, g, in);
+    mf_graph_set_scope(g, outer);
     char name[300], got[MFI_SHAPE_STR];
     if (!out && !mf_graph_error(g))
         mfi_graph_fail(g, "%s: forward returned no loss", who(m, name, sizeof name));

@@ -301,8 +301,7 @@ static int validate(experiment *e, mf_error *err)
 static void read_settings(experiment *e)
 {
     const mf_config *o = mfi_section(e, "optim"), *t = mfi_section(e, "train");
-    double betas[2] = {0.9, 0.999};
-    int n, kind;
+    int kind;
     mf_config_int(e->cfg, "seed", &e->seed, NULL);
     mf_config_int(e->cfg, "threads", &e->threads, NULL);
     mf_config_int(e->data_cfg, "batch_size", &e->batch_size, NULL);
@@ -311,17 +310,17 @@ static void read_settings(experiment *e)
     mf_config_int(t, "patience", &e->patience, NULL);
     mf_config_string(t, "select", &e->select, NULL);
     mf_config_float(t, "modality_dropout", &e->modality_dropout, NULL);
+    mf_config_int(t, "steps", &e->steps, NULL);
+    mf_config_int(t, "val_every", &e->val_every, NULL);
+    mf_config_enum(t, "mode", "auto|min|max", &e->mode, NULL);
+    mf_config_bool(t, "checkpoint", &e->checkpoint, NULL);
+    mf_config_float(t, "checkpoint_every", &e->checkpoint_every, NULL);
     mf_config_enum(mfi_section(e, "model"), "missing", "zeros|learned", &e->learned_missing, NULL);
     mf_rng_seed_stream(&e->dropout_rng, (uint64_t)e->seed, UINT64_C(0x6d6f64)); /* "mod" */
+    /* the kind sizes the optimiser state the model allocates; the rest of optim is read by
+     * mfi_optim_configure once the parameters exist (lr_scale names them) */
     mf_config_enum(o, "type", MF_OPTIM_CHOICES, &kind, NULL);
-    mf_config_float(o, "lr", &e->optim.lr, NULL);
-    mf_config_float(o, "weight_decay", &e->optim.weight_decay, NULL);
-    mf_config_float_list(o, "betas", betas, 2, &n, NULL);
-    mf_config_float(o, "eps", &e->optim.eps, NULL);
-    mf_config_float(o, "momentum", &e->optim.momentum, NULL);
     e->optim.kind = (mf_optim_kind)kind;
-    e->optim.beta1 = betas[0];
-    e->optim.beta2 = betas[1];
     for (int i = 0; i < e->n_losses; i++)
         mf_config_float(e->loss_cfg[i], "weight", &e->loss_weight[i], NULL);
 }
@@ -362,7 +361,7 @@ static void describe(experiment *e)
             e->select, mf_get_threads(), mf_get_threads() == 1 ? "" : "s");
 }
 
-static void experiment_free(experiment *e)
+void mfi_experiment_free(experiment *e)
 {
     for (int i = 0; i < e->n_graphs; i++)
         mf_graph_free(e->graphs[i].g);
@@ -373,6 +372,7 @@ static void experiment_free(experiment *e)
     for (int i = 0; i < e->n_losses; i++)
         mf_module_free(e->loss[i]);
     mf_module_free(e->markers);
+    mfi_optim_free(e);
     mf_params_free(e->params);
     for (int m = 0; m < e->n_mod; m++)
         mfi_input_free(&e->input[m]);
@@ -388,7 +388,7 @@ static void experiment_free(experiment *e)
 
 /* Load, check everything that can be wrong with the input before anything is written: the
  * training graph for a full batch is built and compiled here. */
-static int prepare(experiment *e, const mf_run_options *opts, mf_error *err)
+int mfi_experiment_prepare(experiment *e, const mf_run_options *opts, mf_error *err)
 {
     if (!(e->cfg = mf_config_load(e->path, err)))
         return -1;
@@ -399,10 +399,12 @@ static int prepare(experiment *e, const mf_run_options *opts, mf_error *err)
     if (validate(e, err))
         return -1;
     read_settings(e);
+    mfi_track_check_plugins(e);
     /* MMFUSE_THREADS, when set, wins over the file (mf_set_threads(0) reads it). */
     const char *env_threads = getenv("MMFUSE_THREADS");
     mf_set_threads(env_threads && *env_threads ? 0 : (int)e->threads);
-    if (mfi_open_data(e, err) || mfi_build_model(e, err) || mfi_check_select(e, err) ||
+    if (mfi_open_data(e, err) || mfi_build_model(e, err) || mfi_optim_configure(e, err) ||
+        mfi_check_select(e, err) ||
         !mfi_graph_for(e, e->batch_size, 1, err))
         return -1;
     return 0;
@@ -412,10 +414,15 @@ static void save_result(experiment *e, int status, const mf_run_result *res, mf_
 {
     mf_error werr;
     mf_error_clear(&werr);
-    const char *outcome = status == MF_EXIT_OK ? "done" : "failed";
+    const char *outcome = status == MF_EXIT_OK ? "done" : e->diverged ? "diverged" : "failed";
     if (mfi_run_dir_result(e->run, outcome, res, e->seed, res->best_epoch,
                            status == MF_EXIT_OK ? NULL : err->msg, e->details, &werr) && status == 0)
         mf_error_set(err, "%s", werr.msg);
+    /* the page is a view of the files: failing to draw it fails nothing */
+    mf_error rerr;
+    mf_error_clear(&rerr);
+    if (mf_report_write(e->run->path, NULL, &rerr) != MF_EXIT_OK)
+        fprintf(stderr, "mmfuse: warning: no report.html: %s\n", rerr.msg);
     if (!e->quiet)
         fprintf(e->log, "saved in %s\n", e->run->path);
 }
@@ -429,6 +436,19 @@ int mf_experiment_run(const char *path, const mf_run_options *opts, mf_run_resul
     if (!res)
         res = &local_res;
     memset(res, 0, sizeof *res);
+    const int has_resume = opts && opts->struct_size >= offsetof(mf_run_options, init_from) +
+                                                            sizeof opts->init_from;
+    const char *resume = has_resume ? opts->resume : NULL;
+    char resume_dir[4096], resume_config[4200];
+    if (resume) {
+        int found = mfi_resume_locate(path, resume, resume_dir, sizeof resume_dir,
+                                      opts->log ? opts->log : stdout, err);
+        if (found)
+            return found > 0 ? MF_EXIT_OK : MF_EXIT_BAD_INPUT;
+        snprintf(resume_config, sizeof resume_config, "%s/config.yaml", resume_dir);
+        path = resume_config; /* the run continues as its folder recorded it */
+    }
+    e.init_from = has_resume ? opts->init_from : NULL;
     e.path = path;
     e.opts = opts;
     e.log = opts && opts->log ? opts->log : stdout;
@@ -438,7 +458,7 @@ int mf_experiment_run(const char *path, const mf_run_options *opts, mf_run_resul
     free(copy);
 
     int status = MF_EXIT_BAD_INPUT;
-    if (prepare(&e, opts, err))
+    if (mfi_experiment_prepare(&e, opts, err))
         goto done;
     if (opts && opts->validate_only) {
         status = MF_EXIT_OK;
@@ -448,9 +468,16 @@ int mf_experiment_run(const char *path, const mf_run_options *opts, mf_run_resul
     const char *runs = NULL, *name = NULL;
     mf_config_string(e.cfg, "runs", &runs, NULL);
     mf_config_string(e.cfg, "name", &name, NULL);
-    if (!(opts && opts->no_save)) {
+    if (e.init_from && mfi_checkpoint_init_from(&e, e.init_from, err))
+        goto done;
+    if (resume) {
+        if (mfi_resume_open(&e, &run, resume_dir, err))
+            goto done;
+        e.run = &run;
+        snprintf(res->run_dir, sizeof res->run_dir, "%s", run.path);
+    } else if (!(opts && opts->no_save)) {
         if (mfi_run_dir_create(&run, opts ? opts->run_dir : NULL, runs, name, err) ||
-            mfi_run_dir_write_config(&run, e.cfg, err)) {
+            (e.run = &run, mfi_track_start(&e, err)) || mfi_run_dir_publish(&run, err)) {
             status = MF_EXIT_FAILED;
             goto done;
         }
@@ -472,6 +499,6 @@ int mf_experiment_run(const char *path, const mf_run_options *opts, mf_run_resul
         mfi_run_dir_free(e.run);
     }
 done:
-    experiment_free(&e);
+    mfi_experiment_free(&e);
     return status;
 }

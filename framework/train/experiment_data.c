@@ -84,14 +84,35 @@ int mfi_check_tokens(experiment *e, const mfi_batch *batch, model_graph *mg, mf_
     return 0;
 }
 
-/* eval.robustness.drop names modalities in use. */
+/* eval.robustness.noise: strictly increasing levels (an area is taken under their curve). */
+static int check_noise_levels(experiment *e, mf_error *err)
+{
+    const mf_config *noise = mf_config_get(mfi_section(e, "eval"), "robustness.noise");
+    const int n = mf_config_length(noise);
+    if (n > MFI_MAX_NOISE_LEVELS) {
+        mf_config_error(err, noise, "at most %d noise levels, got %d", MFI_MAX_NOISE_LEVELS, n);
+        return -1;
+    }
+    for (int i = 1; i < n; i++) {
+        const char *prev = mf_config_scalar(mf_config_at(noise, i - 1));
+        const char *cur = mf_config_scalar(mf_config_at(noise, i));
+        if (!(strtod(cur, NULL) > strtod(prev, NULL))) {
+            mf_config_error(err, mf_config_at(noise, i), "noise levels must increase, and %s "
+                            "follows %s", cur, prev);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* eval.robustness.drop names modalities in use; the noise levels increase. */
 static int check_robustness(experiment *e, mf_error *err)
 {
     const mf_config *drop = mf_config_get(mfi_section(e, "eval"), "robustness.drop");
-    int problems = 0;
+    int problems = check_noise_levels(e, err) ? 1 : 0;
     for (int i = 0; i < mf_config_length(drop); i++) {
         const char *name = mf_config_scalar(mf_config_at(drop, i));
-        int used = 0;
+        int used = strcmp(name, "all") == 0; /* [all]: every modality in use */
         for (int m = 0; m < e->n_mod; m++)
             used |= strcmp(e->mod_name[m], name) == 0;
         if (!used) {

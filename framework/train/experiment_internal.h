@@ -20,12 +20,15 @@
 
 #include "../data/assemble.h"
 #include "../data/loader.h"
+#include "checkpoint.h"
 #include "rundir.h"
 
 #define MAX_MODALITIES 16
 #define MAX_GRAPHS 4 /* (full batch, last partial batch) × (train, eval) */
 #define MAX_LOSSES 8
 #define MAX_METRICS 64
+#define MFI_MAX_TOP_K 4 /* eval.top_k values (brief "metrics") */
+#define MFI_MAX_NOISE_LEVELS 32 /* eval.robustness.noise levels (brief "metrics") */
 
 /* ---------------------------------------------------------------- specs (experiment_specs.c) */
 extern const mf_param_spec mfi_top_specs[], mfi_plugins_specs[], mfi_data_specs[],
@@ -115,6 +118,41 @@ typedef struct experiment {
     mf_loss_metrics loss_metrics[MAX_LOSSES];
     json_t *details;                   /* result.json's sections beyond the scalar metrics
                                           (confusion matrix, per class, robustness) */
+    /* metrics (metrics.c, brief "metrics") */
+    int n_top_k;                       /* eval.top_k: top-k accuracies measured, "top<k>" */
+    int top_k[MFI_MAX_TOP_K];
+
+    /* optimisation (optim_config.c, brief "optim") */
+    double base_lr;                    /* optim.lr: the schedule's factor multiplies it */
+    mf_lr_schedule schedule;           /* optim.schedule */
+    double clip_grad_norm;             /* optim.clip_grad_norm, 0 = off */
+    float *lr_scale;                   /* per parameter (optim.lr_scale), NULL when none */
+    double last_lr;                    /* the base rate of the last step (mfi_optim_lr) */
+    int64_t accumulate;                /* train.accumulate: batches per optimiser step */
+    int64_t accum_batches;             /* set by the loop before mfi_optim_update: the batches
+                                          summed in the gradients (they are averaged); 0 = 1 */
+
+    /* the loop (loop.c, the lead) */
+    int64_t steps, val_every;          /* train.steps (0: train.epochs), train.val_every */
+    int mode;                          /* train.mode: 0 auto, 1 min, 2 max */
+    int checkpoint;                    /* train.checkpoint */
+    double checkpoint_every;           /* train.checkpoint_every: seconds between checkpoints */
+    const char *resume_from;           /* last.h5 of the run being resumed, or NULL */
+    char resume_buf[4300];
+    const char *init_from;             /* --init-from checkpoint, or NULL */
+    int diverged;                      /* the run stopped on a non-finite loss or gradient */
+
+    /* tracking (tracking.c, brief "tracking"): the plugins the run uses (reader, encoders,
+     * fusion, head, losses; each once), their .so's SHA-256, and what the config recorded
+     * of them when that differs (pointers into cfg, for the warning and manifest.json) */
+    int track_ready, n_used;
+    struct mfi_used_plugin {
+        const mf_plugin *plugin;
+        const char *file;                  /* as the registry loaded it */
+        char sha256[65];                   /* hex; "" when the file could not be read */
+        const char *old_file, *old_sha256; /* plugins.files' record, when it differs */
+    } used[32];
+    char track_started[32];                /* UTC ISO 8601, set by mfi_track_start */
 } experiment;
 
 /* A section of the experiment (validated: the cast only drops const for mf_config_check). */
@@ -151,23 +189,104 @@ int mfi_check_select(experiment *e, mf_error *err);
 const char *mfi_default_select(const experiment *e);
 
 /* trainer.c */
-/* One pass of the loop: the experiment, its meter, the hooks and where training is. */
+/* The loop's state shared by its units: the experiment, the meter, the hooks and where
+ * training is. */
 typedef struct mfi_pass {
     experiment *e;
     mfi_meter *meter;
     const mf_train_hooks *hooks;
-    int64_t step;              /* optimiser steps so far */
-    int epoch;
+    mfi_train_position pos;     /* step, epoch, batch, forwards, selection so far */
+    int64_t steps_per_epoch, total_steps;
+    int64_t group_left;         /* batches still to accumulate into this step */
+    int64_t group_samples;      /* samples of the whole accumulation group */
+    double last_loss;
+    int64_t samples;            /* trained on by this process */
+    struct mfi_progress *progress; /* the terminal's progress line, or NULL */
 } mfi_pass;
 
+/* experiment.c */
+/* Load e->path with the options' overrides, validate everything, open the data, build the
+ * model and its full-batch training graph. e->path, e->log, e->quiet, e->base_dir set. */
+int mfi_experiment_prepare(experiment *e, const mf_run_options *opts, mf_error *err);
+void mfi_experiment_free(experiment *e);
+
+/* resume.c */
+/* The run folder `which` names ("latest": the newest of the experiment `file`), checked to be
+ * a run that can continue: 0, 1 when it finished already (said on log), -1 otherwise. */
+int mfi_resume_locate(const char *file, const char *which, char *dir, size_t size, FILE *log,
+                      mf_error *err);
+/* Check checkpoints/last.h5 against the model (when there is one: a run killed before its
+ * first checkpoint starts again) and reopen the folder at its step. */
+int mfi_resume_open(experiment *e, mfi_run_dir *run, const char *dir, mf_error *err);
+
+/* loop.c: training with validation points, selection, checkpoints and resume; the test pass
+ * at the kept point; robustness. */
 int mfi_train(experiment *e, mf_run_result *res, mf_error *err);
-/* One pass over a split: train (optimiser steps) or evaluate; the meter holds its metrics.
- * `rng` draws evaluation noise (the robustness transforms), NULL otherwise. */
+
+/* trainer.c: batches. */
+/* The graph's inputs, missing masks and targets from a batch (token ids checked). */
+int mfi_fill_batch(experiment *e, model_graph *mg, const mfi_batch *batch, int training,
+                   mf_rng *rng, mf_error *err);
+/* One evaluation pass over a split; the meter holds its metrics. `rng` draws evaluation
+ * noise (the robustness transforms), NULL otherwise. */
 int mfi_run_pass(mfi_pass *p, mfi_loader *loader, int training, mf_rng *rng, mf_error *err);
+/* Training batches from the loader's position until a validation is due (returns 1), the
+ * epoch ends (0), or an error (-MF_EXIT_*). The meter accumulates them. */
+int mfi_train_batches(mfi_pass *p, mfi_loader *loader, mf_error *err);
+/* Whether a validation is due after the step just taken. */
+int mfi_validation_due(const mfi_pass *p);
+/* Run a hook of mf_run_options.hooks; -1 (with its message, or one naming it) to stop. */
+int mfi_call_hook(mfi_pass *p, int (*hook)(void *, const mf_train_state *, mf_error *),
+                  const mf_train_state *st, const char *which, mf_error *err);
 
 /* robustness.c: eval.robustness on the test split; the clean metrics given. Adds its
  * figures to `details` (result.json) and writes robustness.csv in the run folder. */
 int mfi_evaluate_robustness(mfi_pass *p, mfi_loader *test, const mfi_metric_table *clean,
                             json_t *details, mf_error *err);
+
+/* ---------------------------------------------------------------- metrics (brief "metrics") */
+/* What a pass measured beyond its scalars, for result.json["details"][split]: classes →
+ * {"classes": [names], "confusion": [[…]] (rows truth), "per_class": [{class, precision,
+ * recall, f1, support}]}; regression → {"targets": […], "mse": […], "mae": […]}; NULL
+ * otherwise (no head, multi-label, an empty pass). The caller owns the reference. */
+json_t *mfi_meter_details(mfi_meter *m, const experiment *e);
+/* eval.robustness.baseline: a late-fusion run's result.json with noise curves on this run's
+ * levels and metric (located error); called by mfi_check_select once the metric is known. */
+int mfi_check_robustness_baseline(experiment *e, mf_error *err);
+
+/* ---------------------------------------------------------------- optimisation (brief "optim") */
+extern const mf_param_spec mfi_schedule_specs[]; /* optim.schedule (experiment_specs.c) */
+/* optim_config.c: read the optim section (and train.accumulate) once the model's parameters
+ * exist: e->optim, the schedule, clipping, lr_scale (a key matching no parameter is a
+ * located error). May be called again: it frees what an earlier call allocated. */
+int mfi_optim_configure(experiment *e, mf_error *err);
+/* One optimiser step: the rate from the schedule at `step` (from 0), gradients averaged over
+ * e->accum_batches and clipped (optim.clip_grad_norm), lr_scale applied, mf_optim_step.
+ * Returns the global gradient norm before clipping, of the averaged gradients (NaN or Inf
+ * when a gradient is not finite). */
+double mfi_optim_update(experiment *e, int64_t step, int64_t steps_per_epoch,
+                        int64_t total_steps);
+/* The base learning rate the last step used (before lr_scale). */
+double mfi_optim_lr(const experiment *e);
+/* Frees what mfi_optim_configure allocated (for experiment_free). */
+void mfi_optim_free(experiment *e);
+/* optim.c: ‖g‖₂ in the order mf_optim_step sums it; clip_grad_norm_'s coefficient (1 when
+ * max_norm ≤ 0 or the norm is not finite). */
+double mfi_params_grad_norm(mf_params *ps);
+double mfi_clip_coef(double norm, double max_norm);
+
+/* ---------------------------------------------------------------- tracking (brief "tracking") */
+/* tracking.c: the used plugins' files against the config's plugins.files: one warning line
+ * on stderr per plugin whose file or SHA-256 changed (recorded in manifest.json). Call
+ * once validation has resolved the plugins. */
+void mfi_track_check_plugins(experiment *e);
+/* The run folder's config.yaml (reproducible from anywhere: absolute data paths, the used
+ * plugins' folders and files) and manifest.json; nothing when e->run is NULL. */
+int mfi_track_start(experiment *e, mf_error *err);
+/* manifest.json's object (a new reference): versions, plugins, host, seed, threads. */
+json_t *mfi_track_manifest(experiment *e);
+/* The used plugins whose file or hash differs from plugins.files (manifest.json's
+ * plugins_changed; [] when none): for a resumed run's events, whose manifest stays. */
+json_t *mfi_track_changed_plugins(experiment *e);
 
 #endif

@@ -29,7 +29,14 @@ const mf_param_spec mfi_top_specs[] = {
 };
 const mf_param_spec mfi_plugins_specs[] = {
     {"path", MF_TYPE_STRING_LIST, "[]", 0, 0, 0, NULL,
-     "Plugin folders searched after MMFUSE_PLUGIN_PATH, relative to this file."},
+     "Plugin folders searched after MMFUSE_PLUGIN_PATH, relative to this file. A run folder's "
+     "config.yaml lists the (absolute) folders of the plugins the run used, so it finds them "
+     "again without MMFUSE_PLUGIN_PATH."},
+    {"files", MF_TYPE_MAP, "{}", 0, 0, 0, NULL,
+     "The plugin files a run used, as its config.yaml records them: <kind>.<name> → {file, "
+     "sha256, version} (fusion.labgmu: {file: /lab/labgmu.so, sha256: 3f…}). Running such a "
+     "file again warns, one line per plugin, when a used plugin's file or SHA-256 differs; "
+     "the run goes on (a fixed plugin is legitimate) and manifest.json records the change."},
     MF_PARAM_END,
 };
 const mf_param_spec mfi_data_specs[] = {
@@ -67,14 +74,25 @@ const mf_param_spec mfi_eval_specs[] = {
      "Two modalities whose embeddings are matched against each other over a whole split "
      "(R@1/5/10 both ways, median rank); [] picks the two modalities of a model without "
      "fusion, when their embeddings are vectors of one width."},
+    {"top_k", MF_TYPE_INT_LIST, "[]", MF_PARAM_MIN, 1, 0, NULL,
+     "Top-k accuracies to measure besides accuracy (top-1), each k below the class count: "
+     "[5] adds the metric top5 (the true class among the 5 best scores)."},
     MF_PARAM_END,
 };
 const mf_param_spec mfi_robustness_specs[] = {
     {"drop", MF_TYPE_STRING_LIST, "[]", 0, 0, 0, NULL,
-     "Modalities to drop one at a time (replaced by zeros: the training mean)."},
+     "Modalities to drop one at a time (replaced by model.missing's value: zeros, the training "
+     "mean, or the learned marker); [all]: each modality in use."},
     {"noise", MF_TYPE_FLOAT_LIST, "[]", MF_PARAM_MIN, 0, 0, NULL,
-     "Gaussian noise levels σ, added to one modality at a time (in standardised units; "
-     "token inputs are left out)."},
+     "Gaussian noise levels σ, strictly increasing, added to one modality at a time (in "
+     "standardised units; token inputs are left out)."},
+    {"default_noise", MF_TYPE_BOOL, "false", 0, 0, 0, NULL,
+     "With `noise` empty: MultiBench's levels 0, 0.1, …, 0.9 (with `drop: [all]`, its whole "
+     "protocol)."},
+    {"baseline", MF_TYPE_STRING, "\"\"", 0, 0, 0, NULL,
+     "A late-fusion run's folder or its result.json (relative to this file), evaluated on the "
+     "same noise levels and metric: its curves give each modality's effective robustness. "
+     "Without it effective robustness is not reported."},
     MF_PARAM_END,
 };
 const mf_param_spec mfi_model_specs[] = {
@@ -113,15 +131,59 @@ const mf_param_spec mfi_loss_specs[] = {
     MF_PARAM_END,
 };
 const mf_param_spec mfi_optim_specs[] = {
-    {"type", MF_TYPE_ENUM, "adam", 0, 0, 0, MF_OPTIM_CHOICES, "Update rule."},
-    {"lr", MF_TYPE_FLOAT, "1.0e-3", MF_PARAM_MIN, 0, 0, NULL, "Learning rate."},
+    {"type", MF_TYPE_ENUM, "adam", 0, 0, 0, MF_OPTIM_CHOICES,
+     "Update rule: torch.optim.Adam (weight decay as an L2 term), AdamW (decoupled decay) or "
+     "SGD (momentum, dampening 0)."},
+    {"lr", MF_TYPE_FLOAT, "1.0e-3", MF_PARAM_MIN, 0, 0, NULL,
+     "Base learning rate; optim.schedule multiplies it at every step, optim.lr_scale per "
+     "module (torch's lr)."},
     {"weight_decay", MF_TYPE_FLOAT, "0", MF_PARAM_MIN, 0, 0, NULL,
-     "L2 penalty (adam, sgd) or decoupled decay (adamw); biases, norms, tokens and "
-     "temperatures are exempt (MF_NO_DECAY, as open_clip and timm exempt them)."},
+     "L2 penalty (adam, sgd) or decoupled decay (adamw), times each parameter's rate as in "
+     "torch; biases, norms, tokens and temperatures are exempt (MF_NO_DECAY, as open_clip and "
+     "timm exempt them)."},
     {"betas", MF_TYPE_FLOAT_LIST, "[0.9, 0.999]", MF_PARAM_MIN | MF_PARAM_MAX, 0, 0.999999, NULL,
-     "Adam's moving-average coefficients."},
-    {"eps", MF_TYPE_FLOAT, "1.0e-8", MF_PARAM_MIN, 0, 0, NULL, "Adam's denominator term."},
-    {"momentum", MF_TYPE_FLOAT, "0.9", MF_PARAM_MIN | MF_PARAM_MAX, 0, 1, NULL, "SGD momentum."},
+     "Adam's moving-average coefficients (torch's betas)."},
+    {"eps", MF_TYPE_FLOAT, "1.0e-8", MF_PARAM_MIN, 0, 0, NULL,
+     "Adam's denominator term (torch's eps)."},
+    {"momentum", MF_TYPE_FLOAT, "0.9", MF_PARAM_MIN | MF_PARAM_MAX, 0, 1, NULL,
+     "SGD momentum (torch's momentum; 0 is plain SGD)."},
+    {"nesterov", MF_TYPE_BOOL, "false", 0, 0, 0, NULL,
+     "SGD with Nesterov momentum (torch's nesterov=True); needs momentum > 0."},
+    {"lr_scale", MF_TYPE_MAP, "{}", 0, 0, 0, NULL,
+     "Learning-rate factors by module path, e.g. {model.encoders.rgb: 0.1} for a pretrained "
+     "encoder: the longest key that is a dot-separated prefix of a parameter's name decides "
+     "its factor (1 otherwise), on its rate and so its weight decay (torch's param groups)."},
+    {"schedule", MF_TYPE_MAP, "{}", 0, 0, 0, NULL,
+     "How the learning rate changes over training: {type: constant|step|cosine|linear, "
+     "warmup, unit, …} (see optim.schedule)."},
+    {"clip_grad_norm", MF_TYPE_FLOAT, "0", MF_PARAM_MIN, 0, 0, NULL,
+     "Clip the gradients by their global L2 norm to at most this before each step "
+     "(torch.nn.utils.clip_grad_norm_); 0 does not clip."},
+    MF_PARAM_END,
+};
+const mf_param_spec mfi_schedule_specs[] = {
+    {"type", MF_TYPE_ENUM, "constant", 0, 0, 0, MF_LR_SCHEDULE_CHOICES,
+     "constant; step (StepLR: times gamma every step_size units); cosine (CosineAnnealingLR "
+     "to the end of training); linear (LinearLR: decay to the end of training)."},
+    {"unit", MF_TYPE_ENUM, "steps", 0, 0, 0, "steps|epochs",
+     "What warmup, step_size and the schedule count: optimiser steps, or epochs (the rate "
+     "then changes at epoch boundaries, as torch's scheduler.step() once an epoch)."},
+    {"warmup", MF_TYPE_INT, "0", MF_PARAM_MIN, 0, 0, NULL,
+     "Units of linear warm-up before the schedule (torch's LinearLR then SequentialLR, "
+     "open_clip's and timm's warmup); the schedule runs over the units after it."},
+    {"warmup_start", MF_TYPE_FLOAT, NULL, MF_PARAM_MIN | MF_PARAM_MAX, 0, 1, NULL,
+     "The factor of the first warm-up unit, rising linearly to 1 (LinearLR's start_factor, "
+     "timm's warmup_lr_init / lr); default 0."},
+    {"step_size", MF_TYPE_INT, NULL, MF_PARAM_MIN, 1, 0, NULL,
+     "step: units between decays (StepLR's step_size); required by it."},
+    {"gamma", MF_TYPE_FLOAT, NULL, MF_PARAM_MIN, 0, 0, NULL,
+     "step: the factor at each decay (StepLR's gamma); default 0.1."},
+    {"min_lr", MF_TYPE_FLOAT, NULL, MF_PARAM_MIN, 0, 0, NULL,
+     "cosine, linear: the rate at the end (CosineAnnealingLR's eta_min, timm's min_lr); "
+     "default 0. Modules with an lr_scale end at min_lr times it."},
+    {"min_factor", MF_TYPE_FLOAT, NULL, MF_PARAM_MIN | MF_PARAM_MAX, 0, 1, NULL,
+     "cosine, linear: the end rate as a fraction of lr (LinearLR's end_factor); instead of "
+     "min_lr."},
     MF_PARAM_END,
 };
 const mf_param_spec mfi_train_specs[] = {
@@ -136,7 +198,28 @@ const mf_param_spec mfi_train_specs[] = {
      "val.accuracy for classifiers, val.mse for regression, val.r@1 for dual encoders, else "
      "val.loss."},
     {"patience", MF_TYPE_INT, "0", MF_PARAM_MIN, 0, 0, NULL,
-     "Stop after this many epochs without a better selected metric; 0 never stops early."},
+     "Stop after this many validations (epochs, unless train.val_every) without a better "
+     "selected metric; 0 never stops early."},
+    {"mode", MF_TYPE_ENUM, "auto", 0, 0, 0, "auto|min|max",
+     "Whether a smaller (min) or larger (max) selected metric is better; auto knows it for "
+     "every metric mmfuse and the loss plugins declare."},
+    {"steps", MF_TYPE_INT, "0", MF_PARAM_MIN, 0, 0, NULL,
+     "Optimiser steps to train for, epochs continuing as long as needed; 0 trains for "
+     "train.epochs epochs."},
+    {"val_every", MF_TYPE_INT, "0", MF_PARAM_MIN, 0, 0, NULL,
+     "Validate (select, stop early, checkpoint) every this many optimiser steps, and at the "
+     "end; 0 validates at the end of every epoch."},
+    {"checkpoint", MF_TYPE_BOOL, "true", 0, 0, 0, NULL,
+     "Save checkpoints/last.h5 at every validation and checkpoints/best.h5 when the selected "
+     "metric improves (what --resume, --init-from and mmfuse eval read)."},
+    {"checkpoint_every", MF_TYPE_FLOAT, "10", MF_PARAM_MIN, 0, 0, NULL,
+     "Seconds at least between checkpoints: at a validation this long after the last one, and "
+     "always at the end (0: at every validation). A killed run resumes from the last one, "
+     "losing at most this much work; writing them at every validation of a fast run would "
+     "cost more than its training."},
+    {"accumulate", MF_TYPE_INT, "1", MF_PARAM_MIN | MF_PARAM_MAX, 1, 1 << 20, NULL,
+     "Batches whose gradients are averaged into one optimiser step (gradient accumulation: "
+     "torch's loss / N with optimizer.step() every N batches)."},
     MF_PARAM_END,
 };
 
@@ -159,6 +242,8 @@ static const mf_section_doc sections[] = {
              "sums them, each times its `weight`.",
      mfi_loss_specs},
     {"optim", "The optimiser (torch.optim's update rules).", mfi_optim_specs},
+    {"optim.schedule", "How the learning rate changes over training (torch.optim.lr_scheduler).",
+     mfi_schedule_specs},
     {"train", "The training loop; the model kept is the one of the best selected validation "
               "metric (train.select).",
      mfi_train_specs},
@@ -168,7 +253,9 @@ static const mf_section_doc sections[] = {
      mfi_view_specs},
     {"eval", "What is measured on the test split after training.", mfi_eval_specs},
     {"eval.robustness", "Each modality dropped, and each noise level added to each modality, "
-                        "one at a time; test accuracy for each.",
+                        "one at a time: the selected metric on the test split for each, the "
+                        "area under each noise curve (relative robustness) and, against a "
+                        "late-fusion baseline, effective robustness (MultiBench's).",
      mfi_robustness_specs},
     {NULL, NULL, NULL},
 };

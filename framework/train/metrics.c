@@ -2,6 +2,7 @@
  *
  *   loss                      every model (the weighted sum of the losses)
  *   accuracy, macro_f1        class labels, with a head
+ *   top<k>                    eval.top_k: the true class among the k best scores
  *   mse, mae                  regression targets, with a head
  *   accuracy                  multi-label targets (per label, logit > 0), with a head
  *   <a loss's own metrics>    declared by loss plugins (clip's logit_scale, …)
@@ -17,6 +18,7 @@
 #include <cblas.h>
 
 #include "experiment_internal.h"
+#include "metric_math.h"
 
 #define NAME_LEN 96
 
@@ -25,7 +27,9 @@ struct mfi_meter {
     int64_t seen;
     double loss_sum;
     int64_t *confusion; /* K×K counts, rows: truth */
+    int64_t top_hits[MFI_MAX_TOP_K];
     double sq_sum, abs_sum;
+    double *sq_target, *abs_target; /* regression: per target column */
     int64_t elems, label_correct;
     double plugin_sum[MAX_LOSSES][MF_LOSS_MAX_METRICS];
     int with_retrieval;
@@ -53,6 +57,10 @@ static void list_metrics(const experiment *e, mfi_metric_table *t, char (*buf)[N
     if (e->has_logits && e->target_kind == MF_TARGET_CLASSES) {
         add_name(t, "accuracy", 1);
         add_name(t, "macro_f1", 1);
+        for (int j = 0; j < e->n_top_k && t->n < MAX_METRICS; j++) {
+            snprintf(buf[t->n], NAME_LEN, "top%d", e->top_k[j]);
+            add_name(t, buf[t->n], 1);
+        }
     } else if (e->has_logits && e->target_kind == MF_TARGET_VALUES) {
         add_name(t, "mse", 0);
         add_name(t, "mae", 0);
@@ -139,9 +147,43 @@ static int pick_retrieval(experiment *e, mf_error *err)
     return 0;
 }
 
+/* eval.top_k: distinct k in [1, classes), for a model scoring classes. */
+static int read_top_k(experiment *e, mf_error *err)
+{
+    const mf_config *list = mf_config_get(mfi_section(e, "eval"), "top_k");
+    const int n = mf_config_length(list);
+    e->n_top_k = 0;
+    if (n == 0)
+        return 0;
+    if (!e->has_logits || e->target_kind != MF_TARGET_CLASSES) {
+        mf_config_error(err, list, "top-k accuracy needs class labels and class scores (a head, "
+                        "or late fusion of logits)");
+        return -1;
+    }
+    if (n > MFI_MAX_TOP_K) {
+        mf_config_error(err, list, "at most %d values, got %d", MFI_MAX_TOP_K, n);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        const long long k = strtoll(mf_config_scalar(mf_config_at(list, i)), NULL, 10);
+        if (k >= e->target_dim) {
+            mf_config_error(err, mf_config_at(list, i), "top-%lld accuracy needs more than %lld "
+                            "classes, and the data has %lld", k, k, (long long)e->target_dim);
+            return -1;
+        }
+        for (int j = 0; j < e->n_top_k; j++)
+            if (e->top_k[j] == k) {
+                mf_config_error(err, mf_config_at(list, i), "%lld is listed twice", k);
+                return -1;
+            }
+        e->top_k[e->n_top_k++] = (int)k;
+    }
+    return 0;
+}
+
 int mfi_check_select(experiment *e, mf_error *err)
 {
-    if (pick_retrieval(e, err))
+    if (pick_retrieval(e, err) || read_top_k(e, err))
         return -1;
     if (strcmp(e->select, "auto") == 0)
         e->select = mfi_default_select(e);
@@ -156,7 +198,7 @@ int mfi_check_select(experiment *e, mf_error *err)
     candidates[t.n] = NULL;
     for (int i = 0; i < t.n; i++)
         if (strcmp(candidates[i], e->select) == 0)
-            return 0;
+            return mfi_check_robustness_baseline(e, err); /* needs the selected metric */
     char known[1024] = "";
     for (int i = 0; i < t.n && i < 12; i++)
         snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", i ? ", " : "",
@@ -176,13 +218,17 @@ mfi_meter *mfi_meter_new(const experiment *e, int64_t n_samples)
     m->e = e;
     const int64_t k = e->target_kind == MF_TARGET_CLASSES ? e->target_dim : 1;
     m->confusion = calloc((size_t)(k * k), sizeof *m->confusion);
+    const size_t width = (size_t)(e->target_dim > 0 ? e->target_dim : 1);
+    m->sq_target = calloc(width, sizeof *m->sq_target);
+    m->abs_target = calloc(width, sizeof *m->abs_target);
     if (e->retrieval[0] >= 0) {
         m->dim = e->emb_shape[e->retrieval[0]].dim[0];
         m->cap = n_samples;
         m->ra = malloc((size_t)(m->cap * m->dim) * sizeof(float));
         m->rb = malloc((size_t)(m->cap * m->dim) * sizeof(float));
     }
-    if (!m->confusion || (e->retrieval[0] >= 0 && (!m->ra || !m->rb))) {
+    if (!m->confusion || !m->sq_target || !m->abs_target ||
+        (e->retrieval[0] >= 0 && (!m->ra || !m->rb))) {
         mfi_meter_free(m);
         return NULL;
     }
@@ -194,6 +240,8 @@ void mfi_meter_free(mfi_meter *m)
     if (!m)
         return;
     free(m->confusion);
+    free(m->sq_target);
+    free(m->abs_target);
     free(m->ra);
     free(m->rb);
     free(m);
@@ -204,6 +252,10 @@ void mfi_meter_reset(mfi_meter *m, int with_retrieval)
     const experiment *e = m->e;
     const int64_t k = e->target_kind == MF_TARGET_CLASSES ? e->target_dim : 1;
     memset(m->confusion, 0, (size_t)(k * k) * sizeof *m->confusion);
+    memset(m->top_hits, 0, sizeof m->top_hits);
+    const size_t width = (size_t)(e->target_dim > 0 ? e->target_dim : 1);
+    memset(m->sq_target, 0, width * sizeof *m->sq_target);
+    memset(m->abs_target, 0, width * sizeof *m->abs_target);
     m->seen = m->elems = m->label_correct = 0;
     m->loss_sum = m->sq_sum = m->abs_sum = 0;
     memset(m->plugin_sum, 0, sizeof m->plugin_sum);
@@ -221,7 +273,10 @@ static void add_predictions(mfi_meter *m, const float *out, const mfi_batch *bat
             for (int64_t c = 1; c < k; c++)
                 if (row[c] > row[best])
                     best = c;
-            m->confusion[(int64_t)batch->labels[i] * k + best]++;
+            const int64_t y = batch->labels[i], rank = e->n_top_k ? mfi_class_rank(row, k, y) : 0;
+            m->confusion[y * k + best]++;
+            for (int j = 0; j < e->n_top_k; j++)
+                m->top_hits[j] += rank <= e->top_k[j];
             continue;
         }
         for (int64_t c = 0; c < k; c++) {
@@ -230,6 +285,8 @@ static void add_predictions(mfi_meter *m, const float *out, const mfi_batch *bat
             const double t = batch->targets[i * k + c], d = y - t;
             m->sq_sum += d * d;
             m->abs_sum += fabs(d);
+            m->sq_target[c] += d * d;
+            m->abs_target[c] += fabs(d);
             m->label_correct += (row[c] > 0) == (t > 0.5);
         }
         m->elems += k;
@@ -259,27 +316,6 @@ void mfi_meter_add(mfi_meter *m, experiment *e, model_graph *mg, const mfi_batch
 }
 
 /* ---------------------------------------------------------------- results */
-/* Macro-F1 from a K×K confusion matrix (rows: truth): the mean over classes that occur
- * (in truth or prediction) of 2·TP / (2·TP + FP + FN). */
-static double macro_f1(const int64_t *confusion, int64_t k)
-{
-    double sum = 0;
-    int classes = 0;
-    for (int64_t c = 0; c < k; c++) {
-        int64_t tp = confusion[c * k + c], fp = 0, fn = 0;
-        for (int64_t o = 0; o < k; o++)
-            if (o != c) {
-                fp += confusion[o * k + c];
-                fn += confusion[c * k + o];
-            }
-        if (tp + fp + fn == 0)
-            continue;
-        sum += 2.0 * (double)tp / (double)(2 * tp + fp + fn);
-        classes++;
-    }
-    return classes ? sum / classes : 0;
-}
-
 static void normalize_rows(float *x, int64_t n, int64_t d)
 {
     for (int64_t i = 0; i < n; i++) {
@@ -359,7 +395,9 @@ void mfi_meter_table(mfi_meter *m, mfi_metric_table *t)
         for (int64_t c = 0; c < e->target_dim; c++)
             correct += m->confusion[c * e->target_dim + c];
         t->value[at++] = (double)correct / n;
-        t->value[at++] = macro_f1(m->confusion, e->target_dim);
+        t->value[at++] = mfi_macro_f1(m->confusion, e->target_dim);
+        for (int j = 0; j < e->n_top_k; j++)
+            t->value[at++] = (double)m->top_hits[j] / n;
     } else if (e->has_logits && e->target_kind == MF_TARGET_VALUES) {
         t->value[at++] = m->sq_sum / (double)m->elems;
         t->value[at++] = m->abs_sum / (double)m->elems;
@@ -377,4 +415,60 @@ void mfi_meter_table(mfi_meter *m, mfi_metric_table *t)
     for (int dir = 0; dir < 2; dir++)
         for (int s = 0; s < 4 && at < t->n; s++)
             t->value[at++] = r[dir][s];
+}
+
+/* ---------------------------------------------------------------- details (result.json) */
+static json_t *class_details(mfi_meter *m, const experiment *e)
+{
+    const int64_t k = e->target_dim;
+    const char *const *names = e->info ? e->info->class_names : NULL;
+    json_t *d = json_object(), *classes = json_array(), *confusion = json_array(),
+           *per_class = json_array();
+    for (int64_t c = 0; c < k; c++) {
+        char num[24];
+        snprintf(num, sizeof num, "%lld", (long long)c);
+        const char *name = names && names[c] ? names[c] : num;
+        json_array_append_new(classes, json_string(name));
+        json_t *row = json_array();
+        for (int64_t o = 0; o < k; o++)
+            json_array_append_new(row, json_integer(m->confusion[c * k + o]));
+        json_array_append_new(confusion, row);
+        const mfi_class_stats s = mfi_class_stats_of(m->confusion, k, c);
+        json_array_append_new(per_class, json_pack("{s:s, s:f, s:f, s:f, s:I}", "class", name,
+                                                   "precision", s.precision, "recall", s.recall,
+                                                   "f1", s.f1, "support", (json_int_t)s.support));
+    }
+    json_object_set_new(d, "classes", classes);
+    json_object_set_new(d, "confusion", confusion);
+    json_object_set_new(d, "per_class", per_class);
+    return d;
+}
+
+static json_t *target_details(mfi_meter *m, const experiment *e)
+{
+    const int64_t k = e->target_dim;
+    json_t *d = json_object(), *targets = json_array(), *mse = json_array(), *mae = json_array();
+    const double n = (double)m->seen;
+    for (int64_t c = 0; c < k; c++) {
+        char num[24];
+        snprintf(num, sizeof num, "%lld", (long long)c);
+        json_array_append_new(targets, json_string(num));
+        json_array_append_new(mse, json_real(m->sq_target[c] / n));
+        json_array_append_new(mae, json_real(m->abs_target[c] / n));
+    }
+    json_object_set_new(d, "targets", targets);
+    json_object_set_new(d, "mse", mse);
+    json_object_set_new(d, "mae", mae);
+    return d;
+}
+
+json_t *mfi_meter_details(mfi_meter *m, const experiment *e)
+{
+    if (!m || m->seen == 0 || !e->has_logits)
+        return NULL;
+    if (e->target_kind == MF_TARGET_CLASSES)
+        return class_details(m, e);
+    if (e->target_kind == MF_TARGET_VALUES)
+        return target_details(m, e);
+    return NULL;
 }

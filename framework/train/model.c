@@ -122,6 +122,8 @@ static int build_markers(experiment *e, mf_error *err)
             mf_error_set(err, "%s: cannot register the missing marker of '%s'", e->path,
                          e->mod_name[m]);
             return -1;
+        } else {
+            mf_param_set_flags(e->marker[m], MF_NO_DECAY); /* a learned token: no decay */
         }
     return 0;
 }

@@ -1,45 +1,107 @@
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <unistd.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "../data/assemble.h"
 #include "rundir.h"
 
+/* A run folder appears complete or not at all: it is made as a hidden folder beside its
+ * target (.stage-XXXXXX), config.yaml and manifest.json go in, then mfi_run_dir_publish
+ * renames it into place. A kill in between leaves only the hidden folder, never a visible
+ * run folder without its config (which could not be resumed). */
 int mfi_run_dir_create(mfi_run_dir *rd, const char *explicit_dir, const char *root,
                        const char *name, mf_error *err)
 {
     memset(rd, 0, sizeof *rd);
-    if (explicit_dir) {
-        snprintf(rd->path, sizeof rd->path, "%s", explicit_dir);
-        if (mf_make_dirs(rd->path, err))
-            return -1;
-        return 0;
+    char parent[sizeof rd->parent];
+    if (explicit_dir && strlen(explicit_dir) >= sizeof rd->target) {
+        mf_error_set(err, "the run folder's path is longer than %zu characters", sizeof rd->target);
+        return -1;
     }
-    char stamp[32];
-    time_t t = time(NULL);
-    strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&t));
-    char parent[4000];
-    snprintf(parent, sizeof parent, "%s/%s", root, name);
+    if (explicit_dir) {
+        snprintf(rd->target, sizeof rd->target, "%s", explicit_dir);
+        char *copy = strdup(explicit_dir);
+        snprintf(parent, sizeof parent, "%s", copy ? dirname(copy) : ".");
+        free(copy);
+    } else {
+        time_t t = time(NULL);
+        strftime(rd->target, sizeof rd->target, "%Y%m%d-%H%M%S", localtime(&t));
+        rd->stamped = 1;
+        snprintf(parent, sizeof parent, "%s/%s", root, name);
+    }
     if (mf_make_dirs(parent, err))
         return -1;
-    /* mkdir is the lock: two runs started in one second get -2, -3, … */
-    for (int n = 1; n < 1000; n++) {
-        if (n == 1)
-            snprintf(rd->path, sizeof rd->path, "%s/%s", parent, stamp);
-        else
-            snprintf(rd->path, sizeof rd->path, "%s/%s-%d", parent, stamp, n);
-        if (mkdir(rd->path, 0755) == 0)
-            return 0;
-        if (errno != EEXIST)
-            break;
+    snprintf(rd->parent, sizeof rd->parent, "%s", parent);
+    snprintf(rd->path, sizeof rd->path, "%s/.stage-XXXXXX", parent);
+    if (!mkdtemp(rd->path)) {
+        mf_error_set(err, "cannot create a run folder in '%s': %s", parent, strerror(errno));
+        return -1;
     }
-    mf_error_set(err, "cannot create the run folder '%s': %s", rd->path, strerror(errno));
+    chmod(rd->path, 0755); /* mkdtemp makes it private */
+    rd->staged = 1;
+    return 0;
+}
+
+/* An explicit folder that exists with files in it is used as is: the staged files move in. */
+static int publish_into(mfi_run_dir *rd, mf_error *err)
+{
+    static const char *const files[] = {"config.yaml", "manifest.json"};
+    for (int i = 0; i < 2; i++) {
+        char from[4200], to[1100];
+        snprintf(from, sizeof from, "%s/%s", rd->path, files[i]);
+        snprintf(to, sizeof to, "%s/%s", rd->target, files[i]);
+        if (rename(from, to) != 0 && errno != ENOENT) {
+            mf_error_set(err, "cannot write '%s': %s", to, strerror(errno));
+            return -1;
+        }
+    }
+    rmdir(rd->path);
+    snprintf(rd->path, sizeof rd->path, "%s", rd->target);
+    return 0;
+}
+
+int mfi_run_dir_publish(mfi_run_dir *rd, mf_error *err)
+{
+    if (!rd->staged)
+        return 0;
+    rd->staged = 0;
+    char target[3200];
+    const int stamped = rd->stamped;
+    for (int n = 1; n < 1000; n++) {
+        /* a stamped folder: the rename is the lock, two runs started in one second get
+         * -2, -3, … (rename replaces only an empty folder) */
+        if (!stamped)
+            snprintf(target, sizeof target, "%s", rd->target);
+        else if (n == 1)
+            snprintf(target, sizeof target, "%s/%s", rd->parent, rd->target);
+        else
+            snprintf(target, sizeof target, "%s/%s-%d", rd->parent, rd->target, n);
+        if (rename(rd->path, target) == 0) {
+            snprintf(rd->path, sizeof rd->path, "%s", target);
+            int dfd = open(rd->parent, O_RDONLY | O_DIRECTORY);
+            if (dfd >= 0) { /* the rename itself is durable once the folder is synced */
+                fsync(dfd);
+                close(dfd);
+            }
+            return 0;
+        }
+        if (errno != EEXIST && errno != ENOTEMPTY)
+            break;
+        if (!stamped)
+            return publish_into(rd, err); /* rd->target is that folder */
+    }
+    mf_error_set(err, "cannot create the run folder '%s': %s", target, strerror(errno));
     return -1;
 }
 
@@ -158,6 +220,235 @@ int mfi_run_dir_standardization(mfi_run_dir *rd, const mfi_input *inputs, int n,
     int rc = mf_write_file_atomic(path, text, strlen(text), err);
     free(text);
     return rc;
+}
+
+/* ---------------------------------------------------------------- events.jsonl */
+static void iso_now_ms(char *out, size_t size)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    size_t n = strftime(out, size, "%Y-%m-%dT%H:%M:%S", gmtime_r(&ts.tv_sec, &tm));
+    snprintf(out + n, size - n, ".%03dZ", (int)(ts.tv_nsec / 1000000));
+}
+
+int mfi_run_dir_event(mfi_run_dir *rd, const char *event, json_t *fields, mf_error *err)
+{
+    char path[4200], now[40];
+    file_in(rd, "events.jsonl", path, sizeof path);
+    iso_now_ms(now, sizeof now);
+    json_t *j = json_pack("{s:s, s:s}", "time", now, "event", event);
+    if (j && fields)
+        json_object_update(j, fields); /* fields after time and event, as given */
+    json_decref(fields);
+    char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!line) {
+        mf_error_set(err, "%s: out of memory for the '%s' event", path, event);
+        return -1;
+    }
+    size_t len = strlen(line);
+    line[len] = '\n'; /* the NUL becomes the line's end */
+    /* one write of the whole line: readers (and a resumed run) never see half an event */
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    ssize_t n = fd >= 0 ? write(fd, line, len + 1) : -1;
+    int saved = errno;
+    free(line);
+    if (fd >= 0 && close(fd) != 0 && n >= 0) {
+        saved = errno;
+        n = -1;
+    }
+    if (n != (ssize_t)(len + 1)) {
+        mf_error_set(err, "cannot append to '%s': %s", path,
+                     n < 0 ? strerror(saved) : "short write (disk full?)");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- resume */
+/* The whole file, NUL-terminated; *text NULL (and 0) when it does not exist. */
+static int read_all(const char *path, char **text, size_t *len, mf_error *err)
+{
+    *text = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (errno == ENOENT)
+            return 0;
+        mf_error_set(err, "cannot read '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    size_t cap = 0;
+    char *buf = NULL;
+    for (;;) {
+        if (*len + 4096 + 1 > cap) {
+            char *grown = realloc(buf, cap = (cap + 4096) * 2);
+            if (!grown) {
+                free(buf);
+                fclose(f);
+                mf_error_set(err, "cannot read '%s': out of memory", path);
+                return -1;
+            }
+            buf = grown;
+        }
+        size_t n = fread(buf + *len, 1, cap - *len - 1, f);
+        *len += n;
+        if (n == 0)
+            break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        mf_error_set(err, "cannot read '%s': read error", path);
+        return -1;
+    }
+    buf[*len] = '\0';
+    *text = buf;
+    return 0;
+}
+
+/* Index of column `name` in a CSV header line of `len` bytes, or -1. */
+static int csv_column(const char *line, size_t len, const char *name)
+{
+    size_t n = strlen(name);
+    int col = 0;
+    for (const char *p = line, *end = line + len; p <= end; col++) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *stop = comma ? comma : end;
+        if ((size_t)(stop - p) == n && memcmp(p, name, n) == 0)
+            return col;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    return -1;
+}
+
+/* Field `col` of a CSV line as an integer; 0 when it is one. */
+static int csv_int(const char *line, size_t len, int col, int64_t *out)
+{
+    const char *p = line, *end = line + len;
+    for (int c = 0; c < col; c++) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        if (!comma)
+            return -1;
+        p = comma + 1;
+    }
+    char field[32];
+    const char *comma = memchr(p, ',', (size_t)(end - p));
+    size_t n = (size_t)((comma ? comma : end) - p);
+    if (n == 0 || n >= sizeof field)
+        return -1;
+    memcpy(field, p, n);
+    field[n] = '\0';
+    char *stop;
+    errno = 0;
+    long long v = strtoll(field, &stop, 10);
+    if (*stop || errno)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* metrics.csv: the header and the rows of steps <= last_step, into rd->metrics. */
+static int reopen_metrics(mfi_run_dir *rd, int64_t last_step, int *dropped, mf_error *err)
+{
+    char path[4200];
+    file_in(rd, "metrics.csv", path, sizeof path);
+    char *text;
+    size_t len;
+    if (read_all(path, &text, &len, err))
+        return -1;
+    if (!text)
+        return 0;
+    int col = -1;
+    size_t kept = 0;
+    for (char *line = text, *nl; (nl = memchr(line, '\n', (size_t)(text + len - line))); line = nl + 1) {
+        size_t n = (size_t)(nl - line);
+        int64_t step;
+        int keep = line == text; /* the header */
+        if (keep && (col = csv_column(line, n, "step")) < 0) {
+            mf_error_set(err, "%s: the header has no step column; this run cannot be resumed",
+                         path);
+            free(text);
+            return -1;
+        }
+        if (!keep)
+            keep = csv_int(line, n, col, &step) == 0 && step <= last_step;
+        if (keep) {
+            memmove(text + kept, line, n + 1);
+            kept += n + 1;
+        } else {
+            (*dropped)++;
+        }
+    }
+    rd->metrics = text;
+    rd->len = kept;
+    rd->cap = len + 1;
+    text[kept] = '\0';
+    return mf_write_file_atomic(path, text, kept, err);
+}
+
+/* events.jsonl: the whole lines that parse, without a "step" or with one <= last_step. */
+static int reopen_events(mfi_run_dir *rd, int64_t last_step, int *dropped, mf_error *err)
+{
+    char path[4200];
+    file_in(rd, "events.jsonl", path, sizeof path);
+    char *text;
+    size_t len, kept = 0;
+    if (read_all(path, &text, &len, err))
+        return -1;
+    if (!text)
+        return 0;
+    char *line = text;
+    for (char *nl; (nl = memchr(line, '\n', (size_t)(text + len - line))); line = nl + 1) {
+        size_t n = (size_t)(nl - line);
+        json_t *j = json_loadb(line, n, 0, NULL), *step = json_object_get(j, "step");
+        int keep = json_is_object(j) && (!step || (json_is_integer(step) &&
+                                                   json_integer_value(step) <= last_step));
+        json_decref(j);
+        if (keep) {
+            memmove(text + kept, line, n + 1);
+            kept += n + 1;
+        } else {
+            (*dropped)++;
+        }
+    }
+    *dropped += line < text + len; /* a torn last line */
+    int rc = mf_write_file_atomic(path, text, kept, err);
+    free(text);
+    return rc;
+}
+
+int mfi_run_dir_reopen(mfi_run_dir *rd, const char *path, int64_t last_step, mf_error *err)
+{
+    memset(rd, 0, sizeof *rd);
+    struct stat st;
+    char config[4200];
+    snprintf(rd->path, sizeof rd->path, "%s", path);
+    file_in(rd, "config.yaml", config, sizeof config);
+    if (stat(path, &st) != 0) {
+        mf_error_set(err, "cannot open the run folder '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        mf_error_set(err, "'%s' is not a run folder: it is not a folder", path);
+        return -1;
+    }
+    if (stat(config, &st) != 0) {
+        mf_error_set(err, "'%s' is not a run folder: it has no config.yaml", path);
+        return -1;
+    }
+    int rows = 0, events = 0;
+    if (reopen_metrics(rd, last_step, &rows, err) || reopen_events(rd, last_step, &events, err)) {
+        mfi_run_dir_free(rd);
+        return -1;
+    }
+    json_t *fields = json_pack("{s:I, s:i, s:i}", "step", (json_int_t)last_step,
+                               "dropped_rows", rows, "dropped_events", events);
+    return mfi_run_dir_event(rd, "resume", fields, err);
 }
 
 void mfi_run_dir_free(mfi_run_dir *rd)

@@ -32,6 +32,8 @@
 /* mfi_config_copy, and mfi_config_is_quoted so that "1" stays a string and 1 a number when
  * a value travels as override text */
 #include "rundir.h"
+#include "report.h"
+#include "text.h"
 
 extern char **environ;
 
@@ -39,73 +41,6 @@ extern char **environ;
 #define MAX_BAD_REPORTED 10
 #define SLUG_MAX 40
 #define FILE_PATH_MAX 4608 /* a point folder (4400) and a file name */
-
-/* ---------------------------------------------------------------- strings */
-typedef struct strbuf {
-    char *s;
-    size_t len, cap;
-    int oom;
-} strbuf;
-
-static void sb_add(strbuf *b, const char *text, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = (b->len + n + 1) * 2 + 64;
-        char *s = realloc(b->s, cap);
-        if (!s) {
-            b->oom = 1;
-            return;
-        }
-        b->s = s;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, text, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-static void sb_puts(strbuf *b, const char *text)
-{
-    sb_add(b, text, strlen(text));
-}
-
-static void sb_printf(strbuf *b, const char *fmt, ...) MF_PRINTF(2, 3);
-static void sb_printf(strbuf *b, const char *fmt, ...)
-{
-    char small[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n < sizeof small) {
-        sb_add(b, small, (size_t)n);
-        return;
-    }
-    char *big = malloc((size_t)n + 1);
-    if (!big) {
-        b->oom = 1;
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    sb_add(b, big, (size_t)n);
-    free(big);
-}
-
-/* The buffer's string (never NULL unless out of memory); the caller owns it. */
-static char *sb_take(strbuf *b)
-{
-    if (b->oom) {
-        free(b->s);
-        return NULL;
-    }
-    return b->s ? b->s : calloc(1, 1);
-}
 
 /* ---------------------------------------------------------------- values as YAML flow text */
 static int plain_safe(const char *t)
@@ -118,71 +53,71 @@ static int plain_safe(const char *t)
     return 1;
 }
 
-static void render_quoted(strbuf *b, const char *t)
+static void render_quoted(mfi_text *b, const char *t)
 {
-    sb_puts(b, "\"");
+    mfi_text_puts(b, "\"");
     for (const unsigned char *p = (const unsigned char *)t; *p; p++) {
         if (*p == '"' || *p == '\\')
-            sb_printf(b, "\\%c", *p);
+            mfi_text_printf(b, "\\%c", *p);
         else if (*p == '\n')
-            sb_puts(b, "\\n");
+            mfi_text_puts(b, "\\n");
         else if (*p == '\t')
-            sb_puts(b, "\\t");
+            mfi_text_puts(b, "\\t");
         else if (*p < 0x20 || *p == 0x7f)
-            sb_printf(b, "\\x%02x", *p);
+            mfi_text_printf(b, "\\x%02x", *p);
         else
-            sb_add(b, (const char *)p, 1);
+            mfi_text_add(b, (const char *)p, 1);
     }
-    sb_puts(b, "\"");
+    mfi_text_puts(b, "\"");
 }
 
 /* A value as one line of YAML that reads back the same (what `-o key=VALUE` takes):
  * plain words and numbers as written, quoted strings quoted, lists [a, b], maps {k: v}. */
-static void render(strbuf *b, const mf_config *n)
+static void render(mfi_text *b, const mf_config *n)
 {
     switch (mf_config_node_kind(n)) {
     case MF_CONFIG_SCALAR:
         if (mf_config_is_quoted(n))
             render_quoted(b, mf_config_scalar(n));
         else if (mf_config_is_null(n))
-            sb_puts(b, "null");
+            mfi_text_puts(b, "null");
         else if (plain_safe(mf_config_scalar(n)))
-            sb_puts(b, mf_config_scalar(n));
+            mfi_text_puts(b, mf_config_scalar(n));
         else /* plain text with flow indicators (", :" …): a string, so quoting keeps it */
             render_quoted(b, mf_config_scalar(n));
         break;
     case MF_CONFIG_LIST:
-        sb_puts(b, "[");
+        mfi_text_puts(b, "[");
         for (int i = 0; i < mf_config_length(n); i++) {
             if (i)
-                sb_puts(b, ", ");
+                mfi_text_puts(b, ", ");
             render(b, mf_config_at(n, i));
         }
-        sb_puts(b, "]");
+        mfi_text_puts(b, "]");
         break;
     case MF_CONFIG_MAP:
-        sb_puts(b, "{");
+        mfi_text_puts(b, "{");
         for (int i = 0; i < mf_config_length(n); i++) {
             if (i)
-                sb_puts(b, ", ");
+                mfi_text_puts(b, ", ");
             if (plain_safe(mf_config_key_at(n, i)))
-                sb_puts(b, mf_config_key_at(n, i));
+                mfi_text_puts(b, mf_config_key_at(n, i));
             else
                 render_quoted(b, mf_config_key_at(n, i));
-            sb_puts(b, ": ");
+            mfi_text_puts(b, ": ");
             render(b, mf_config_at(n, i));
         }
-        sb_puts(b, "}");
+        mfi_text_puts(b, "}");
         break;
     }
 }
 
 /* The words of a value for a folder name: scalars as written, a map's values without its
  * keys ({type: mlp, hidden: [64]} → "mlp 64"), separated by spaces. */
-static void slug_words(strbuf *b, const mf_config *n)
+static void slug_words(mfi_text *b, const mf_config *n)
 {
     if (mf_config_node_kind(n) == MF_CONFIG_SCALAR) {
-        sb_printf(b, " %s", mf_config_is_null(n) ? "null" : mf_config_scalar(n));
+        mfi_text_printf(b, " %s", mf_config_is_null(n) ? "null" : mf_config_scalar(n));
         return;
     }
     for (int i = 0; i < mf_config_length(n); i++)
@@ -192,7 +127,7 @@ static void slug_words(strbuf *b, const mf_config *n)
 /* A folder-name piece: [A-Za-z0-9.+-] kept, other runs become one '_', at most SLUG_MAX. */
 static void slugify(const mf_config *value, const char *prefix, char *out, size_t size)
 {
-    strbuf words = {0};
+    mfi_text words = {0};
     slug_words(&words, value);
     const char *text = words.s && !words.oom ? words.s : "";
     size_t n = (size_t)snprintf(out, size, "%s", prefix), start = n;
@@ -295,10 +230,10 @@ static int collect_keys(sweep *sw, const mf_config *map, const char *prefix, mf_
             return problems + 1;
         }
         for (int j = 0; j < k->n; j++) {
-            strbuf b = {0};
+            mfi_text b = {0};
             render(&b, mf_config_at(v, j));
             char slug[SLUG_MAX + 8];
-            k->text[j] = sb_take(&b);
+            k->text[j] = mfi_text_take(&b);
             if (!k->text[j]) {
                 mf_error_set(err, "out of memory");
                 return problems + 1;
@@ -343,23 +278,23 @@ static int make_points(sweep *sw, mf_error *err)
             p->choice[k] = rest % sw->keys[k].n;
             rest /= sw->keys[k].n;
         }
-        strbuf label = {0}, name = {0};
+        mfi_text label = {0}, name = {0};
         for (int k = 0; k < sw->n_keys; k++) {
             const sweep_key *key = &sw->keys[k];
-            strbuf a = {0};
-            sb_printf(&a, "%s=%s", key->path, key->text[p->choice[k]]);
-            if (!(p->assign[k] = sb_take(&a)))
+            mfi_text a = {0};
+            mfi_text_printf(&a, "%s=%s", key->path, key->text[p->choice[k]]);
+            if (!(p->assign[k] = mfi_text_take(&a)))
                 goto oom;
-            sb_printf(&label, "%s%s", k ? ", " : "", p->assign[k]);
-            sb_printf(&name, "%s%s", k ? "-" : "", key->slug[p->choice[k]]);
+            mfi_text_printf(&label, "%s%s", k ? ", " : "", p->assign[k]);
+            mfi_text_printf(&name, "%s%s", k ? "-" : "", key->slug[p->choice[k]]);
             if (!key->is_seed)
                 p->config = p->config * key->n + p->choice[k];
         }
-        if (!(p->label = sb_take(&label))) {
+        if (!(p->label = mfi_text_take(&label))) {
             free(name.s);
             goto oom;
         }
-        char *n = sb_take(&name);
+        char *n = mfi_text_take(&name);
         if (!n)
             goto oom;
         snprintf(p->name, 200, "%s", n);
@@ -411,7 +346,7 @@ static int validate_points(sweep *sw, mf_error *err)
     struct {
         char line[1024];
         int first;
-        strbuf also;
+        mfi_text also;
     } reason[MAX_BAD_REPORTED];
     int n_reasons = 0, bad = 0, unreported = 0;
     for (int i = 0; i < sw->n_points; i++) {
@@ -438,7 +373,7 @@ static int validate_points(sweep *sw, mf_error *err)
         while (r < n_reasons && strcmp(reason[r].line, line) != 0)
             r++;
         if (r < n_reasons) {
-            sb_printf(&reason[r].also, "%s%d", reason[r].also.len ? ", " : "", i + 1);
+            mfi_text_printf(&reason[r].also, "%s%d", reason[r].also.len ? ", " : "", i + 1);
         } else if (n_reasons < MAX_BAD_REPORTED) {
             snprintf(reason[n_reasons].line, sizeof reason[n_reasons].line, "%s", line);
             reason[n_reasons].first = i;
@@ -465,20 +400,6 @@ static int validate_points(sweep *sw, mf_error *err)
 }
 
 /* ---------------------------------------------------------------- files */
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    strbuf b = {0};
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        sb_add(&b, chunk, n);
-    fclose(f);
-    return sb_take(&b);
-}
-
 /* The point's experiment as YAML (without defaults): what it was asked to run. */
 static char *point_yaml(const sweep *sw, const sweep_point *p, const char *file, int keep)
 {
@@ -489,7 +410,7 @@ static char *point_yaml(const sweep *sw, const sweep_point *p, const char *file,
         ok = mf_config_override(c, p->assign[k], NULL) == 0;
     ok = ok && mf_config_write(c, file, NULL) == 0;
     mf_config_free(c);
-    char *text = ok ? read_text(file) : NULL;
+    char *text = ok ? mfi_text_read_file(file) : NULL;
     if (!keep)
         unlink(file);
     return text;
@@ -671,7 +592,7 @@ static void last_log_line(const sweep_point *p, char *out, size_t size)
 {
     char path[FILE_PATH_MAX];
     snprintf(path, sizeof path, "%s/log.txt", p->dir);
-    char *text = read_text(path);
+    char *text = mfi_text_read_file(path);
     snprintf(out, size, "(its log is empty)");
     if (!text)
         return;
@@ -806,18 +727,18 @@ static int compare_rows(const void *a, const void *b)
     return x->first - y->first;
 }
 
-static void md_cell(strbuf *b, const char *text)
+static void md_cell(mfi_text *b, const char *text)
 {
-    sb_puts(b, " ");
+    mfi_text_puts(b, " ");
     for (const char *p = text; *p; p++)
         if (*p == '|')
-            sb_puts(b, "\\|");
+            mfi_text_puts(b, "\\|");
         else
-            sb_add(b, p, 1);
-    sb_puts(b, " |");
+            mfi_text_add(b, p, 1);
+    mfi_text_puts(b, " |");
 }
 
-static void md_stat(strbuf *b, stat_acc s, int digits)
+static void md_stat(mfi_text *b, stat_acc s, int digits)
 {
     char cell[96];
     if (!s.n)
@@ -827,26 +748,26 @@ static void md_stat(strbuf *b, stat_acc s, int digits)
     md_cell(b, cell);
 }
 
-static void csv_cell(strbuf *b, const char *text, int first)
+static void csv_cell(mfi_text *b, const char *text, int first)
 {
     if (!first)
-        sb_puts(b, ",");
+        mfi_text_puts(b, ",");
     if (!strpbrk(text, ",\"\n\r")) {
-        sb_puts(b, text);
+        mfi_text_puts(b, text);
         return;
     }
-    sb_puts(b, "\"");
+    mfi_text_puts(b, "\"");
     for (const char *p = text; *p; p++)
-        sb_puts(b, *p == '"' ? "\"\"" : (char[2]){*p, '\0'});
-    sb_puts(b, "\"");
+        mfi_text_puts(b, *p == '"' ? "\"\"" : (char[2]){*p, '\0'});
+    mfi_text_puts(b, "\"");
 }
 
-static void csv_stat(strbuf *b, stat_acc s)
+static void csv_stat(mfi_text *b, stat_acc s)
 {
     if (s.n)
-        sb_printf(b, ",%.6g,%.6g", s.mean, s.std);
+        mfi_text_printf(b, ",%.6g,%.6g", s.mean, s.std);
     else
-        sb_puts(b, ",,");
+        mfi_text_puts(b, ",,");
 }
 
 static int summarise(sweep *sw, mf_error *err)
@@ -891,8 +812,8 @@ static int summarise(sweep *sw, mf_error *err)
     free(buf);
     qsort(rows, (size_t)nc, sizeof *rows, compare_rows);
 
-    strbuf table = {0}, csv = {0}, md = {0};
-    sb_puts(&table, "| rank |");
+    mfi_text table = {0}, csv = {0}, md = {0};
+    mfi_text_puts(&table, "| rank |");
     csv_cell(&csv, "rank", 1);
     for (int k = 0; k < sw->n_keys; k++)
         if (!sw->keys[k].is_seed) {
@@ -901,16 +822,16 @@ static int summarise(sweep *sw, mf_error *err)
         }
     const int acc = strcmp(ranked_metric, "accuracy") == 0;
     if (acc)
-        sb_puts(&table, " n | val acc | test acc | seconds |\n|---:|");
+        mfi_text_puts(&table, " n | val acc | test acc | seconds |\n|---:|");
     else
-        sb_printf(&table, " n | val %s | test %s | seconds |\n|---:|", ranked_metric, ranked_metric);
-    sb_printf(&csv, ",n,failed,best_val_%s_mean,best_val_%s_std,test_%s_mean,"
+        mfi_text_printf(&table, " n | val %s | test %s | seconds |\n|---:|", ranked_metric, ranked_metric);
+    mfi_text_printf(&csv, ",n,failed,best_val_%s_mean,best_val_%s_std,test_%s_mean,"
                     "test_%s_std,epochs_mean,epochs_std,seconds_mean,seconds_std\n",
               ranked_metric, ranked_metric, ranked_metric, ranked_metric);
     for (int k = 0; k < sw->n_keys; k++)
         if (!sw->keys[k].is_seed)
-            sb_puts(&table, "---|");
-    sb_puts(&table, "---:|---|---|---|\n");
+            mfi_text_puts(&table, "---|");
+    mfi_text_puts(&table, "---:|---|---|---|\n");
     for (int c = 0; c < nc; c++) {
         const config_row *r = &rows[c];
         const sweep_point *p = &sw->points[r->first];
@@ -919,7 +840,7 @@ static int summarise(sweep *sw, mf_error *err)
             snprintf(cell, sizeof cell, "%d", c + 1);
         else
             snprintf(cell, sizeof cell, "–");
-        sb_puts(&table, "|");
+        mfi_text_puts(&table, "|");
         md_cell(&table, cell);
         csv_cell(&csv, r->done ? cell : "", 1);
         for (int k = 0; k < sw->n_keys; k++)
@@ -935,13 +856,13 @@ static int summarise(sweep *sw, mf_error *err)
         md_stat(&table, r->val, 4);
         md_stat(&table, r->test, 4);
         md_stat(&table, r->seconds, 2);
-        sb_puts(&table, "\n");
-        sb_printf(&csv, ",%d,%d", r->done, r->failed);
+        mfi_text_puts(&table, "\n");
+        mfi_text_printf(&csv, ",%d,%d", r->done, r->failed);
         csv_stat(&csv, r->val);
         csv_stat(&csv, r->test);
         csv_stat(&csv, r->epochs);
         csv_stat(&csv, r->seconds);
-        sb_puts(&csv, "\n");
+        mfi_text_puts(&csv, "\n");
     }
     free(rows);
 
@@ -949,34 +870,34 @@ static int summarise(sweep *sw, mf_error *err)
     for (int k = 0; k < sw->n_keys; k++)
         if (sw->keys[k].is_seed)
             seeds = k;
-    sb_printf(&md, "# Sweep of %s\n\n%d points: %d configuration%s × ", sw->path, sw->n_points,
+    mfi_text_printf(&md, "# Sweep of %s\n\n%d points: %d configuration%s × ", sw->path, sw->n_points,
               sw->n_configs, sw->n_configs == 1 ? "" : "s");
     if (seeds >= 0) {
-        sb_printf(&md, "%d seed%s (", sw->n_seeds, sw->n_seeds == 1 ? "" : "s");
+        mfi_text_printf(&md, "%d seed%s (", sw->n_seeds, sw->n_seeds == 1 ? "" : "s");
         for (int v = 0; v < sw->keys[seeds].n; v++)
-            sb_printf(&md, "%s%s", v ? ", " : "", sw->keys[seeds].text[v]);
-        sb_puts(&md, ")");
+            mfi_text_printf(&md, "%s%s", v ? ", " : "", sw->keys[seeds].text[v]);
+        mfi_text_puts(&md, ")");
     } else {
-        sb_puts(&md, "1 seed (the file's)");
+        mfi_text_puts(&md, "1 seed (the file's)");
     }
-    sb_puts(&md, ".");
+    mfi_text_puts(&md, ".");
     if (sw->opts->n_overrides) {
-        sb_puts(&md, " Every point with");
+        mfi_text_puts(&md, " Every point with");
         for (int i = 0; i < sw->opts->n_overrides; i++)
-            sb_printf(&md, " `-o %s`", sw->opts->overrides[i]);
-        sb_puts(&md, ".");
+            mfi_text_printf(&md, " `-o %s`", sw->opts->overrides[i]);
+        mfi_text_puts(&md, ".");
     }
-    sb_printf(&md, " Ranked by mean best validation %s (%s is better; model selection on "
+    mfi_text_printf(&md, " Ranked by mean best validation %s (%s is better; model selection on "
                    "validation; the test value is reported, never used to rank). Each cell is "
                    "mean ± sample standard deviation over the configuration's seeds; n counts "
                    "the finished points.\n\n",
               ranked_metric, ranked_higher ? "higher" : "lower");
     if (table.s)
-        sb_puts(&md, table.s);
+        mfi_text_puts(&md, table.s);
 
     char path[FILE_PATH_MAX];
     int rc = -1;
-    char *md_text = sb_take(&md), *csv_text = sb_take(&csv), *table_text = sb_take(&table);
+    char *md_text = mfi_text_take(&md), *csv_text = mfi_text_take(&csv), *table_text = mfi_text_take(&table);
     if (!md_text || !csv_text || !table_text) {
         mf_error_set(err, "out of memory for the summary");
     } else {
@@ -985,6 +906,8 @@ static int summarise(sweep *sw, mf_error *err)
         snprintf(path, sizeof path, "%s/summary.csv", sw->dir);
         if (!rc)
             rc = mf_write_file_atomic(path, csv_text, strlen(csv_text), err);
+        if (!rc) /* brief "report": the page beside them */
+            rc = mfi_report_sweep(sw->dir, err);
         fprintf(sw->log, "\n%s\nsummary: %s/summary.md, %s/summary.csv\n", table_text, sw->dir,
                 sw->dir);
         fflush(sw->log);
@@ -1107,7 +1030,7 @@ int mf_sweep_run(const char *path, const mf_sweep_options *opts, mf_error *err)
             continue;
         char file[FILE_PATH_MAX];
         snprintf(file, sizeof file, "%s/point.yaml", p->dir);
-        char *was = read_text(file), *now = point_yaml(&sw, p, scratch, 0);
+        char *was = mfi_text_read_file(file), *now = point_yaml(&sw, p, scratch, 0);
         if (was && now && strcmp(was, now) == 0) {
             p->state = POINT_SKIPPED;
             skipped++;

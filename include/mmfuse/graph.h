@@ -49,6 +49,22 @@ MF_API int mf_graph_compile(mf_graph *g, mf_error *err);
 MF_API void mf_graph_forward(mf_graph *g);
 /* Reverse pass from a scalar node: d loss/d loss = 1; adds into parameter gradients. */
 MF_API void mf_graph_backward(mf_graph *g, mf_node *loss);
+/* The same with d loss/d loss = scale: gradient accumulation over micro-batches weights each
+ * by its share of the samples. */
+MF_API void mf_graph_backward_scaled(mf_graph *g, mf_node *loss, float scale);
+/* Random ops draw from (seed, forward number): the next forward draws as the (forwards+1)-th
+ * forward after mf_graph_set_seed. A trainer sets it from its step count, so a resumed run
+ * draws the masks of the uninterrupted one. */
+MF_API void mf_graph_set_rng_position(mf_graph *g, uint64_t forwards);
+/* Nodes made from now on record `path` (copied) as their module: the host sets it around each
+ * module's forward, so errors and divergence name the module. Returns the previous scope.
+ * NULL clears it. */
+MF_API const char *mf_graph_set_scope(mf_graph *g, const char *path);
+MF_API const char *mf_graph_scope(const mf_graph *g);
+/* After a forward (grads = 0): the first node, in forward order, holding a NaN or an infinity;
+ * after a backward (grads = 1): the first gradient so, in backward order. NULL when all are
+ * finite. Divergence reports name it with its op and module. */
+MF_API mf_node *mf_graph_first_nonfinite(mf_graph *g, int grads);
 /* Bytes the graph's arena holds (nodes, activations, gradients, scratch). */
 MF_API size_t mf_graph_bytes(const mf_graph *g);
 MF_API int mf_graph_size(const mf_graph *g);
@@ -62,6 +78,8 @@ MF_API float *mf_node_value(mf_node *n);
 MF_API float *mf_node_grad(mf_node *n);
 MF_API const char *mf_node_name(const mf_node *n);
 MF_API const char *mf_node_op_name(const mf_node *n);
+/* The module path whose forward made the node ("" outside any module). */
+MF_API const char *mf_node_scope(const mf_node *n);
 /* A padding mask travelling with a sequence (ABI 1.1). x is (B,T,…), mask (B,T) with non-zero
  * = padding (the convention of mf_attention_forward and PyTorch's key_padding_mask). The host
  * attaches the reader's mask to a token input; a module that keeps the T axis passes it on

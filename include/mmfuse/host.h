@@ -87,6 +87,11 @@ typedef struct mf_run_options {
     int no_save;                   /* write no run folder */
     int validate_only;             /* check everything (config, plugins, data, model), run nothing */
     const struct mf_train_hooks *hooks; /* the training loop's hooks, or NULL */
+    /* appended in 0.2 (struct_size tells): */
+    const char *resume;            /* a run folder, or "latest": continue it from its last
+                                      checkpoint, bit for bit; the path argument then only
+                                      serves "latest" (NULL allowed otherwise) */
+    const char *init_from;         /* a checkpoint: load the parameters it has by module path */
 } mf_run_options;
 
 /* The training loop's hooks: where checkpoints, schedules and distributed training attach.
@@ -153,6 +158,38 @@ MF_API const mf_section_doc *mf_experiment_sections(void);
  * holds the reasons (one per line). */
 MF_API int mf_experiment_run(const char *path, const mf_run_options *opts, mf_run_result *res,
                              mf_error *err);
+
+/* ---------------------------------------------------------------- a trained model */
+/* What a finished (or stopped) run's model is used for: its metrics on a split (eval), one
+ * prediction per sample (predict: CSV), or each modality's and the fused embeddings (embed:
+ * HDF5). The run's config.yaml rebuilds the model, its checkpoint fills it, and the
+ * standardisation fitted in training (kept in the checkpoint) is applied — also to another
+ * data file given by an override (transfer). */
+typedef enum mf_infer_kind { MF_INFER_EVAL, MF_INFER_PREDICT, MF_INFER_EMBED } mf_infer_kind;
+
+typedef struct mf_infer_options {
+    uint32_t struct_size;
+    mf_infer_kind kind;
+    const char *run_dir;
+    const char *split;             /* "test" (NULL), "val" or "train" */
+    const char *checkpoint;        /* "best" (NULL), "last", or a checkpoint file */
+    int n_overrides;               /* applied to the run's config.yaml ("data.path=…") */
+    const char *const *overrides;
+    const char *output;            /* predict: the CSV; embed: the HDF5 file; eval: a JSON file
+                                      of the metrics, or NULL (printed only) */
+    FILE *log;                     /* NULL: stdout */
+    int quiet;
+} mf_infer_options;
+
+MF_API int mf_experiment_infer(const mf_infer_options *opts, mf_error *err);
+
+/* ---------------------------------------------------------------- reports */
+/* A self-contained page with inline SVG charts: report.html for a run folder (loss and
+ * metric curves, the confusion matrix, robustness, per-class figures), summary.html for a
+ * sweep folder (each configuration's mean ± std). *page receives the file's name (may be
+ * NULL). MF_EXIT_BAD_INPUT when dir is neither or its files are unreadable, FAILED when it
+ * cannot be written. */
+MF_API int mf_report_write(const char *dir, const char **page, mf_error *err);
 
 /* Write a dataset file in the layout the `hdf5` reader takes (docs/datasets.md) from a CSV
  * file (RFC 4180; the first row names the columns unless no_header). Columns are listed as

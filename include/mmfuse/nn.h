@@ -80,7 +80,7 @@ MF_API void mf_param_set_bounds(mf_param *p, float lo, float hi);
 
 /* ---------------------------------------------------------------- optimisers */
 /* Update rules over the collated buffers, as torch.optim defines them: Adam (weight decay as
- * an L2 term), AdamW (decoupled decay), SGD with momentum (dampening 0). Weight decay skips
+ * an L2 term), AdamW (decoupled decay), SGD with momentum (dampening 0), Nesterov or not. Weight decay skips
  * parameters flagged MF_NO_DECAY; bounds (mf_param_set_bounds) apply after the step. */
 typedef enum mf_optim_kind { MF_OPTIM_ADAM, MF_OPTIM_ADAMW, MF_OPTIM_SGD } mf_optim_kind;
 #define MF_OPTIM_CHOICES "adam|adamw|sgd"
@@ -89,13 +89,68 @@ typedef struct mf_optim {
     mf_optim_kind kind;
     double lr, beta1, beta2, eps, weight_decay, momentum;
     int64_t step; /* updates done so far */
+    /* ABI 1.1: fields are only ever appended here, and zero keeps the 1.0 behaviour (a
+     * 1.0 initialiser {kind, lr, …, step} leaves them zero). */
+    int nesterov;           /* SGD: Nesterov momentum, torch's nesterov=True            */
+    const float *lr_scale;  /* one factor per parameter (mf_params_at order) on lr and
+                               so on the decay, as a torch param group's lr; NULL: all 1 */
+    double grad_scale;      /* gradients are multiplied by it as the step reads them
+                               (clipping, averaging accumulated batches); 0: 1           */
+    double grad_norm;       /* out: ‖g‖₂ of the gradients the last step read, before
+                               grad_scale (one pass with the update)                    */
 } mf_optim;
 
 /* Optimiser state buffers the kind needs: mf_params_finalize's n_moments. */
 MF_API int mf_optim_moments(mf_optim_kind kind);
 /* One update of every parameter from its accumulated gradient, which it then zeroes (one
- * pass over memory instead of two): the next backward needs no mf_params_zero_grad. */
+ * pass over memory instead of two): the next backward needs no mf_params_zero_grad.
+ * The SGD update of torch.optim.SGD (dampening 0):
+ *     d = s·g + wd·p;  b = μ·b + d (b = d at the first step);  p -= lr·(nesterov ? d + μ·b : b)
+ * with s = grad_scale and lr, wd each parameter's (times lr_scale for lr). */
 MF_API void mf_optim_step(mf_optim *o, mf_params *ps);
+
+/* Clip the gradients by their global L2 norm (ABI 1.1), as torch.nn.utils.clip_grad_norm_:
+ * every gradient times min(1, max_norm/(‖g‖₂ + 1e-6)). Returns ‖g‖₂ before clipping. A
+ * max_norm ≤ 0, or a norm that is not finite (left for the caller to report), only
+ * measures: the gradients are left as they are. Bits do not depend on the thread count. */
+MF_API double mf_params_clip_grad_norm(mf_params *ps, double max_norm);
+
+/* ---------------------------------------------------------------- learning-rate schedules
+ * (ABI 1.1) The factor on the base learning rate at an optimiser step, a pure function of
+ * the step, so a resumed run continues the same curve. Counted in `unit`s (steps, or epochs
+ * of steps_per_epoch steps: then the factor changes at epoch boundaries, as torch's
+ * scheduler.step() once an epoch). Linear warm-up first (torch's LinearLR, timm's
+ * warmup_lr_init = warmup_start·lr): over units u < warmup,
+ *     f = warmup_start + (1 - warmup_start)·u/warmup
+ * then the schedule over the remaining units u' = u - warmup of U' = total - warmup (as
+ * torch's SequentialLR and open_clip's cosine_lr):
+ *     constant  1
+ *     step      gamma^⌊u'/step_size⌋                          (StepLR)
+ *     cosine    min + (1 - min)·(1 + cos(π·u'/U'))/2            (CosineAnnealingLR)
+ *     linear    1 + (min - 1)·u'/U'                             (LinearLR to end_factor min)
+ * cosine and linear hold `min` from u' ≥ U' on. */
+typedef enum mf_lr_schedule_kind {
+    MF_LR_CONSTANT,
+    MF_LR_STEP,
+    MF_LR_COSINE,
+    MF_LR_LINEAR
+} mf_lr_schedule_kind;
+#define MF_LR_SCHEDULE_CHOICES "constant|step|cosine|linear"
+
+typedef struct mf_lr_schedule {
+    mf_lr_schedule_kind kind;
+    int per_epoch;         /* unit epochs (else steps) */
+    int64_t warmup;        /* units of linear warm-up, 0 for none */
+    double warmup_start;   /* the factor of the first warm-up unit, in [0, 1] */
+    int64_t step_size;     /* step: units between decays (≥ 1) */
+    double gamma;          /* step: factor at each decay */
+    double min_factor;     /* cosine, linear: the final factor (torch's eta_min / lr) */
+} mf_lr_schedule;
+
+/* The factor for optimiser step `step` (from 0: the first update) of total_steps, with
+ * steps_per_epoch steps an epoch (read only with per_epoch; ≥ 1). */
+MF_API double mf_lr_factor(const mf_lr_schedule *s, int64_t step, int64_t steps_per_epoch,
+                           int64_t total_steps);
 
 /* ---------------------------------------------------------------- modules */
 /* A module is one instance of an encoder, fusion operator, head or loss, owned by the host.

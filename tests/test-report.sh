@@ -1,0 +1,155 @@
+#!/bin/sh
+# mmfuse report (issue 10 item 9): report.html of run folders (hand-written fixtures in the
+# schema of result.json, a 100-class confusion matrix, a run made here) and summary.html of a
+# sweep folder; bad folders exit 2 naming the folder. Then each page is loaded in headless
+# Chromium: no console errors (an SVG attribute the browser cannot read is one), and the
+# charts hold the series their inputs call for (tests/report_check.py counts data-series in
+# the DOM after load).
+set -u
+exe=${MMFUSE_EXE:?}
+src=${MMFUSE_SOURCE_ROOT:?}
+. "$(dirname "$0")/lib.sh"
+
+if ! "$exe" report --help > help.txt 2>&1; then
+    echo "SKIP: this mmfuse has no report verb yet (framework/cli/main.c does not dispatch it)"
+    exit 77
+fi
+check "--help gives the usage" has "^usage: mmfuse report DIR" help.txt
+
+cp -r "$src/tests/fixtures/report" fx
+echo "--- pages from fixtures"
+for d in run-full run-partial; do
+    "$exe" report fx/$d > out 2> err
+    check "report fx/$d exits 0" test $? -eq 0
+    check "report fx/$d writes report.html" test -s fx/$d/report.html
+    check "report fx/$d says where" has "fx/$d/report.html" out
+done
+"$exe" report fx/sweep > out 2> err
+check "report of a sweep folder exits 0" test $? -eq 0
+check "a sweep folder gets summary.html" test -s fx/sweep/summary.html
+check "a sweep folder gets no report.html" test ! -e fx/sweep/report.html
+r=fx/run-full/report.html
+check "class names are escaped" has "grey &lt;soil&gt;" $r
+check "no raw markup from the data" lacks "grey <soil>" $r
+check "the experiment's name is the title" has "<h1>fixture &lt;satellite&gt;</h1>" $r
+check "eight charts in the full fixture" test "$(count '<svg class="chart"' $r)" -eq 8
+check "the best epoch is marked on the four curves" test "$(count 'data-mark="best"' $r)" -eq 4
+check "the manifest's host is shown" has "fixture-host" $r
+check "the per-class table" has "<td>damp &amp; grey</td>" $r
+check "no script in the page" lacks "<script" $r
+check "nothing fetched from elsewhere" lacks 'src="http\|href="http' $r
+cp $r first.html
+"$exe" report fx/run-full > /dev/null 2>&1
+check "the same folder gives the same page" cmp -s first.html $r
+check "no temporary left behind" test "$(ls -A fx/run-full | wc -l)" -eq 5
+check "the point with '..' in its folder is not linked" lacks 'escape' fx/sweep/summary.html
+
+echo "--- validation every N steps: the x axis is the step"
+mkdir steps
+printf 'epoch,step,train_loss,val_loss,seconds\n1,5,1.0,1.1,0.1\n1,10,0.8,0.9,0.1\n2,15,0.6,0.7,0.1\n2,20,0.5,0.75,0.1\n' > steps/metrics.csv
+printf '{"status": "done", "best_epoch": 2, "best_step": 15}\n' > steps/result.json
+"$exe" report steps > /dev/null 2>&1
+check "steps on the x axis" has 'text-anchor="middle">step</text>' steps/report.html
+check "the best step marked" has 'data-mark="best"' steps/report.html
+# steps 5…20 get ticks of 2 from 4 to 20 drawn over x = 64…544: step 15 at 64 + 11/16·480
+check "the mark at step 15, not at the end of epoch 2" has '<line class="mark" x1="394.0"' steps/report.html
+
+echo "--- 100 classes"
+mkdir big
+python3 - big/result.json <<'EOF'
+import json, sys
+n = 100
+conf = [[(7 * i + 3 * j) % 5 + (40 if i == j else 0) for j in range(n)] for i in range(n)]
+classes = ["class %d" % i for i in range(n)]
+json.dump({"status": "done", "best_epoch": 1, "test": {"accuracy": 0.9},
+           "details": {"test": {"classes": classes, "confusion": conf, "per_class": []}}},
+          open(sys.argv[1], "w"))
+EOF
+"$exe" report big > /dev/null 2> err
+check "a run with only result.json and 100 classes" test -s big/report.html
+check "10000 cells" test "$(count 'class="cell"' big/report.html)" -eq 10000
+
+echo "--- bad folders"
+"$exe" report > out 2> err
+check "no folder: exit 2" test $? -eq 2
+check "no folder: says so" has "mmfuse report: which run or sweep folder?" err
+"$exe" report missing > out 2> err
+check "a missing folder: exit 2" test $? -eq 2
+check "a missing folder: named" has "^mmfuse report: 'missing' is not a folder$" err
+mkdir empty
+"$exe" report empty > out 2> err
+check "a folder with neither: exit 2" test $? -eq 2
+check "a folder with neither: one sentence naming it" has "^mmfuse report: 'empty' is neither a run folder (no metrics.csv or result.json) nor a sweep folder (no summary.csv)$" err
+check "a folder with neither: one line" test "$(wc -l < err)" -eq 1
+check "a folder with neither: nothing written" test -z "$(ls -A empty)"
+"$exe" report fx/bad-json > out 2> err
+check "a corrupt result.json: exit 2" test $? -eq 2
+check "a corrupt result.json: file and place named" has "^fx/bad-json/result.json:1:28: not valid JSON" err
+check "a corrupt result.json: no page" test ! -e fx/bad-json/report.html
+mkdir badsweep
+printf 'rank,a,n\n1,x,3\n' > badsweep/summary.csv
+"$exe" report badsweep > out 2> err
+check "a summary.csv of another kind: exit 2" test $? -eq 2
+check "a summary.csv of another kind: named" has "^badsweep/summary.csv: not a sweep summary" err
+"$exe" report fx/run-full fx/sweep > out 2> err
+check "two folders: exit 2" test $? -eq 2
+
+echo "--- a real run"
+cat > exp.yaml <<'EOF'
+name: tiny
+seed: 1
+data: {reader: synthetic, samples: 1500, batch_size: 64}
+model:
+  encoders:
+    a: {type: mlp, hidden: [16], out: 16}
+    b: {type: mlp, hidden: [16], out: 16}
+  fusion: {type: concat}
+  head: {type: mlp, hidden: [16]}
+loss: {type: cross_entropy}
+optim: {lr: 2.0e-3}
+train: {epochs: 3}
+eval: {robustness: {drop: [all], default_noise: true}}
+EOF
+"$exe" run exp.yaml --run-dir real -q > out 2> err
+check "the run exits 0" test $? -eq 0
+"$exe" report real > out 2> err
+check "its report" test -s real/report.html
+
+# CHROMIUM: another browser binary (the DevTools protocol over a pipe is all it needs)
+export CHROMIUM=${CHROMIUM:-chromium}
+if ! command -v "$CHROMIUM" > /dev/null 2>&1; then
+    echo "$passed passed, $failed failed (before the browser checks)"
+    [ "$failed" -eq 0 ] || exit 1
+    echo "SKIP: chromium not installed"
+    exit 77
+fi
+
+echo "--- in headless Chromium"
+pages="fx/run-full/report.html fx/run-partial/report.html big/report.html fx/sweep/summary.html real/report.html"
+# one browser for every page: PAGE.dom (the DOM after load), PAGE.console (its messages)
+python3 "$src/tests/report_browser.py" "$tmp/profile" $pages
+check "Chromium loads the pages" test $? -eq 0
+# look PAGE CHECK-ARGS...: no console message, and the charts report_check.py expects
+look() {
+    page=$1
+    shift
+    check "$page: loaded" test -s "$page.dom"
+    check "$page: no console messages" test ! -s "$page.console"
+    cat "$page.console" >&2
+    python3 "$src/tests/report_check.py" "$page.dom" "$@"
+    check "$page: the charts hold the expected series" test $? -eq 0
+}
+look fx/run-full/report.html --auto fx/run-full \
+    --expect loss=train_loss,val_loss --expect accuracy=train_accuracy,val_accuracy \
+    --expect macro_f1=val_macro_f1 --expect lr=lr --expect robustness-noise=visible,nir \
+    --expect robustness-drop=missing --cells confusion-test=16 --cells confusion-val=16 \
+    --text 'grey <soil>' --text 'cotton "crop"' --text 'fixture <satellite>'
+look fx/run-partial/report.html --auto fx/run-partial --expect loss=train_loss,val_loss \
+    --expect r@1=val_r@1
+look big/report.html --auto big --cells confusion-test=10000
+look fx/sweep/summary.html --expect sweep=best_val_accuracy,test_accuracy --bars sweep=3 \
+    --text 'Sweep of fixture <sweep>.yaml' --text '{type: gated, hidden: [32]}'
+look real/report.html --auto real --expect loss=train_loss,val_loss \
+    --expect accuracy=train_accuracy,val_accuracy
+
+finish
