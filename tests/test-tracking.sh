@@ -101,6 +101,9 @@ for k in ("test", "val", "best_epoch", "epochs", "final_train_loss", "test_metri
         sys.exit("%s: %r != %r" % (k, a[k], b[k]))
 EOF
 cmp "$tmp/r1/config.yaml" "$tmp/r2/config.yaml" || fail "the re-run saved another config.yaml"
+# the lab folder both in MMFUSE_PLUGIN_PATH and in the saved plugins.path: read once, no warning
+MMFUSE_PLUGIN_PATH="$tmp/lab" "$exe" validate "$tmp/r1/config.yaml" > out 2>&1 || { cat out; fail "validate with the folder twice"; }
+grep -q "already provided" out && { cat out; fail "a folder named twice shadowed itself"; }
 python3 - "$tmp/r1/metrics.csv" "$tmp/r2/metrics.csv" <<'EOF' || fail "the re-run's metrics.csv differs"
 import csv, sys
 a, b = ([{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(open(f))]

@@ -32,6 +32,10 @@ struct mf_registry {
     char **refusals;
     int n_refusals, cap_refusals;
     const char **names; /* scratch for mf_registry_names */
+    char **dirs;        /* folders added so far (real paths): a folder named twice on the
+                           search path — MMFUSE_PLUGIN_PATH and a saved plugins.path — is
+                           read once, not refused as shadowing itself */
+    int n_dirs;
 };
 
 static const char *const kind_names[] = {NULL, "dataset", "encoder", "fusion", "loss"};
@@ -81,6 +85,9 @@ void mf_registry_free(mf_registry *reg)
     free(reg->handles);
     free(reg->refusals);
     free(reg->names);
+    for (int i = 0; i < reg->n_dirs; i++)
+        free(reg->dirs[i]);
+    free(reg->dirs);
     free(reg);
     if (--ltdl_users == 0)
         lt_dlexit();
@@ -276,6 +283,19 @@ int mf_registry_add_dir(mf_registry *reg, const char *dir, mf_error *err)
     char why[1024];
     if (writable_by_others(dir, why, sizeof why))
         return refuse(reg, err, "plugin folder '%s' is %s", dir, why);
+    char *real = realpath(dir, NULL);
+    for (int i = 0; real && i < reg->n_dirs; i++)
+        if (strcmp(reg->dirs[i], real) == 0) {
+            free(real);
+            return 0; /* read already */
+        }
+    char **grown = real ? realloc(reg->dirs, (size_t)(reg->n_dirs + 1) * sizeof *grown) : NULL;
+    if (grown) {
+        reg->dirs = grown;
+        reg->dirs[reg->n_dirs++] = real;
+    } else {
+        free(real);
+    }
     DIR *d = opendir(dir);
     if (!d) {
         mf_error_set(err, "plugin folder '%s' cannot be read: %s", dir, strerror(errno));
