@@ -48,6 +48,25 @@ static void assert_bad_input(const char *args, const char *expected)
     ck_assert_ptr_null(strstr(o.out, "epoch"));
 }
 
+/* The commands that compute re-exec themselves with a bounded OpenMP spin (main.c): libgomp,
+ * showing its settings (OMP_DISPLAY_ENV), reports GOMP_SPINCOUNT 1000 the second time. A
+ * user's own setting is kept, and other verbs run once. */
+START_TEST(openmp_spin_is_bounded)
+{
+    static outcome o;
+    /* run() starts with mmfuse itself: --version, then the command under test */
+    run(&o, "--version >/dev/null; (unset GOMP_SPINCOUNT OMP_WAIT_POLICY; OMP_DISPLAY_ENV=verbose "
+            "\"$MMFUSE_EXE\" run 2>&1 | grep -o \"GOMP_SPINCOUNT = '[0-9]*'\" | tr '\\n' ' ')");
+    ck_assert_msg(strcmp(o.out, "GOMP_SPINCOUNT = '300000' GOMP_SPINCOUNT = '1000' ") == 0, "out [%s] err [%s]", o.out, o.err);
+    run(&o, "--version >/dev/null; (unset OMP_WAIT_POLICY; OMP_DISPLAY_ENV=verbose GOMP_SPINCOUNT=77 "
+            "\"$MMFUSE_EXE\" run 2>&1 | grep -o \"GOMP_SPINCOUNT = '[0-9]*'\" | tr '\\n' ' ')");
+    ck_assert_str_eq(o.out, "GOMP_SPINCOUNT = '77' ");
+    run(&o, "--version >/dev/null; (unset GOMP_SPINCOUNT OMP_WAIT_POLICY; OMP_DISPLAY_ENV=verbose "
+            "\"$MMFUSE_EXE\" reference 2>&1 | grep -o \"GOMP_SPINCOUNT = '[0-9]*'\" | tr '\\n' ' ')");
+    ck_assert_str_eq(o.out, "GOMP_SPINCOUNT = '300000' ");
+}
+END_TEST
+
 START_TEST(missing_experiment_file)
 {
     assert_bad_input("run experiments/does-not-exist.yaml",
@@ -292,6 +311,7 @@ int main(void)
 {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_create("bad input");
+    tcase_add_test(tc, openmp_spin_is_bounded);
     tcase_add_test(tc, missing_experiment_file);
     tcase_add_test(tc, invalid_yaml);
     tcase_add_test(tc, unknown_key);

@@ -3,7 +3,9 @@
  * data, plugins). */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -25,6 +27,25 @@ static const char usage[] =
     "       mmfuse bench MODEL [--mode train|eval] [--threads N] [--steps N] [--warmup N] [--json FILE]\n"
     "       mmfuse reference      (the experiment file reference, as markdown)\n"
     "       mmfuse --version | --help | VERB --help\n";
+
+/* OpenMP's idle threads spin for ~15 ms (libgomp's default GOMP_SPINCOUNT of 300000)
+ * before sleeping: on a busy machine they take the CPU from the thread doing the work, and a
+ * run became up to 5× slower at 2 threads than at 1 (docs/performance.md, "Threads on a busy
+ * machine"). A bounded spin (1000 rounds, ~50 µs) keeps back-to-back regions fast and lets
+ * idle threads sleep. libgomp reads its environment once, when it is loaded — before main,
+ * and before libc's own initialiser, which resets the environment a preinit function could
+ * have changed — so the setting takes a re-exec of this program (~1 ms). A user's own
+ * OMP_WAIT_POLICY or GOMP_SPINCOUNT wins; if the exec fails, the run goes on as it is. */
+static void bounded_openmp_spin(const char *verb, char **argv)
+{
+    static const char *const computing[] = {"run", "bench", "eval", "predict", "embed", NULL};
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT"))
+        return;
+    setenv("GOMP_SPINCOUNT", "1000", 1); /* a sweep's points inherit it: no exec there */
+    for (int i = 0; computing[i]; i++)
+        if (strcmp(verb, computing[i]) == 0)
+            execv("/proc/self/exe", argv);
+}
 
 void mf_cli_report(const mf_error *err)
 {
@@ -68,6 +89,7 @@ int main(int argc, char **argv)
         return MF_EXIT_BAD_INPUT;
     }
     const char *verb = argv[1];
+    bounded_openmp_spin(verb, argv);
     if (strcmp(verb, "run") == 0)
         return mf_cli_run(argc - 1, argv + 1);
     if (strcmp(verb, "reference") == 0)

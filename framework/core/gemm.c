@@ -13,9 +13,15 @@
 
 #include "gemm.h"
 
-/* Below this many multiply-adds a product runs in the caller's thread: splitting costs a
- * fork (~1 µs) and shrinks OpenBLAS's blocks. */
-#define GEMM_SPLIT_MIN_MACS (1 << 18)
+/* Below this many multiply-adds a product runs in the caller's thread. Measured on the
+ * 2-core box with tests/bench/split.c, 2 threads against 1 (mean over shapes), OpenMP's idle
+ * threads spinning at most GOMP_SPINCOUNT=1000 rounds as the CLI sets: back to back
+ * ("warm"), 256k MACs 1.17× (the old threshold, which split a satellite step's products and
+ * lost 1.7×), 512k 0.88×, 1M 0.74×, 2M 0.64×. After 300 µs of serial work ("cold": the idle
+ * thread asleep) a split loses up to 16M MACs (1M 2.9×, 8M 1.3×): a model whose few
+ * mid-sized products sit among small ops (low-rank fusion on the satellite data) is 1.2×
+ * slower at 2 threads — docs/performance.md, "Threads". */
+#define GEMM_SPLIT_MIN_MACS (INT64_C(1) << 20)
 /* Blocks are multiples of this many rows/columns (OpenBLAS's micro-kernels are 4–16 wide). */
 #define GEMM_ALIGN 16
 

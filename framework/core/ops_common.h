@@ -15,15 +15,21 @@
 #endif
 
 /* Elements below which a loop stays serial (overridable at build time for measurements).
- * Measured on the 2-core dev box (gcc 12 -O2, libgomp, 2 threads against 1): forking and
- * joining a parallel region costs ~1 µs. Vectorised memory-bound maps (add, mul, relu, bias
- * rows: ~0.1 ns/element) break even at ~16k elements and gain 1.3x at 32k, 1.5x at 64k;
- * ops calling expf/tanhf/logf (~1-7 ns/element) break even at ~1-2k and gain 1.6-1.8x at 4k. */
+ * Measured on the 2-core dev box (gcc 12 -O2, libgomp, tests/bench/maps.c: 2 threads against
+ * 1, with the region run back to back ("hot") and after 300 µs of serial work ("cold", as in
+ * a model whose other ops are small: the idle thread has gone to sleep, waking it costs
+ * ~20 µs)). Vectorised memory-bound maps (add, relu, bias rows) gain nothing up to 32k
+ * elements and 0.64× (hot) to 0.72× (cold) at 64k; gelu and exp (libm calls) lose 1.22× at
+ * 8k cold, gain 0.9× at 16k and 0.8× at 32k; dropout's counter-based mask loses 1.2–1.55×
+ * up to 32k and gains 0.64× at 64k. */
 #ifndef MFI_OMP_MIN_ELEMS
 #define MFI_OMP_MIN_ELEMS 32768
 #endif
 #ifndef MFI_OMP_MIN_ELEMS_HEAVY
-#define MFI_OMP_MIN_ELEMS_HEAVY 4096
+#define MFI_OMP_MIN_ELEMS_HEAVY 16384
+#endif
+#ifndef MFI_OMP_MIN_ELEMS_DROPOUT
+#define MFI_OMP_MIN_ELEMS_DROPOUT 65536
 #endif
 
 /* Elementwise loops run over blocks of MFI_ELEM_BLOCK elements: threads split the blocks

@@ -545,7 +545,7 @@ void mfi_op_dropout(mf_node *n, int action)
         const float *A = a->value;
         float *O = n->value;
         // independent elements (counter-based mask, ~1 ns each): split statically
-        MFI_OMP(omp parallel for schedule(static) if (numel > MFI_OMP_MIN_ELEMS_HEAVY))
+        MFI_OMP(omp parallel for schedule(static) if (numel >= MFI_OMP_MIN_ELEMS_DROPOUT))
         for (int64_t i = 0; i < numel; i++)
             O[i] = dropout_keep(key, i, threshold) ? A[i] * scale : 0.0f;
         return;
