@@ -285,9 +285,11 @@ static const pool_case pool_cases[] = {
 START_TEST(test_pool_forward)
 {
     for (int t = 0; t < N_POOL_CASES; t++)
-        for (int is_max = 0; is_max < 2; is_max++) {
+        for (int variant = 0; variant < 3; variant++) {
+            /* avg; max in a training graph (argmax kept); max in an inference graph */
+            const int is_max = variant > 0;
             const pool_case *p = &pool_cases[t];
-            mf_graph *g = mf_graph_new(is_max); /* max: training (argmax kept) and eval */
+            mf_graph *g = mf_graph_new(variant == 1);
             mf_node *x = mf_variable(g, "x", mf_shape4(p->B, p->C, p->H, p->W));
             mf_node *y = is_max ? mf_max_pool2d(g, x, p->k, p->stride)
                                 : mf_avg_pool2d(g, x, p->k, p->stride);
@@ -333,6 +335,16 @@ START_TEST(test_max_pool_ties_and_nan)
         mf_graph_forward(g);
         ck_assert(mf_node_value(y)[0] == 7.0f);
         ck_assert(isnan(mf_node_value(y)[1]));
+        /* an inference graph (no argmax: its own 2x2 path) gives the same values */
+        mf_graph *e = mf_graph_new(0);
+        mf_node *xe = mf_variable(e, "x", mf_shape4(1, 1, k, 2 * k));
+        mf_node *ye = mf_max_pool2d(e, xe, k, k);
+        compile_ok(e);
+        memcpy(mf_node_value(xe), v, (size_t)(2 * k * k) * sizeof(float));
+        mf_graph_forward(e);
+        ck_assert(mf_node_value(ye)[0] == 7.0f);
+        ck_assert(isnan(mf_node_value(ye)[1]));
+        mf_graph_free(e);
         mf_graph_free(g);
     }
 }

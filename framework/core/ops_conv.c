@@ -522,6 +522,28 @@ static void max_pool_plane_2x2(const float *xp, int64_t W, int64_t Ho, int64_t W
     }
 }
 
+/* The same without the argmax (inference graphs keep none): the two rows' maxima first (unit
+ * stride, vectorised), then each pair of them. Compared in the tournament's order up to the
+ * pairing (x0·x2, x1·x3 instead of x0·x1, x2·x3): the values are the same, but for which of
+ * +0 and -0 is kept. */
+static void max_pool_plane_2x2_values(const float *xp, int64_t W, int64_t Ho, int64_t Wo,
+                                      float *restrict op)
+{
+    float v[2 * 1024];
+    for (int64_t i = 0; i < Ho; i++) {
+        const float *r0 = xp + 2 * i * W, *r1 = r0 + W;
+        for (int64_t c = 0; c < 2 * Wo; c++) {
+            const float a = r0[c], b = r1[c];
+            v[c] = isgreater(b, a) + isunordered(b, b) ? b : a;
+        }
+        float *o = op + i * Wo;
+        for (int64_t j = 0; j < Wo; j++) {
+            const float a = v[2 * j], b = v[2 * j + 1];
+            o[j] = (isgreater(b, a) + isunordered(b, b)) > isunordered(a, a) ? b : a;
+        }
+    }
+}
+
 void mfi_op_max_pool2d(mf_node *n, int action)
 {
     // x is (B,C,H,W), out is (B,C,Ho,Wo): the max of each k×k window, every `stride` pixels;
@@ -549,6 +571,8 @@ void mfi_op_max_pool2d(mf_node *n, int action)
             int32_t *ap = arg ? arg + pl * P : NULL;
             if (k == 2 && s == 2 && ap)
                 max_pool_plane_2x2(xp, W, Ho, Wo, op, ap);
+            else if (k == 2 && s == 2 && Wo <= 1024)
+                max_pool_plane_2x2_values(xp, W, Ho, Wo, op);
             else
                 max_pool_plane(xp, W, Ho, Wo, k, s, op, ap);
         }
