@@ -495,29 +495,33 @@ static inline void max_pool_plane(const float *xp, int64_t W, int64_t Ho, int64_
         }
 }
 
-/* max_pool2d's common case, k = stride = 2, as a tournament over each 2×2 window: the same
- * result (the first max in row-major order wins ties; a NaN wins and stays), vectorised
- * across the output row. */
+/* max_pool2d's common case, k = stride = 2: each column's larger of the two rows first (unit
+ * stride, vectorised), then each pair of those, keeping where the max was. Ties go to the
+ * first element in row-major order, as PyTorch's: the right column's value wins a tie only
+ * when it sits in the upper row and the left one's in the lower. A NaN wins. */
 static void max_pool_plane_2x2(const float *xp, int64_t W, int64_t Ho, int64_t Wo, float *op,
                                int32_t *restrict ap)
 {
+    float v[2 * 1024];
+    int32_t lower[2 * 1024]; /* 1 where the column's max is in the lower row */
     for (int64_t i = 0; i < Ho; i++) {
         const float *r0 = xp + 2 * i * W, *r1 = r0 + W;
+        for (int64_t c = 0; c < 2 * Wo; c++) {
+            const float x0 = r0[c], x1 = r1[c];
+            const int t = isgreater(x1, x0) + (isunordered(x1, x1) > isunordered(x0, x0));
+            v[c] = t ? x1 : x0;
+            lower[c] = t;
+        }
         float *o = op + i * Wo;
         int32_t *best = ap + i * Wo;
-        const int32_t row0 = (int32_t)(2 * i * W), row1 = (int32_t)((2 * i + 1) * W);
-        // independent windows: vectorised (gcc -O2 alone would not)
-        MFI_OMP(omp simd)
+        const int32_t row0 = (int32_t)(2 * i * W);
         for (int64_t j = 0; j < Wo; j++) {
-            const float x0 = r0[2 * j], x1 = r0[2 * j + 1], x2 = r1[2 * j], x3 = r1[2 * j + 1];
-            /* 0/1 flags; isgreater and isunordered (quiet compares) and the integer + and >
-             * are what let gcc vectorise this */
-            const int t1 = isgreater(x1, x0) + isunordered(x1, x1);
-            const int t3 = isgreater(x3, x2) + isunordered(x3, x3);
-            const float m01 = t1 ? x1 : x0, m23 = t3 ? x3 : x2;
-            const int t = (isgreater(m23, m01) + isunordered(m23, m23)) > isunordered(m01, m01);
-            o[j] = t ? m23 : m01;
-            best[j] = t ? row1 + 2 * (int32_t)j + t3 : row0 + 2 * (int32_t)j + t1;
+            const float l = v[2 * j], r = v[2 * j + 1];
+            const int32_t rl = lower[2 * j], rr = lower[2 * j + 1];
+            const int t = isgreater(r, l) + (isunordered(r, r) > isunordered(l, l)) +
+                          (r == l && rr < rl);
+            o[j] = t ? r : l;
+            best[j] = row0 + (t ? rr * (int32_t)W + 2 * (int32_t)j + 1 : rl * (int32_t)W + 2 * (int32_t)j);
         }
     }
 }
@@ -569,7 +573,7 @@ void mfi_op_max_pool2d(mf_node *n, int action)
             const float *xp = x->value + pl * H * W;
             float *op = n->value + pl * P;
             int32_t *ap = arg ? arg + pl * P : NULL;
-            if (k == 2 && s == 2 && ap)
+            if (k == 2 && s == 2 && ap && Wo <= 1024)
                 max_pool_plane_2x2(xp, W, Ho, Wo, op, ap);
             else if (k == 2 && s == 2 && Wo <= 1024)
                 max_pool_plane_2x2_values(xp, W, Ho, Wo, op);
