@@ -60,7 +60,16 @@ static const char *absolute_override(const char *o)
     if (!out)
         return o;
     sprintf(out, "%.*s=%s/%s", (int)klen, o, cwd, v);
-    return out; /* lives until the command ends */
+    return out; /* freed by infer() (it differs from the argument) */
+}
+
+/* Whether s is one of argv's strings (not a copy made by absolute_override). */
+static int is_argument(const char *s, int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++)
+        if (s == argv[i])
+            return 1;
+    return 0;
 }
 
 static int parse(const char *verb, const char *usage, int argc, char **argv,
@@ -121,6 +130,9 @@ static int infer(const char *verb, mf_infer_kind kind, const char *usage, const 
         if (status != MF_EXIT_OK)
             mf_cli_report(&err);
     }
+    for (int i = 0; i < o.n_overrides; i++)
+        if (!is_argument(o.overrides[i], argc, argv))
+            free((char *)o.overrides[i]);
     free(overrides);
     return status;
 }
