@@ -139,6 +139,7 @@ typedef struct experiment {
     double checkpoint_every;           /* train.checkpoint_every: seconds between checkpoints */
     const char *resume_from;           /* last.h5 of the run being resumed, or NULL */
     char resume_buf[4300];
+    mfi_train_position resume_pos;     /* last.h5's position, loaded with the model's state */
     const char *init_from;             /* --init-from checkpoint, or NULL */
     int diverged;                      /* the run stopped on a non-finite loss or gradient */
 
@@ -216,7 +217,8 @@ void mfi_experiment_free(experiment *e);
 int mfi_resume_locate(const char *file, const char *which, char *dir, size_t size, FILE *log,
                       mf_error *err);
 /* Check checkpoints/last.h5 against the model (when there is one: a run killed before its
- * first checkpoint starts again) and reopen the folder at its step. */
+ * first checkpoint starts again), load it — parameters, optimiser state, RNG, and the position
+ * into e->resume_pos — and reopen the folder at its step. */
 int mfi_resume_open(experiment *e, mfi_run_dir *run, const char *dir, mf_error *err);
 
 /* loop.c: training with validation points, selection, checkpoints and resume; the test pass
@@ -230,6 +232,11 @@ int mfi_fill_batch(experiment *e, model_graph *mg, const mfi_batch *batch, int t
 /* One evaluation pass over a split; the meter holds its metrics. `rng` draws evaluation
  * noise (the robustness transforms), NULL otherwise. */
 int mfi_run_pass(mfi_pass *p, mfi_loader *loader, int training, mf_rng *rng, mf_error *err);
+/* Each batch of a split through the evaluation graph, its loss checked; `each` sees it after
+ * the forward (non-zero: a failure of its own, MF_EXIT_FAILED). */
+typedef int (*mfi_batch_fn)(void *user, model_graph *mg, const mfi_batch *batch);
+int mfi_eval_batches(experiment *e, mfi_loader *loader, mf_rng *rng, mfi_batch_fn each,
+                     void *user, mf_error *err);
 /* Training batches from the loader's position until a validation is due (returns 1), the
  * epoch ends (0), or an error (-MF_EXIT_*). The meter accumulates them. */
 int mfi_train_batches(mfi_pass *p, mfi_loader *loader, mf_error *err);

@@ -82,26 +82,6 @@ static int open_model(infer *in, mf_error *err)
     return in->loader ? MF_EXIT_OK : MF_EXIT_BAD_INPUT;
 }
 
-/* Each batch of the split through the evaluation graph; `each` sees it after the forward. */
-static int for_each_batch(infer *in, int (*each)(infer *, model_graph *, const mfi_batch *, void *),
-                          void *user, mf_error *err)
-{
-    experiment *e = &in->e;
-    int64_t b;
-    mfi_loader_start(in->loader, 0);
-    while ((b = mfi_loader_peek(in->loader)) > 0) {
-        model_graph *mg = mfi_graph_for(e, b, 0, err);
-        const mfi_batch *batch;
-        if (!mg || mfi_loader_next(in->loader, &batch, err) < 0 ||
-            mfi_fill_batch(e, mg, batch, 0, NULL, err))
-            return MF_EXIT_BAD_INPUT;
-        mf_graph_forward(mg->g);
-        if (each(in, mg, batch, user))
-            return MF_EXIT_FAILED;
-    }
-    return MF_EXIT_OK;
-}
-
 /* ---------------------------------------------------------------- eval */
 static int eval(infer *in, mf_error *err)
 {
@@ -196,9 +176,16 @@ static void predict_header(FILE *f, const experiment *e)
 
 /* The probabilities (softmax over classes, a sigmoid per label) or the values in the data's
  * units, one row per sample. */
-static int predict_rows(infer *in, model_graph *mg, const mfi_batch *batch, void *user)
+typedef struct predict_out {
+    infer *in;
+    FILE *f;
+} predict_out;
+
+static int predict_rows(void *user, model_graph *mg, const mfi_batch *batch)
 {
-    FILE *f = user;
+    predict_out *out = user;
+    infer *in = out->in;
+    FILE *f = out->f;
     experiment *e = &in->e;
     const int64_t k = e->target_dim;
     const float *z = mf_node_value(mg->logits ? mg->logits : mg->fused); // (B,K)
@@ -249,7 +236,8 @@ static int predict(infer *in, mf_error *err)
     if (!f)
         return MF_EXIT_FAILED;
     predict_header(f, e);
-    int status = for_each_batch(in, predict_rows, f, err);
+    predict_out out = {in, f};
+    int status = mfi_eval_batches(e, in->loader, NULL, predict_rows, &out, err);
     if (status) {
         if (!err->count)
             mf_error_set(err, "cannot write '%s': %s", in->o->output, "a write failed (disk full?)");
@@ -325,7 +313,7 @@ static int embed_layout(infer *in, embed_file *ef)
     return rc ? -1 : 0;
 }
 
-static int embed_rows(infer *in, model_graph *mg, const mfi_batch *batch, void *user)
+static int embed_rows(void *user, model_graph *mg, const mfi_batch *batch)
 {
     embed_file *ef = user;
     const int64_t b = batch->n;
@@ -350,7 +338,6 @@ static int embed_rows(infer *in, model_graph *mg, const mfi_batch *batch, void *
         if (bad)
             return -1;
     }
-    (void)in;
     ef->written += b;
     return 0;
 }
@@ -364,7 +351,7 @@ static int embed(infer *in, mf_error *err)
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     embed_file ef = {.file = H5Fcreate(af.tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)};
     int status = ef.file < 0 || embed_layout(in, &ef) ? MF_EXIT_FAILED
-                                                      : for_each_batch(in, embed_rows, &ef, err);
+                                                      : mfi_eval_batches(e, in->loader, NULL, embed_rows, &ef, err);
     if (ef.file >= 0) {
         hid_t t = H5Tcopy(H5T_C_S1);
         H5Tset_size(t, H5T_VARIABLE);

@@ -339,8 +339,7 @@ static int resume(loop *L, mf_error *err)
 {
     experiment *e = L->p.e;
     mfi_train_position *pos = &L->p.pos;
-    if (mfi_checkpoint_load(e, e->resume_from, MFI_CKPT_PARAMS | MFI_CKPT_TRAINING, NULL, pos, err))
-        return -1;
+    *pos = e->resume_pos; /* mfi_resume_open loaded last.h5 into the model already */
     char best[4300];
     snprintf(best, sizeof best, "%s/checkpoints/best.h5", e->run->path);
     FILE *f = pos->best_evaluation > 0 ? fopen(best, "rb") : NULL;

@@ -106,14 +106,15 @@ int mfi_resume_open(experiment *e, mfi_run_dir *run, const char *dir, mf_error *
 {
     char *last = e->resume_buf;
     snprintf(last, sizeof e->resume_buf, "%s/checkpoints/last.h5", dir);
-    mfi_train_position pos = {0};
+    mfi_train_position *pos = &e->resume_pos;
     if (exists(last)) {
-        /* everything checked (model, optimiser, selection) before the folder changes */
-        if (mfi_checkpoint_load(e, last, MFI_CKPT_PARAMS | MFI_CKPT_TRAINING, NULL, &pos, err))
+        /* everything checked (model, optimiser, selection) before the folder changes; what
+         * it loads (parameters, optimiser state, RNG, position) is where training resumes */
+        if (mfi_checkpoint_load(e, last, MFI_CKPT_PARAMS | MFI_CKPT_TRAINING, NULL, pos, err))
             return -1;
         e->resume_from = last;
     } else if (!e->quiet) {
         fprintf(e->log, "%s: no checkpoint yet: the run starts again from its beginning\n", dir);
     }
-    return mfi_run_dir_reopen(run, dir, e->resume_from ? pos.step : 0, err);
+    return mfi_run_dir_reopen(run, dir, e->resume_from ? pos->step : 0, err);
 }

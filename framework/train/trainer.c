@@ -90,20 +90,27 @@ static void describe_node(mf_node *n, const char *what, char *buf, size_t size)
              scope, mf_shape_str(mf_node_shape(n), shape, sizeof shape));
 }
 
+/* Where the first NaN or infinity of the graph is: values in forward order (grads 0),
+ * gradients in backward order (grads 1). */
+static void first_nonfinite(mf_graph *g, int grads, char *buf, size_t size)
+{
+    mf_node *n = mf_graph_first_nonfinite(g, grads);
+    if (n)
+        describe_node(n, grads ? "gradient" : "output", buf, size);
+    else
+        snprintf(buf, size, "%s", grads
+                 ? "none: every gradient is finite, but they are so large that their norm "
+                   "overflows (the gradients exploded)"
+                 : "none of the graph's tensors (the loss plugin's own arithmetic)");
+}
+
 /* A NaN or an infinity in the loss (after forward) or a gradient (after backward): the run
  * stops naming the step and the first non-finite tensor; the last checkpoint stays. */
 static int diverged(pass *p, model_graph *mg, int in_gradients, double value, mf_error *err)
 {
     experiment *e = p->e;
     char where[512];
-    mf_node *n = mf_graph_first_nonfinite(mg->g, in_gradients);
-    if (n)
-        describe_node(n, in_gradients ? "gradient" : "output", where, sizeof where);
-    else
-        snprintf(where, sizeof where, "%s", in_gradients
-                 ? "none: every gradient is finite, but they are so large that their norm "
-                   "overflows (the gradients exploded)"
-                 : "none of the graph's tensors (the loss plugin's own arithmetic)");
+    first_nonfinite(mg->g, in_gradients, where, sizeof where);
     char last[4300] = "";
     FILE *f = NULL;
     if (e->run && e->checkpoint) {
@@ -207,12 +214,10 @@ int mfi_train_batches(mfi_pass *p, mfi_loader *loader, mf_error *err)
 }
 
 /* ---------------------------------------------------------------- evaluation */
-int mfi_run_pass(pass *p, mfi_loader *loader, int training, mf_rng *rng, mf_error *err)
+int mfi_eval_batches(experiment *e, mfi_loader *loader, mf_rng *rng, mfi_batch_fn each,
+                     void *user, mf_error *err)
 {
-    experiment *e = p->e;
     int64_t b;
-    (void)training; /* training batches go through mfi_train_batches */
-    mfi_meter_reset(p->meter, 1);
     mfi_loader_start(loader, 0);
     while ((b = mfi_loader_peek(loader)) > 0) {
         model_graph *mg = mfi_graph_for(e, b, 0, err);
@@ -223,16 +228,29 @@ int mfi_run_pass(pass *p, mfi_loader *loader, int training, mf_rng *rng, mf_erro
         mf_graph_forward(mg->g);
         const float loss = mf_node_value(mg->loss)[0];
         if (!isfinite(loss)) {
-            char where[512] = "no tensor of the graph";
-            mf_node *n = mf_graph_first_nonfinite(mg->g, 0);
-            if (n)
-                describe_node(n, "output", where, sizeof where);
+            char where[512];
+            first_nonfinite(mg->g, 0, where, sizeof where);
             mf_error_set(err, "%s: the loss is %g on an evaluation batch (samples from %lld): the "
                          "first non-finite value is %s", e->path, loss,
                          (long long)batch->index[0], where);
             return MF_EXIT_FAILED;
         }
-        mfi_meter_add(p->meter, e, mg, batch);
+        if (each(user, mg, batch))
+            return MF_EXIT_FAILED;
     }
     return MF_EXIT_OK;
+}
+
+static int meter_batch(void *user, model_graph *mg, const mfi_batch *batch)
+{
+    pass *p = user;
+    mfi_meter_add(p->meter, p->e, mg, batch);
+    return 0;
+}
+
+int mfi_run_pass(pass *p, mfi_loader *loader, int training, mf_rng *rng, mf_error *err)
+{
+    (void)training; /* training batches go through mfi_train_batches */
+    mfi_meter_reset(p->meter, 1);
+    return mfi_eval_batches(p->e, loader, rng, meter_batch, p, err);
 }
