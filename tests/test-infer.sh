@@ -5,12 +5,8 @@
 set -u
 exe=${MMFUSE_EXE:?}
 src=${MMFUSE_SOURCE_ROOT:?}
-py=/usr/bin/python3
 . "$(dirname "$0")/lib.sh"
-if ! $py -c 'import h5py' 2>/dev/null; then
-    echo "SKIP: /usr/bin/python3 has no h5py (Debian's python3-h5py; make deps installs it)"
-    exit 77
-fi
+need_h5py
 
 "$exe" run "$src/experiments/satellite.yaml" --run-dir sat -q -o train.epochs=3 -o threads=1 \
     > sat.out 2>&1
