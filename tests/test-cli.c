@@ -171,6 +171,64 @@ START_TEST(bad_arguments)
 }
 END_TEST
 
+/* brief scale */
+/* mmfuse bench at other sizes: each bad value one sentence (then the usage), exit 2; a small
+ * run's parameters and products equal torch_scale.py's count, and the JSON line says which. */
+START_TEST(bench_sizes)
+{
+    assert_usage_error("bench xattn-fusion --seq 10",
+                       "mmfuse bench: --seq must be a multiple of 4 from 4 to 4096: 10",
+                       "usage: mmfuse bench MODEL");
+    assert_usage_error("bench xattn-fusion --seq 8192",
+                       "mmfuse bench: --seq must be a multiple of 4 from 4 to 4096: 8192",
+                       "usage: mmfuse bench MODEL");
+    assert_usage_error("bench mlp-concat --batch 0",
+                       "mmfuse bench: --batch must be an integer from 1 to 65536: 0",
+                       "usage: mmfuse bench MODEL");
+    assert_usage_error("bench mlp-concat --width 64k",
+                       "mmfuse bench: --width must be an integer from 1 to 16384: 64k",
+                       "usage: mmfuse bench MODEL");
+    assert_usage_error("bench cnn-late --width 64",
+                       "mmfuse bench: --width is for mlp-concat, not 'cnn-late'",
+                       "usage: mmfuse bench MODEL");
+    assert_usage_error("bench mlp-concat --seq 16",
+                       "mmfuse bench: --seq is for xattn-fusion, not 'mlp-concat'",
+                       "usage: mmfuse bench MODEL");
+    assert_usage_error("bench mlp-concat --batch", "mmfuse bench: --batch needs a value",
+                       "usage: mmfuse bench MODEL");
+    static outcome o;
+    run(&o, "bench --help"); /* the rules, with the layers --width sets */
+    ck_assert_int_eq(o.status, 0);
+    ck_assert_ptr_nonnull(strstr(o.out, "--width N  mlp-concat only, 1 to 16384: every hidden "
+                                        "layer N wide, enc1 784-N-N,\n"));
+    ck_assert_ptr_nonnull(strstr(o.out, "the image 28x(7N/4) pixels cut into 7x7 patches"));
+    run(&o, "bench mlp-concat --width 8 --batch 4 --steps 1 --warmup 0 --mode eval");
+    ck_assert_int_eq(o.status, 0);
+    /* 4·8² + 864·8 + 10 parameters; forward 2·4·(784·8 + 8·8 + 64·8 + 8·8 + 16·8 + 8·10) */
+    ck_assert_str_eq(o.err, "mlp-concat: 7170 parameters (torch_scale.py: 7170); one forward's "
+                            "matrix products 0.1 MFLOP in 6 calls (torch_scale.py: 0.1)\n");
+    ck_assert_ptr_nonnull(strstr(o.out, "mlp-concat     eval  B=4 "));
+    char json[] = "/tmp/mmfuse-cli-scale-XXXXXX", args[256], line[4096];
+    close(mkstemp(json));
+    snprintf(args, sizeof args, "bench xattn-fusion --seq 4 --batch 2 --steps 1 --warmup 0 "
+             "--mode eval --json %s", json);
+    run(&o, args);
+    slurp(json, line, sizeof line);
+    remove(json);
+    ck_assert_int_eq(o.status, 0);
+    /* the position tables 2·128·(4 − 16) smaller than the reference's 539146 */
+    /* the call count is left out: how attention issues its products may change */
+    const char *head = "xattn-fusion: 536074 parameters (torch_scale.py: 536074); one forward's "
+                       "matrix products 6.5 MFLOP in ", *tail = " calls (torch_scale.py: 6.5)\n";
+    ck_assert_msg(strncmp(o.err, head, strlen(head)) == 0 && strlen(o.err) > strlen(tail) &&
+                      strcmp(o.err + strlen(o.err) - strlen(tail), tail) == 0, "%s", o.err);
+    ck_assert_ptr_nonnull(strstr(line, "\"batch\":2,\"width\":null,\"seq\":4,\"layers\":"
+                                        "\"image 1x28x7, 4 patches 7x7, 4 tokens, positions "
+                                        "4x128\""));
+    ck_assert_ptr_nonnull(strstr(line, "\"flops_per_step\":6467584,"));
+}
+END_TEST
+
 /* A fixture refused by check-plugin: exit 2, one sentence naming the file and the reason. */
 static void assert_refused(const char *fixture, const char *reason)
 {
@@ -321,6 +379,7 @@ int main(void)
     tcase_add_test(tc, plugin_rejects_its_parameters);
     tcase_add_test(tc, bad_override);
     tcase_add_test(tc, bad_arguments);
+    tcase_add_test(tc, bench_sizes); /* brief scale */
     tcase_add_test(tc, plugins_lists_builtins);
     tcase_add_test(tc, check_plugin_refusals);
     tcase_add_test(tc, refused_plugins_leave_the_rest_usable);

@@ -968,6 +968,180 @@ START_TEST(satellite_matches_its_csv)
 }
 END_TEST
 
+/* brief bigdata ------------------------------------------------- epoch orders, data wait */
+#include "../framework/data/loader.c" /* the loader is private: its unit, compiled in */
+
+/* /modalities/a (n,1) float32 = i, /label i % 3, chunked by 50 rows. */
+static void write_counting(const char *name, int n)
+{
+    hid_t f = h5_new(name);
+    hsize_t dims[2] = {(hsize_t)n, 1}, chunk[2] = {50, 1};
+    hid_t space = H5Screate_simple(2, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 2, chunk);
+    hid_t g = H5Gcreate2(f, "modalities", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t d = H5Dcreate2(g, "a", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    float *x = malloc((size_t)n * sizeof *x);
+    double *y = malloc((size_t)n * sizeof *y);
+    for (int i = 0; i < n; i++) {
+        x[i] = (float)i;
+        y[i] = i % 3;
+    }
+    ck_assert_int_ge(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x), 0);
+    H5Dclose(d);
+    H5Gclose(g);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    h5_put1(f, "/label", H5T_STD_I32LE, (hsize_t)n, y);
+    H5Fclose(f);
+    free(x);
+    free(y);
+}
+
+/* One epoch's indices, batch after batch from `first_batch`, checking that each batch's
+ * values are its samples'. Returns the count. */
+static int64_t epoch_order(mfi_loader *l, int epoch, int64_t first_batch, int64_t *out)
+{
+    mfi_loader_start_at(l, epoch, first_batch);
+    const mfi_batch *b;
+    int64_t n, count = 0;
+    mf_error err;
+    while ((n = mfi_loader_next(l, &b, &err)) > 0)
+        for (int64_t i = 0; i < n; i++) {
+            ck_assert_float_eq(b->modality[0][i], (float)b->index[i]);
+            ck_assert_int_eq(b->labels[i], b->index[i] % 3);
+            out[count++] = b->index[i];
+        }
+    ck_assert_int_eq(n, 0);
+    return count;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+START_TEST(shuffle_by_chunks)
+{
+    make_h5_tmp();
+    write_counting("c.h5", 1000);
+    preload = _i; /* read from the file, then from memory: the order is the loader's */
+    opened o;
+    mf_error err;
+    ck_assert_msg(open_h5(&o, "c.h5", &err) != NULL, "%s", err.msg);
+    static int64_t idx[1000], seq[1000], again[1000], first[128], last[128];
+    int64_t n = 0;
+    for (int64_t i = 0; i < 1000; i++)
+        if (i % 7 != 3) /* a training split with holes, as a carved validation leaves it */
+            idx[n++] = i;
+    ck_assert_int_eq(n, 857);
+    for (int prefetch = 0; prefetch < 2; prefetch++) {
+        mfi_loader *l = mfi_loader_new(o.ds, o.info, idx, n, 32, 1, 5, prefetch, &err);
+        ck_assert_ptr_nonnull(l);
+        ck_assert_int_eq(mfi_loader_shuffle_chunks(l, 50, 120, &err), 0); /* 3 chunks a window */
+        ck_assert_int_eq(epoch_order(l, 0, 0, seq), n);
+        /* each batch draws on a few chunks (a uniform shuffle: 16 of the 20), each chunk's
+         * samples lie within a few chunks' worth of positions, and the chunks come in a
+         * shuffled order */
+        for (int c = 0; c < 20; c++)
+            first[c] = last[c] = -1;
+        for (int64_t p = 0; p < n; p++) {
+            const int64_t c = seq[p] / 50;
+            if (first[c] < 0)
+                first[c] = p;
+            last[c] = p;
+        }
+        int most = 0, in_order = 1;
+        for (int64_t b0 = 0; b0 < n; b0 += 32) {
+            int seen[20] = {0}, distinct = 0;
+            for (int64_t p = b0; p < b0 + 32 && p < n; p++)
+                distinct += !seen[seq[p] / 50]++;
+            most = distinct > most ? distinct : most;
+        }
+        ck_assert_int_le(most, 6);
+        for (int c = 0; c < 20; c++) {
+            ck_assert_int_lt(last[c] - first[c], 4 * 43); /* 43 samples a chunk, 3 a window */
+            in_order &= c == 0 || first[c] > first[c - 1];
+        }
+        ck_assert(!in_order);
+        int64_t ascending = 0;
+        for (int64_t p = 1; p < n; p++)
+            ascending += seq[p] > seq[p - 1];
+        ck_assert_int_lt(ascending, 3 * n / 4); /* and the samples of a chunk shuffled */
+        memcpy(again, seq, sizeof seq);
+        qsort(again, (size_t)n, sizeof *again, cmp_i64);
+        ck_assert_mem_eq(again, idx, (size_t)n * sizeof *idx); /* every sample once */
+
+        /* a pure function of (seed, epoch): another epoch differs, the same one repeats, and a
+         * resumed epoch continues it batch for batch */
+        ck_assert_int_eq(epoch_order(l, 1, 0, again), n);
+        ck_assert(memcmp(again, seq, (size_t)n * sizeof *seq) != 0);
+        mfi_loader *r = mfi_loader_new(o.ds, o.info, idx, n, 32, 1, 5, !prefetch, &err);
+        ck_assert_int_eq(mfi_loader_shuffle_chunks(r, 50, 120, &err), 0);
+        ck_assert_int_eq(epoch_order(r, 1, 5, seq), n - 5 * 32);
+        ck_assert_mem_eq(seq, again + 5 * 32, (size_t)(n - 5 * 32) * sizeof *seq);
+        /* chunk size 0 restores the uniform shuffle: today's order, bit for bit */
+        ck_assert_int_eq(mfi_loader_shuffle_chunks(r, 0, 120, &err), 0);
+        ck_assert_int_eq(epoch_order(r, 2, 0, seq), n);
+        memcpy(again, idx, sizeof idx);
+        mf_rng rng;
+        mf_rng_seed_stream(&rng, 5, 2);
+        mf_rng_shuffle(&rng, again, n);
+        ck_assert_mem_eq(seq, again, (size_t)n * sizeof *seq);
+        mfi_loader_free(r);
+        mfi_loader_free(l);
+    }
+    /* data.shuffle: auto (the default) orders by the reader's chunks when it reads them from
+     * the file, and shuffles uniformly when the file is in memory */
+    ck_assert_int_eq(o.info->chunk_samples, preload ? 0 : 50);
+    mfi_loader *a = mfi_loader_new(o.ds, o.info, idx, n, 32, 1, 5, 0, &err);
+    mfi_loader *c = mfi_loader_new(o.ds, o.info, idx, n, 32, 1, 5, 0, &err);
+    ck_assert_int_eq(mfi_loader_configure(a, NULL, &err), 0);
+    ck_assert_int_eq(mfi_loader_shuffle_chunks(c, preload ? 0 : 50, 8192, &err), 0);
+    ck_assert_int_eq(epoch_order(a, 3, 0, seq), n);
+    ck_assert_int_eq(epoch_order(c, 3, 0, again), n);
+    ck_assert_mem_eq(seq, again, (size_t)n * sizeof *seq);
+    mfi_loader_free(a);
+    mfi_loader_free(c);
+    close_h5(&o);
+    preload = 1;
+    remove_tmp();
+}
+END_TEST
+
+/* data wait is the share of the training loop's time spent waiting: the standardisation
+ * pass (a whole read of the training split) used to count as waiting but not as training
+ * (120 % on a file larger than memory). Reads inline (no prefetch), so waits are real. */
+START_TEST(data_wait_is_a_share_of_training)
+{
+    make_h5_tmp();
+    write_counting("c.h5", 1000);
+    write_text("e.yaml", "name: w\ndata: {reader: hdf5, path: c.h5, preload_mb: 0, batch_size: 4,"
+                         " prefetch: false, shuffle: chunks, chunk_size: 50}\n"
+                         "model:\n  encoders: {a: {type: mlp, hidden: [256, 256], out: 4}}\n"
+                         "  fusion: {type: concat}\n  head: {type: mlp, hidden: [8]}\n"
+                         "loss: {type: cross_entropy}\ntrain: {epochs: 12}\n");
+    mf_run_options opts = {.struct_size = sizeof opts, .quiet = 1, .no_save = 1, .log = stdout};
+    mf_run_result a, b;
+    mf_error err;
+    ck_assert_msg(mf_experiment_run(tmp_path("e.yaml"), &opts, &a, &err) == MF_EXIT_OK, "%s",
+                  err.msg);
+    printf("data wait %.3f of %.3f s\n", a.data_wait, a.seconds);
+    ck_assert_msg(a.data_wait > 0 && a.data_wait <= 1, "data wait %g", a.data_wait);
+    ck_assert_msg(mf_experiment_run(tmp_path("e.yaml"), &opts, &b, &err) == MF_EXIT_OK, "%s",
+                  err.msg);
+    ck_assert(a.final_train_loss == b.final_train_loss); /* chunk order: the same numbers */
+    /* the keys are checked like any other */
+    static const char *const bad[] = {"data.shuffle=chunk"};
+    opts.n_overrides = 1;
+    opts.overrides = bad;
+    ck_assert_int_eq(mf_experiment_run(tmp_path("e.yaml"), &opts, &a, &err), MF_EXIT_BAD_INPUT);
+    ck_assert_str_eq(err.msg, "-o data.shuffle=chunk:1:14: data.shuffle: expected one of auto, full, "
+                              "chunks, got 'chunk' (did you mean 'chunks'?)");
+    remove_tmp();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("data-hdf5");
@@ -984,6 +1158,8 @@ int main(void)
     tcase_add_test(tc, import_errors);
     tcase_add_test(tc, import_command);
     tcase_add_test(tc, satellite_matches_its_csv);
+    tcase_add_loop_test(tc, shuffle_by_chunks, 0, 2); /* brief bigdata */
+    tcase_add_test(tc, data_wait_is_a_share_of_training);
     suite_add_tcase(s, tc);
     return mf_test_run(s);
 }

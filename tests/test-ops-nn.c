@@ -266,6 +266,102 @@ START_TEST(test_grad_conv_stack)
 }
 END_TEST
 
+/* brief conv: on the "same" path (stride 1, Wo = W) a chunk's column buffer is zeroed once
+ * and each sample writes only its taps' runs, so samples after the first in a chunk rely on
+ * the padding staying zero; and the backward pass keeps the columns' gradient in a buffer of
+ * its own. More samples than chunks (8) put several samples in a chunk. */
+START_TEST(test_conv_same_chunk_reuse)
+{
+    const conv_case k = {19, 2, 5, 4, 3, 3, 3, 1, 1, 1}; /* 2-3 samples per chunk */
+    for (int train = 0; train < 2; train++) {
+        mf_graph *g = mf_graph_new(train);
+        mf_node *x, *w, *bias;
+        mf_node *y = conv_of(g, &k, &x, &w, &bias, 0);
+        mf_node *loss = train ? mf_sum_all(g, mf_tanh(g, y)) : NULL;
+        compile_ok(g);
+        fill(x, 71);
+        fill(w, 72);
+        fill(bias, 73);
+        for (int rep = 0; rep < 2; rep++) { /* the second pass finds the buffers used */
+            mf_graph_forward(g);
+            if (loss)
+                mf_graph_backward(g, loss);
+        }
+        float *ref = malloc((size_t)mf_node_numel(y) * sizeof(float));
+        ref_conv(mf_node_value(x), mf_node_shape(x)->dim, mf_node_value(w), mf_node_shape(w)->dim,
+                 mf_node_value(bias), 1, 1, ref, 5, 4);
+        double d = max_diff(mf_node_value(y), ref, mf_node_numel(y));
+        ck_assert_msg(d < 1e-4, "train %d: max difference %g", train, d);
+        free(ref);
+        mf_graph_free(g);
+    }
+    /* gradients with two samples in some chunks */
+    const conv_case kg = {10, 2, 4, 3, 2, 3, 3, 1, 1, 1};
+    mf_graph *g = mf_graph_new(1);
+    mf_node *x, *w, *bias;
+    gradcheck_filled(g, conv_of(g, &kg, &x, &w, &bias, 0));
+    mf_graph_free(g);
+}
+END_TEST
+
+/* brief conv: the direct stride-1 kernel (at least 32 taps per output, forward C·kh·kw and
+ * back to x O·kh·kw): channel counts that are not a multiple of its 8-channel tiles, wide
+ * grids that are not a multiple of its 32-position tiles, kh != kw, pad 0 to kernel-1, and
+ * batches below and above the 8 chunks. */
+static const conv_case direct_cases[] = {
+    {3, 4, 5, 7, 10, 3, 3, 1, 1, 1},  /* O = 10: a partial channel tile */
+    {2, 5, 6, 5, 4, 3, 5, 1, 1, 0},   /* kh != kw, O < 8 (dx: 60 taps, C = 5) */
+    {11, 4, 4, 4, 9, 3, 3, 1, 0, 1},  /* pad 0; 2 samples in some chunks */
+    {1, 2, 7, 6, 8, 5, 5, 1, 4, 1},   /* pad = kernel - 1 */
+    {2, 1, 9, 8, 6, 6, 6, 1, 2, 1},   /* C = 1, even kernel: 36 taps */
+};
+#define N_DIRECT_CASES (int)(sizeof direct_cases / sizeof direct_cases[0])
+
+START_TEST(test_conv_direct)
+{
+    const conv_case *k = &direct_cases[_i];
+    mf_graph *g = mf_graph_new(0);
+    mf_node *x, *w, *bias;
+    mf_node *y = conv_of(g, k, &x, &w, &bias, 1);
+    compile_ok(g);
+    fill(x, 60 + _i);
+    fill(w, 61 + _i);
+    if (bias)
+        fill(bias, 62 + _i);
+    mf_graph_forward(g);
+    const int64_t Ho = mf_node_shape(y)->dim[2], Wo = mf_node_shape(y)->dim[3];
+    float *ref = malloc((size_t)mf_node_numel(y) * sizeof(float));
+    ref_conv(mf_node_value(x), mf_node_shape(x)->dim, mf_node_value(w), mf_node_shape(w)->dim,
+             bias ? mf_node_value(bias) : NULL, 1, k->pad, ref, Ho, Wo);
+    double d = max_diff(mf_node_value(y), ref, mf_node_numel(y));
+    ck_assert_msg(d < 1e-4, "case %d: max difference %g", _i, d);
+    free(ref);
+    mf_graph_free(g);
+
+    g = mf_graph_new(1);
+    gradcheck_filled(g, mf_tanh(g, conv_of(g, k, &x, &w, &bias, 0)));
+    mf_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_grad_conv_bias_only)
+{
+    /* w as data: only x's and the bias's gradients (the columns hold just the row of ones) */
+    mf_graph *g = mf_graph_new(1);
+    mf_node *x = mf_variable(g, "x", mf_shape4(10, 2, 4, 5));
+    mf_node *w = mf_input(g, "w", mf_shape4(3, 2, 3, 3));
+    mf_node *bias = mf_variable(g, "bias", mf_shape1(3));
+    mf_node *y = mf_tanh(g, mf_conv2d(g, x, w, bias, 1, 1));
+    compile_ok(g);
+    fill(x, 8);
+    fill(w, 9);
+    fill(bias, 10);
+    ck_assert_ptr_null(mf_node_grad(w));
+    gradcheck_ok(g, y);
+    mf_graph_free(g);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- pooling */
 typedef struct pool_case {
     int64_t B, C, H, W;
@@ -373,6 +469,160 @@ START_TEST(test_grad_avg_pool)
     mf_graph_free(g);
 }
 END_TEST
+
+/* brief pool: the 2×2 fast path (16-output blocks, a uint8 argmax) and the general one, on
+ * inputs full of ties, signed zeros and NaNs, against the select rule itself: in row-major
+ * order, v replaces the running max when v > max or v is NaN (PyTorch's). */
+typedef struct pool_tie_case {
+    int64_t B, C, H, W;
+    int k, stride;
+} pool_tie_case;
+
+static const pool_tie_case pool_tie_cases[] = {
+    {2, 3, 6, 8, 2, 2},  /* the common case */
+    {1, 2, 5, 7, 2, 2},  /* odd H and W: a row and a column no window covers */
+    {1, 1, 4, 37, 2, 2}, /* Wo 18: a full block of 16 outputs and a tail of 2 */
+    {1, 2, 2, 64, 2, 2}, /* Wo 32: two full blocks */
+    {2, 2, 7, 9, 3, 2},  /* overlapping windows */
+    {1, 2, 6, 6, 3, 3},
+};
+#define N_POOL_TIE_CASES (int)(sizeof pool_tie_cases / sizeof pool_tie_cases[0])
+
+/* Values from {-1, -0, +0, 1, 2, NaN}: most windows hold ties, some a NaN or two. */
+static void fill_ties(float *v, int64_t n, uint64_t seed)
+{
+    const float pick[6] = {-1.0f, -0.0f, 0.0f, 1.0f, 2.0f, NAN};
+    mf_rng r;
+    mf_rng_seed(&r, seed);
+    for (int64_t i = 0; i < n; i++) {
+        const uint64_t u = mf_rng_below(&r, 40);
+        v[i] = u < 2 ? pick[5] : pick[u % 5];
+    }
+}
+
+/* The rule, window by window: y and the plane offset of each output's max. */
+static void ref_max_pool_rule(const float *x, const pool_tie_case *p, float *y, int64_t *at)
+{
+    const int64_t Ho = (p->H - p->k) / p->stride + 1, Wo = (p->W - p->k) / p->stride + 1;
+    for (int64_t pl = 0; pl < p->B * p->C; pl++)
+        for (int64_t i = 0; i < Ho; i++)
+            for (int64_t j = 0; j < Wo; j++) {
+                const float *xp = x + pl * p->H * p->W;
+                int64_t best = i * p->stride * p->W + j * p->stride;
+                for (int ki = 0; ki < p->k; ki++)
+                    for (int kj = 0; kj < p->k; kj++) {
+                        const int64_t o = (i * p->stride + ki) * p->W + j * p->stride + kj;
+                        if (xp[o] > xp[best] || isnan(xp[o]))
+                            best = o;
+                    }
+                const int64_t q = (pl * Ho + i) * Wo + j;
+                y[q] = xp[best];
+                at[q] = pl * p->H * p->W + best;
+            }
+}
+
+START_TEST(test_max_pool_rule)
+{
+    const pool_tie_case *p = &pool_tie_cases[_i];
+    const int64_t nx = p->B * p->C * p->H * p->W;
+    for (int shared = 0; shared < 2; shared++) { /* x read by the pool alone, or also by a sum */
+        mf_graph *g = mf_graph_new(1), *e = mf_graph_new(0);
+        const mf_shape sx = mf_shape4(p->B, p->C, p->H, p->W);
+        mf_node *x = mf_variable(g, "x", sx), *xe = mf_variable(e, "x", sx);
+        mf_node *y = mf_max_pool2d(g, x, p->k, p->stride);
+        mf_node *ye = mf_max_pool2d(e, xe, p->k, p->stride);
+        mf_node *c = mf_input(g, "c", *mf_node_shape(y));
+        mf_node *loss = mf_sum_all(g, mf_mul(g, y, c)); /* dy = c */
+        if (shared)
+            loss = mf_add(g, loss, mf_sum_all(g, x)); /* dx = 1 + the pool's */
+        compile_ok(g);
+        compile_ok(e);
+        const int64_t ny = mf_node_numel(y);
+        fill_ties(mf_node_value(x), nx, 70 + (uint64_t)_i);
+        memcpy(mf_node_value(xe), mf_node_value(x), (size_t)nx * sizeof(float));
+        fill(c, 80 + (uint64_t)_i);
+        float *ry = malloc((size_t)ny * sizeof(float)), *rdx = calloc((size_t)nx, sizeof(float));
+        int64_t *at = malloc((size_t)ny * sizeof *at);
+        ref_max_pool_rule(mf_node_value(x), p, ry, at);
+        for (int64_t i = 0; i < nx; i++) /* the sum's gradient first: it runs first backward */
+            rdx[i] = shared ? 1.0f : 0.0f;
+        for (int64_t q = 0; q < ny; q++)
+            rdx[at[q]] += mf_node_value(c)[q];
+        for (int rep = 0; rep < 2; rep++) { /* a replay too: the gradient must not pile up */
+            mf_graph_forward(g);
+            mf_graph_backward(g, loss);
+            mf_graph_forward(e);
+            /* which of -0 and +0 wins, and NaN where the reference has one */
+            for (int64_t q = 0; q < ny; q++) {
+                const float a = mf_node_value(y)[q], b = mf_node_value(ye)[q], r = ry[q];
+                ck_assert_msg((isnan(r) && isnan(a) && isnan(b)) ||
+                                  (a == r && b == r && signbit(a) == signbit(r) &&
+                                   signbit(b) == signbit(r)),
+                              "case %d out %ld: train %g eval %g want %g", _i, (long)q, (double)a,
+                              (double)b, (double)r);
+            }
+            const float *dx = mf_node_grad(x);
+            for (int64_t i = 0; i < nx; i++)
+                ck_assert_msg(dx[i] == rdx[i], "case %d shared %d: dx[%ld] = %g, want %g", _i,
+                              shared, (long)i, (double)dx[i], (double)rdx[i]);
+        }
+        free(ry);
+        free(rdx);
+        free(at);
+        mf_graph_free(g);
+        mf_graph_free(e);
+    }
+}
+END_TEST
+
+START_TEST(test_grad_max_pool_blocks)
+{
+    /* the 2×2 path across a block boundary (Wo 18, odd W), and 3×3 stride 2 (overlapping) */
+    const pool_tie_case p = _i ? (pool_tie_case){1, 2, 7, 9, 3, 2}
+                               : (pool_tie_case){1, 2, 4, 37, 2, 2};
+    mf_graph *g = mf_graph_new(1);
+    mf_node *x = mf_variable(g, "x", mf_shape4(p.B, p.C, p.H, p.W));
+    mf_node *y = mf_max_pool2d(g, x, p.k, p.stride);
+    compile_ok(g);
+    fill_distinct(x, 90 + (uint64_t)_i);
+    gradcheck_ok(g, y);
+    mf_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_max_pool_threads)
+{
+    /* above the split threshold (32768 inputs): 1 and 2 threads give the same bits */
+    const int k = _i ? 3 : 2, s = 2;
+    float *out[2];
+    int64_t n = 0;
+    for (int t = 0; t < 2; t++) {
+        mf_set_threads(t + 1);
+        mf_graph *g = mf_graph_new(1);
+        mf_node *x = mf_variable(g, "x", mf_shape4(4, 8, 34, 36));
+        mf_node *y = mf_max_pool2d(g, x, k, s);
+        mf_node *c = mf_input(g, "c", *mf_node_shape(y));
+        mf_node *loss = mf_sum_all(g, mf_mul(g, y, c));
+        compile_ok(g);
+        fill_ties(mf_node_value(x), mf_node_numel(x), 7);
+        fill(c, 8);
+        mf_graph_forward(g);
+        mf_graph_backward(g, loss);
+        const int64_t ny = mf_node_numel(y), nx = mf_node_numel(x);
+        n = ny + nx;
+        out[t] = malloc((size_t)n * sizeof(float));
+        memcpy(out[t], mf_node_value(y), (size_t)ny * sizeof(float));
+        memcpy(out[t] + ny, mf_node_grad(x), (size_t)nx * sizeof(float));
+        mf_graph_free(g);
+    }
+    mf_set_threads(2);
+    ck_assert_msg(memcmp(out[0], out[1], (size_t)n * sizeof(float)) == 0,
+                  "k %d: 1 and 2 threads differ", k);
+    free(out[0]);
+    free(out[1]);
+}
+END_TEST
+/* end brief pool */
 
 /* ---------------------------------------------------------------- layer_norm */
 START_TEST(test_layer_norm_forward)
@@ -757,6 +1007,7 @@ static Suite *ops_nn_suite(void)
     tcase_add_test(tc, test_conv_forward_threads);
     tcase_add_test(tc, test_pool_forward);
     tcase_add_test(tc, test_max_pool_ties_and_nan);
+    tcase_add_loop_test(tc, test_max_pool_rule, 0, N_POOL_TIE_CASES); /* brief pool */
     tcase_add_loop_test(tc, test_layer_norm_forward, 0, 4);
     tcase_add_test(tc, test_embedding_forward);
     suite_add_tcase(s, tc);
@@ -766,8 +1017,12 @@ static Suite *ops_nn_suite(void)
     tcase_add_test(tc, test_grad_bmm_self);
     tcase_add_loop_test(tc, test_grad_conv, 0, N_CONV_CASES);
     tcase_add_test(tc, test_grad_conv_stack);
+    tcase_add_test(tc, test_conv_same_chunk_reuse); /* brief conv */
+    tcase_add_test(tc, test_grad_conv_bias_only);   /* brief conv */
+    tcase_add_loop_test(tc, test_conv_direct, 0, N_DIRECT_CASES); /* brief conv */
     tcase_add_loop_test(tc, test_grad_max_pool, 0, N_POOL_CASES);
     tcase_add_loop_test(tc, test_grad_avg_pool, 0, N_POOL_CASES);
+    tcase_add_loop_test(tc, test_grad_max_pool_blocks, 0, 2); /* brief pool */
     tcase_add_loop_test(tc, test_grad_layer_norm, 0, 4);
     tcase_add_test(tc, test_grad_embedding);
     suite_add_tcase(s, tc);
@@ -778,6 +1033,7 @@ static Suite *ops_nn_suite(void)
 
     tc = tcase_create("threads");
     tcase_add_test(tc, test_deterministic_across_threads);
+    tcase_add_loop_test(tc, test_max_pool_threads, 0, 2); /* brief pool */
     tcase_add_test(tc, test_replay_no_alloc);
     suite_add_tcase(s, tc);
     return s;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mmfuse/host.h> /* brief graph: mf_module_new */
 #include <mmfuse/mmfuse.h>
 
 #include "alloc_count.h"
@@ -842,6 +843,243 @@ START_TEST(test_replay_no_alloc)
 }
 END_TEST
 
+
+/* brief graph ------------------------------------------------------ views, linear, zeroing */
+/* A reshape is a view: one buffer, and gradients of its readers and of its input's other
+ * readers accumulate into it. */
+START_TEST(test_reshape_view_two_readers)
+{
+    mf_graph *g = mf_graph_new(1);
+    mf_node *x = mf_variable(g, "x", mf_shape2(3, 4));
+    mf_node *w = mf_variable(g, "w", mf_shape2(4, 2));
+    mf_node *r = mf_reshape(g, x, mf_shape2(2, 6));
+    mf_node *r2 = mf_reshape(g, r, mf_shape3(2, 3, 2)); /* a view of a view */
+    mf_node *sq = mf_sum_all(g, mf_mul(g, r, r));
+    mf_node *y = mf_add(g, sq, mf_sum_all(g, mf_tanh(g, mf_matmul(g, x, w, 0, 0))));
+    y = mf_add(g, y, mf_sum_all(g, mf_exp(g, r2)));
+    ck_assert_ptr_nonnull(y);
+    compile_fill(g);
+    ck_assert_ptr_eq(mf_node_value(r), mf_node_value(x));
+    ck_assert_ptr_eq(mf_node_grad(r), mf_node_grad(x));
+    ck_assert_ptr_eq(mf_node_value(r2), mf_node_value(x));
+    gradcheck_ok(g, y);
+    // d/dx = 2x + (1 - tanh²(xw))·wᵀ + exp(x): against the hand sum at one element
+    mf_graph_forward(g);
+    mf_graph_backward(g, y);
+    const float *xv = mf_node_value(x), *wv = mf_node_value(w);
+    double want = 2 * xv[5] + exp(xv[5]);
+    for (int j = 0; j < 2; j++) {
+        double z = 0;
+        for (int k = 0; k < 4; k++)
+            z += xv[4 + k] * wv[k * 2 + j];
+        want += (1 - tanh(z) * tanh(z)) * wv[1 * 2 + j];
+    }
+    ASSERT_NEAR(mf_node_grad(x)[5], want, 1e-5);
+    mf_graph_free(g);
+}
+END_TEST
+
+/* A view of a parameter: its gradient accumulates across passes, never cleared. */
+START_TEST(test_reshape_view_of_param)
+{
+    mf_error err;
+    mf_error_clear(&err);
+    mf_params *ps = mf_params_new();
+    mf_param *p = mf_params_add(ps, "p", mf_shape2(2, 3), (mf_init){MF_INIT_NORMAL, 1.0f, 0},
+                                &err);
+    ck_assert_int_eq(mf_params_finalize(ps, 1, 0, &err), 0);
+    mf_graph *g = mf_graph_new(1);
+    mf_node *c = mf_input(g, "c", mf_shape1(6));
+    mf_node *pn = mf_param_node(g, p);
+    mf_node *loss = mf_add(g, mf_sum_all(g, mf_mul(g, mf_reshape(g, pn, mf_shape1(6)), c)),
+                           mf_sum_all(g, mf_scale(g, pn, 3.0f)));
+    compile_ok(g);
+    set(c, (const float[]){1, 2, 3, 4, 5, 6});
+    gradcheck_ok(g, loss);
+    mf_params_zero_grad(ps);
+    mf_graph_forward(g);
+    mf_graph_backward(g, loss);
+    for (int i = 0; i < 6; i++)
+        ASSERT_NEAR(mf_param_grad(p)[i], i + 1 + 3, 0);
+    mf_graph_backward(g, loss);
+    for (int i = 0; i < 6; i++)
+        ASSERT_NEAR(mf_param_grad(p)[i], 2 * (i + 1 + 3), 0);
+    mf_graph_free(g);
+    mf_params_free(ps);
+}
+END_TEST
+
+/* mf_linear_forward is one "linear" node on (…,in): values, gradients with and without a
+ * bias, and an in-place relu after it. */
+START_TEST(test_linear_node)
+{
+    const int bias = _i & 1, relu = _i >> 1;
+    mf_error err;
+    mf_error_clear(&err);
+    mf_params *ps = mf_params_new();
+    mf_module *mod = mf_module_new(NULL, "m", ps, &err);
+    mf_linear lin;
+    ck_assert_int_eq(mf_linear_init(&lin, mod, "fc", 4, 3, bias), 0);
+    ck_assert_int_eq(mf_params_finalize(ps, 5, 0, &err), 0);
+    mf_graph *g = mf_graph_new(1);
+    mf_node *x = mf_variable(g, "x", mf_shape3(2, 5, 4));
+    mf_node *y = mf_linear_forward(g, &lin, x);
+    ck_assert_ptr_nonnull(y);
+    ck_assert_str_eq(mf_node_op_name(y), "linear");
+    ck_assert_int_eq(mf_graph_size(g), bias ? 4 : 3); /* x, weight, [bias,] linear */
+    ck_assert_int_eq(mf_node_shape(y)->ndim, 3);
+    ck_assert_int_eq(mf_node_shape(y)->dim[2], 3);
+    mf_node *out = relu ? mf_relu(g, y) : y;
+    compile_fill(g);
+    mf_graph_forward(g);
+    const float *xv = mf_node_value(x), *wv = mf_param_value(lin.weight);
+    const float *bv = bias ? mf_param_value(lin.bias) : NULL;
+    for (int r = 0; r < 10; r++)
+        for (int j = 0; j < 3; j++) {
+            double want = bias ? bv[j] : 0;
+            for (int k = 0; k < 4; k++)
+                want += xv[r * 4 + k] * wv[k * 3 + j];
+            if (relu && want < 0)
+                want = 0;
+            ASSERT_NEAR(mf_node_value(out)[r * 3 + j], want, 1e-5);
+        }
+    gradcheck_ok(g, out);
+    mf_graph_free(g);
+    mf_module_free(mod);
+    mf_params_free(ps);
+}
+END_TEST
+
+/* Gradients start from zero in every pass, whichever op writes them first; those the pass
+ * does not reach read zero. */
+START_TEST(test_backward_initialises_grads)
+{
+    static const int swap[2] = {1, 0};
+    mf_graph *g = mf_graph_new(1);
+    mf_node *x = mf_variable(g, "x", mf_shape2(4, 4));
+    mf_node *w = mf_variable(g, "w", mf_shape2(4, 4));
+    mf_node *h = mf_tanh(g, mf_matmul(g, x, w, 0, 0));     /* (4,4) */
+    mf_node *parts[3] = {h, mf_permute(g, h, swap), h};     /* h thrice: accumulate */
+    mf_node *c = mf_concat(g, 3, parts);                    /* (4,12) */
+    mf_node *p = mf_matmul(g, mf_matmul(g, h, w, 0, 0), w, 0, 1);
+    mf_node *e = mf_exp(g, h);
+    mf_node *side = mf_sum_all(g, e);                       /* not on the loss's path */
+    mf_node *loss = mf_add(g, mf_sum_all(g, mf_mul(g, c, c)), mf_sum_all(g, mf_tanh(g, p)));
+    ck_assert_ptr_nonnull(side);
+    ck_assert_ptr_nonnull(loss);
+    compile_fill(g);
+    gradcheck_ok(g, loss);
+    mf_graph_forward(g);
+    mf_graph_backward(g, side);
+    ck_assert_float_eq(mf_node_grad(e)[3], 1.0f);
+    mf_graph_backward(g, loss);
+    float first[16];
+    memcpy(first, mf_node_grad(w), sizeof first);
+    for (int i = 0; i < 16; i++) /* the side branch was not reached: it reads zero */
+        ck_assert_float_eq(mf_node_grad(e)[i], 0.0f);
+    ck_assert_float_eq(mf_node_grad(side)[0], 0.0f);
+    mf_graph_backward(g, side);
+    mf_graph_backward(g, loss); /* the same again: nothing left over from the passes before */
+    for (int i = 0; i < 16; i++)
+        ck_assert_float_eq(mf_node_grad(w)[i], first[i]);
+    mf_graph_free(g);
+}
+END_TEST
+
+/* A concat of one input is a view too. */
+START_TEST(test_concat_one_view)
+{
+    mf_graph *g = mf_graph_new(1);
+    mf_node *x = mf_variable(g, "x", mf_shape3(2, 3, 4));
+    mf_node *c = mf_concat_axis(g, 1, &x, 2);
+    mf_node *y = mf_add(g, mf_sum_all(g, mf_mul(g, c, c)), mf_sum_all(g, mf_tanh(g, x)));
+    ck_assert_ptr_nonnull(y);
+    compile_fill(g);
+    ck_assert_ptr_eq(mf_node_value(c), mf_node_value(x));
+    gradcheck_ok(g, y);
+    mf_graph_free(g);
+}
+END_TEST
+
+/* Attention reads the heads through the products' strides (no permute node); its values
+ * and gradients match the composed split (reshape, permute, bmm, permute, reshape). */
+START_TEST(test_attention_heads_strided)
+{
+    enum { B = 2, T = 3, S = 4, D = 8, C = 6, H = 2 };
+    mf_error err;
+    mf_error_clear(&err);
+    mf_params *ps = mf_params_new();
+    mf_module *mod = mf_module_new(NULL, "m", ps, &err);
+    mf_attention at;
+    ck_assert_int_eq(mf_attention_init(&at, mod, "attn", D, C, H, 0.0f), 0);
+    ck_assert_int_eq(mf_params_finalize(ps, 9, 0, &err), 0);
+    mf_graph *g = mf_graph_new(1);
+    mf_node *x = mf_variable(g, "x", mf_shape3(B, T, D));
+    mf_node *c = mf_variable(g, "c", mf_shape3(B, S, C));
+    mf_node *y = mf_attention_forward(g, &at, x, c, NULL);
+    ck_assert_msg(y != NULL, "%s", mf_graph_error(g));
+    for (int i = 0; i < mf_graph_size(g); i++)
+        ck_assert_str_ne(mf_node_op_name(mf_graph_node(g, i)), "permute");
+    static const int to_heads[4] = {0, 2, 1, 3};
+    mf_node *q = mf_permute(g, mf_reshape(g, mf_linear_forward(g, &at.q, x), mf_shape4(B, T, H, D / H)), to_heads);
+    mf_node *k = mf_permute(g, mf_reshape(g, mf_linear_forward(g, &at.k, c), mf_shape4(B, S, H, D / H)), to_heads);
+    mf_node *v = mf_permute(g, mf_reshape(g, mf_linear_forward(g, &at.v, c), mf_shape4(B, S, H, D / H)), to_heads);
+    mf_node *w = mf_softmax(g, mf_scale(g, mf_bmm(g, q, k, 0, 1), 1.0f / sqrtf(D / H)));
+    mf_node *o = mf_reshape(g, mf_permute(g, mf_bmm(g, w, v, 0, 0), to_heads), mf_shape3(B, T, D));
+    mf_node *ref = mf_linear_forward(g, &at.o, o);
+    ck_assert_ptr_nonnull(ref);
+    compile_fill(g);
+    mf_graph_forward(g);
+    for (int i = 0; i < B * T * D; i++)
+        ASSERT_NEAR(mf_node_value(y)[i], mf_node_value(ref)[i], 1e-5);
+    gradcheck_ok(g, y);
+    mf_graph_free(g);
+    mf_module_free(mod);
+    mf_params_free(ps);
+}
+END_TEST
+
+/* The batch of a large bmm is shared between threads, each matrix whole in one: the bits
+ * do not depend on the thread count (attention's strided heads, values and gradients). */
+START_TEST(test_attention_threads_bitwise)
+{
+    /* the bmm's 40 products of 64x64x8 (1.3M MACs) are split; the linear layers' products
+     * (327k MACs) are not, as a gemm's own split is not part of this test */
+    enum { B = 20, T = 64, D = 16, H = 2 };
+    mf_error err;
+    mf_error_clear(&err);
+    mf_params *ps = mf_params_new();
+    mf_module *mod = mf_module_new(NULL, "m", ps, &err);
+    mf_attention at;
+    ck_assert_int_eq(mf_attention_init(&at, mod, "attn", D, 0, H, 0.0f), 0);
+    ck_assert_int_eq(mf_params_finalize(ps, 9, 0, &err), 0);
+    mf_graph *g = mf_graph_new(1);
+    mf_node *x = mf_variable(g, "x", mf_shape3(B, T, D));
+    mf_node *loss = mf_sum_all(g, mf_tanh(g, mf_attention_forward(g, &at, x, NULL, NULL)));
+    ck_assert_ptr_nonnull(loss);
+    compile_fill(g);
+    float *runs[2];
+    for (int r = 0; r < 2; r++) {
+        mf_set_threads(r + 1);
+        mf_params_zero_grad(ps);
+        mf_graph_forward(g);
+        mf_graph_backward(g, loss);
+        runs[r] = malloc((size_t)(B * T * D + 1) * sizeof(float));
+        memcpy(runs[r], mf_node_grad(x), (size_t)B * T * D * sizeof(float));
+        runs[r][B * T * D] = mf_node_value(loss)[0];
+    }
+    mf_set_threads(1);
+    ck_assert(memcmp(runs[0], runs[1], (size_t)(B * T * D + 1) * sizeof(float)) == 0);
+    ck_assert(runs[0][0] != 0.0f);
+    free(runs[0]);
+    free(runs[1]);
+    mf_graph_free(g);
+    mf_module_free(mod);
+    mf_params_free(ps);
+}
+END_TEST
+/* end brief graph */
+
 /* ---------------------------------------------------------------- suite */
 static Suite *ops_suite(void)
 {
@@ -876,6 +1114,13 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_grad_network);
     tcase_add_test(tc, test_grad_params);
     tcase_add_test(tc, test_gradcheck_detects_errors);
+    tcase_add_test(tc, test_reshape_view_two_readers); /* brief graph */
+    tcase_add_test(tc, test_reshape_view_of_param);
+    tcase_add_loop_test(tc, test_linear_node, 0, 4);
+    tcase_add_test(tc, test_backward_initialises_grads);
+    tcase_add_test(tc, test_concat_one_view);
+    tcase_add_test(tc, test_attention_heads_strided);
+    tcase_add_test(tc, test_attention_threads_bitwise);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("errors");

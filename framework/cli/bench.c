@@ -1,4 +1,7 @@
-/* mmfuse bench MODEL [--mode train|eval] [--threads N] [--steps N] [--warmup N] [--json FILE] */
+/* mmfuse bench MODEL [--mode train|eval] [--threads N] [--steps N] [--warmup N] [--json FILE]
+ *                    [--batch N] [--width N] [--seq N] [--profile]
+ * --batch/--width/--seq run the reference models at other sizes, to see how cost grows
+ * (issue 11 item 5); tests/bench/torch_scale.py builds the same models in PyTorch. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,10 +14,35 @@
 
 static const char bench_usage[] =
     "mmfuse bench MODEL [--mode train|eval] [--threads N] [--steps N] [--warmup N] [--json FILE]\n"
-    "                    [--profile]\n"
+    "                    [--batch N] [--width N] [--seq N] [--profile]\n"
     "       MODEL: mlp-concat, tensor-fusion, cnn-late, clip-dual or xattn-fusion\n"
     "              (shared/bench/README.md); xattn-fusion is built from plugins, found as\n"
     "              `mmfuse run` finds them (MMFUSE_PLUGIN_PATH, then the built-in ones)";
+
+/* Shown by --help only: the other sizes (tests/bench/torch_scale.py builds the same). */
+static const char bench_sizes[] =
+    "       --batch N  samples per step, 1 to 65536 (default 128, clip-dual 256)\n"
+    "       --width N  mlp-concat only, 1 to 16384: every hidden layer N wide, enc1 784-N-N,\n"
+    "                  enc2 64-N-N, concat 2N, head 2N-N-10 (default: 784-256-128, 64-128-128,\n"
+    "                  head 256-128-10)\n"
+    "       --seq N    xattn-fusion only, a multiple of 4 from 4 to 4096: N image patches and\n"
+    "                  N tokens, the image 28x(7N/4) pixels cut into 7x7 patches (4 rows of\n"
+    "                  N/4), position tables of N rows (default 16: the 28x28 image)\n";
+
+/* What the sizes make of the model, for the JSON line (as torch_scale.py writes it). */
+static void describe_layers(char *buf, size_t size, const char *model, int width, int seq)
+{
+    if (strcmp(model, "mlp-concat") == 0 && width)
+        snprintf(buf, size, "enc1 784-%d-%d, enc2 64-%d-%d, concat %d, head %d-%d-10", width,
+                 width, width, width, 2 * width, 2 * width, width);
+    else if (strcmp(model, "mlp-concat") == 0)
+        snprintf(buf, size, "enc1 784-256-128, enc2 64-128-128, concat 256, head 256-128-10");
+    else if (strcmp(model, "xattn-fusion") == 0)
+        snprintf(buf, size, "image 1x28x%d, %d patches 7x7, %d tokens, positions %dx128",
+                 7 * seq / 4, seq, seq, seq);
+    else
+        snprintf(buf, size, "reference");
+}
 
 /* A positive integer option value, or -1. */
 static int positive(const char *s)
@@ -25,17 +53,40 @@ static int positive(const char *s)
     return errno || *end || v < 1 || v > 1000000 ? -1 : (int)v;
 }
 
-/* Append one JSON line (torch_ref.py's fields where they mean the same). */
-static int append_json(const char *path, const mf_bench_options *o, const mf_bench_result *r)
+/* --batch, --width or --seq's value into *size; else one sentence (and usage), non-zero. */
+static int size_error(const char *opt, const char *v, int *size)
 {
-    char host[256] = "";
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    const int seq = strcmp(opt, "--seq") == 0, max = opt[2] == 'b' ? 65536 : seq ? 4096 : 16384;
+    if (errno || *end || end == v || n < (seq ? 4 : 1) || n > max || (seq && n % 4)) {
+        if (seq)
+            mf_cli_usage_error("bench", bench_usage, "--seq must be a multiple of 4 from 4 to "
+                               "4096: %s", v);
+        else
+            mf_cli_usage_error("bench", bench_usage, "%s must be an integer from 1 to %d: %s",
+                               opt, max, v);
+        return -1;
+    }
+    *size = (int)n;
+    return 0;
+}
+
+/* Append one JSON line (torch_ref.py's fields where they mean the same). */
+static int append_json(const char *path, const mf_bench_options *o, const mf_bench_result *r,
+                       int width, int seq)
+{
+    char host[256] = "", layers[160];
     gethostname(host, sizeof host - 1);
+    describe_layers(layers, sizeof layers, o->model, width, seq);
     json_t *line = json_pack(
-        "{s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:I, s:f, s:f, s:f, s:f, s:f, s:I, s:f, s:i, "
-        "s:f, s:f, s:I, s:I, s:f, s:s, s:s}",
+        "{s:s, s:s, s:s, s:i, s:o, s:o, s:s, s:i, s:i, s:i, s:i, s:I, s:f, s:f, s:f, s:f, s:f, "
+        "s:I, s:f, s:i, s:f, s:f, s:I, s:I, s:f, s:s, s:s}",
         "tag", "mmfuse", "model", o->model, "mode", o->train ? "train" : "eval", "batch", r->batch,
-        "steps", o->steps, "warmup", o->warmup, "threads", r->threads, "openblas_threads",
-        r->threads, "params", (json_int_t)r->params, "median_ms", r->median_ms, "mean_ms",
+        "width", width ? json_integer(width) : json_null(), "seq",
+        seq ? json_integer(seq) : json_null(), "layers", layers, "steps", o->steps, "warmup",
+        o->warmup, "threads", r->threads, "openblas_threads", r->threads, "params", (json_int_t)r->params, "median_ms", r->median_ms, "mean_ms",
         r->mean_ms, "min_ms", r->min_ms, "p90_ms", r->p90_ms, "samples_per_s", r->samples_per_s,
         "flops_per_step", (json_int_t)r->flops_per_step, "gflops_at_median", r->gflops_at_median,
         "sgemm_calls", r->sgemm_calls, "sgemm_gflops", r->sgemm_gflops, "sgemm_fraction",
@@ -55,15 +106,17 @@ static int append_json(const char *path, const mf_bench_options *o, const mf_ben
 
 int mf_cli_bench(int argc, char **argv)
 {
-    if (mf_cli_help(argc, argv, bench_usage, NULL))
+    if (mf_cli_help(argc, argv, bench_usage, bench_sizes))
         return MF_EXIT_OK;
     mf_bench_options o = {sizeof o, NULL, 1, 0, 200, 20, 0, 0};
     const char *json = NULL;
+    int batch = 0, width = 0, seq = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes_value = strcmp(a, "--mode") == 0 || strcmp(a, "--threads") == 0 ||
                           strcmp(a, "--steps") == 0 || strcmp(a, "--warmup") == 0 ||
-                          strcmp(a, "--json") == 0;
+                          strcmp(a, "--json") == 0 || strcmp(a, "--batch") == 0 ||
+                          strcmp(a, "--width") == 0 || strcmp(a, "--seq") == 0;
         if (takes_value && !v)
             return mf_cli_usage_error("bench", bench_usage, "%s needs a value", a);
         if (strcmp(a, "--mode") == 0) {
@@ -73,6 +126,11 @@ int mf_cli_bench(int argc, char **argv)
             o.train = strcmp(v, "train") == 0;
         } else if (strcmp(a, "--json") == 0) {
             json = v;
+        } else if (strcmp(a, "--batch") == 0 || strcmp(a, "--width") == 0 ||
+                   strcmp(a, "--seq") == 0) {
+            int *size = a[2] == 'b' ? &batch : a[2] == 'w' ? &width : &seq;
+            if (size_error(a, v, size))
+                return MF_EXIT_BAD_INPUT;
         } else if (takes_value) {
             int n = positive(v);
             if (n < 0 && !(strcmp(a, "--warmup") == 0 && strcmp(v, "0") == 0))
@@ -96,9 +154,18 @@ int mf_cli_bench(int argc, char **argv)
     }
     if (!o.model)
         return mf_cli_usage_error("bench", bench_usage, "which model?");
+    if (width && strcmp(o.model, "mlp-concat"))
+        return mf_cli_usage_error("bench", bench_usage, "--width is for mlp-concat, not '%s'",
+                                  o.model);
+    if (seq && strcmp(o.model, "xattn-fusion"))
+        return mf_cli_usage_error("bench", bench_usage, "--seq is for xattn-fusion, not '%s'",
+                                  o.model);
     mf_bench_result r;
     mf_error err;
     mf_error_clear(&err);
+    o.batch = batch;
+    o.width = width;
+    o.seq = seq;
     int status = mf_bench_run(&o, &r, &err);
     if (status) {
         mf_cli_report(&err);
@@ -110,7 +177,9 @@ int mf_cli_bench(int argc, char **argv)
            o.model, o.train ? "train" : "eval", r.batch, r.threads, r.median_ms, r.mean_ms,
            r.samples_per_s, (double)r.flops_per_step / 1e6, r.gflops_at_median, r.sgemm_gflops,
            r.sgemm_calls, 100 * r.sgemm_fraction, r.peak_rss_kb, r.check);
-    if (json && append_json(json, &o, &r)) {
+    if (!seq && strcmp(o.model, "xattn-fusion") == 0)
+        seq = 16; /* the reference's, recorded */
+    if (json && append_json(json, &o, &r, width, seq)) {
         fprintf(stderr, "mmfuse bench: cannot append to '%s': %s\n", json, strerror(errno));
         return MF_EXIT_FAILED;
     }

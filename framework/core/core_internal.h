@@ -58,6 +58,8 @@ typedef enum mf_op {
     MF_OP_CLAMP,
     MF_OP_MAX,         /* ops_reduce.c      */
     MF_OP_GATHER,      /* ops_nn.c          */
+    /* issue 11 */
+    MF_OP_LINEAR,      /* ops_linalg.c: x (…,K)·W (K,N) [+ b (N)], mfi_linear */
     MF_OP_COUNT
 } mf_op;
 
@@ -69,7 +71,9 @@ enum {
     MFI_SHAPE,    /* at construction: validate inputs, set n->shape (mfi_op_fail on error) */
     MFI_SCRATCH,  /* at compile: set n->scratch_bytes (left 0 when none is needed) */
     MFI_FORWARD,  /* n->value from the inputs' values */
-    MFI_BACKWARD, /* inputs' grads += from n->grad (only inputs whose grad != NULL) */
+    MFI_BACKWARD, /* inputs' grads += from n->grad (only inputs whose grad != NULL); an op
+                   * of graph.c's mfi_writes_fresh list must instead overwrite (=) every
+                   * element of in[k]->grad when bit k of n->fresh is set */
 };
 
 typedef void (*mfi_op_fn)(mf_node *n, int action);
@@ -121,6 +125,15 @@ void mfi_op_softplus(mf_node *n, int action);
 void mfi_op_clamp(mf_node *n, int action);
 void mfi_op_max(mf_node *n, int action);
 void mfi_op_gather(mf_node *n, int action);
+void mfi_op_linear(mf_node *n, int action);
+
+/* y (…,N) = x (…,K)·w (K,N) + b (N) (b may be NULL): one op for mf_linear_forward, the
+ * bias pre-filled in y's rows and the product added to it, no reshape around it. */
+mf_node *mfi_linear(mf_graph *g, mf_node *x, mf_node *w, mf_node *b);
+/* mf_bmm with `heads` H: operands flagged in `layout` (1 a, 2 b, 4 out) are stored
+ * token-major, (B,R,H·C), and read as (B,H,R,C) through strides: no permute around it. */
+mf_node *mfi_bmm_heads(mf_graph *g, mf_node *a, mf_node *b, int trans_a, int trans_b,
+                       int64_t heads, int layout);
 
 /* The NumPy broadcast of two shapes into *out; -1 when an axis pair is neither equal nor 1. */
 int mfi_broadcast_shape(const mf_shape *a, const mf_shape *b, mf_shape *out);
@@ -158,8 +171,12 @@ struct mf_node {
     size_t scratch_bytes;
     int failed;          /* set by mfi_op_fail during MFI_SHAPE */
     int n_uses;          /* nodes reading this one (set at compile) */
-    int inplace;         /* value and grad share in[0]'s buffers (set at compile) */
+    int inplace;         /* value and grad share in[0]'s buffers (set at compile): an in-place
+                          * relu, or a reshape (always a view) */
+    mf_node *base;       /* the node whose buffers these are: itself, or in[0]'s base */
     unsigned mark;       /* reachability epoch during backward */
+    unsigned gepoch;     /* base only: the backward epoch its grad was last initialised in */
+    unsigned fresh;      /* during MFI_BACKWARD: bit k, in[k]->grad holds garbage (overwrite) */
 };
 
 #define MFI_ERROR_CAPACITY 512

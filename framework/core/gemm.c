@@ -1,9 +1,11 @@
 /* Matrix products on ONE thread pool. OpenBLAS runs single-threaded and mfi_gemm splits a
  * large product into row (or column) blocks of C across the OpenMP team. Two pools — OpenBLAS's
  * threads and OpenMP's — fight on a small machine: after an OpenMP loop, libgomp's idle
- * threads spin and starve OpenBLAS's (a 0.3 ms product took 0.8–1.6 ms on 2 cores). Each
- * element of C is still one dot product over the full K, so results do not depend on how
- * the product is split. */
+ * threads spin and starve OpenBLAS's (a 0.3 ms product took 0.8–1.6 ms on 2 cores).
+ * A split product is not bit-identical to the whole one: OpenBLAS 0.3.21 rounds 2–8 % of the
+ * elements of a half-product differently (in the last bits: its kernel path depends on the block's
+ * shape). So whether a product splits must depend only on the graph and the thread count
+ * (team.h), never on timing: a run then repeats itself bit for bit at one thread count. */
 #include <stdlib.h>
 
 #include <cblas.h>
@@ -12,16 +14,18 @@
 #endif
 
 #include "gemm.h"
+#include "team.h"
 
-/* Below this many multiply-adds a product runs in the caller's thread. Measured on the
+/* Below these many multiply-adds a product runs in the caller's thread. Measured on the
  * 2-core box with tests/bench/split.c, 2 threads against 1 (mean over shapes), OpenMP's idle
  * threads spinning at most GOMP_SPINCOUNT=1000 rounds as the CLI sets: back to back
- * ("warm"), 256k MACs 1.17× (the old threshold, which split a satellite step's products and
- * lost 1.7×), 512k 0.88×, 1M 0.74×, 2M 0.64×. After 300 µs of serial work ("cold": the idle
- * thread asleep) a split loses up to 16M MACs (1M 2.9×, 8M 1.3×): a model whose few
- * mid-sized products sit among small ops (low-rank fusion on the satellite data) is 1.2×
- * slower at 2 threads — docs/performance.md, "Threads". */
-#define GEMM_SPLIT_MIN_MACS (INT64_C(1) << 20)
+ * ("warm"), 256k MACs 1.17×, 512k 0.88×, 1M 0.74×, 2M 0.64×. After 300 µs of serial work
+ * ("cold": the idle thread asleep) a split loses up to 16M MACs (1M 2.9×, 8M 1.3×): a model
+ * whose few mid-sized products sit among small ops (low-rank fusion on the satellite data)
+ * was 1.26× slower at 2 threads with one threshold of 1M. So the threshold depends on
+ * whether the team is warm (team.h). */
+#define GEMM_SPLIT_WARM_MACS (INT64_C(1) << 20)
+#define GEMM_SPLIT_COLD_MACS (INT64_C(1) << 24)
 /* Blocks are multiples of this many rows/columns (OpenBLAS's micro-kernels are 4–16 wide). */
 #define GEMM_ALIGN 16
 
@@ -60,16 +64,18 @@ void mfi_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *A, i
 #pragma omp critical(mfi_gemm_record)
         record(ta, tb, m, n, k, beta);
     }
+    const int by_rows = m >= n;
+    const int64_t extent = by_rows ? m : n;
     int parts = 1;
 #ifdef _OPENMP
     /* inside a parallel region (conv2d's per-sample loop) the product stays in this thread */
-    if (!omp_in_parallel() && m * n * k >= GEMM_SPLIT_MIN_MACS)
+    if (!omp_in_parallel() && omp_get_max_threads() > 1 && extent >= 2 * GEMM_ALIGN &&
+        mfi_par_warm(m * n * k, GEMM_SPLIT_WARM_MACS, GEMM_SPLIT_COLD_MACS)) {
         parts = omp_get_max_threads();
+        if (parts > extent / GEMM_ALIGN)
+            parts = (int)(extent / GEMM_ALIGN);
+    }
 #endif
-    const int by_rows = m >= n;
-    const int64_t extent = by_rows ? m : n;
-    if (parts > extent / GEMM_ALIGN)
-        parts = (int)(extent / GEMM_ALIGN);
     if (parts <= 1) {
         sgemm(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc);
         return;

@@ -1,11 +1,17 @@
 /* Graphs: nodes in creation order, sticky construction errors, compile, forward, backward.
- * Everything a graph holds comes from its own arena; replaying never allocates. */
+ * Everything a graph holds comes from its own arena; replaying never allocates.
+ *
+ * Issue 11 (passes between products): a reshape is a view of its input's buffers, and the
+ * backward pass no longer memsets every gradient up front (~170 MB a step on xattn-fusion):
+ * a buffer is initialised when its first writer runs — the op overwrites it (n->fresh) when
+ * it can, else it is zeroed just before, while it is about to be touched anyway. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "core_internal.h"
+#include "team.h"
 
 /* ---------------------------------------------------------------- op table */
 static const char *const op_names[] = {
@@ -16,6 +22,8 @@ static const char *const op_names[] = {
     "avg_pool2d", "layer_norm", "embedding", "custom",
     /* ABI 1.1 */
     "constant", "expand", "softplus", "clamp", "max", "gather",
+    /* issue 11 */
+    "linear",
 };
 _Static_assert(sizeof op_names / sizeof op_names[0] == MF_OP_COUNT, "one name per op");
 
@@ -63,6 +71,14 @@ const mfi_op_fn mfi_cpu_ops[MF_OP_COUNT] = {
     [MF_OP_CLAMP] = mfi_op_clamp,
     [MF_OP_MAX] = mfi_op_max,
     [MF_OP_GATHER] = mfi_op_gather,
+    [MF_OP_LINEAR] = mfi_op_linear,
+};
+
+/* Ops whose backward honours n->fresh (overwrites an input's whole gradient when told):
+ * every element of each input's gradient is written once (products, permutes, concat). */
+static const unsigned char mfi_writes_fresh[MF_OP_COUNT] = {
+    [MF_OP_MATMUL] = 1, [MF_OP_BMM] = 1, [MF_OP_LINEAR] = 1, [MF_OP_PERMUTE] = 1,
+    [MF_OP_CONCAT] = 1,
 };
 
 const char *mfi_op_name(mf_op op) { return (unsigned)op < MF_OP_COUNT ? op_names[op] : "?"; }
@@ -406,7 +422,15 @@ static int can_run_in_place(const mf_node *n)
         return 0;
     const mf_node *a = n->in[0];
     return a->n_uses == 1 && (a->op == MF_OP_CONV2D || a->op == MF_OP_MATMUL ||
-                              a->op == MF_OP_BMM || a->op == MF_OP_ADD);
+                              a->op == MF_OP_BMM || a->op == MF_OP_ADD || a->op == MF_OP_LINEAR);
+}
+
+/* A reshape, or a concat of one input, is identity on memory: it shares its input's
+ * buffers, its readers' gradients accumulate there with the input's other readers', and
+ * its kernel has nothing to do. */
+static int is_view(const mf_node *n)
+{
+    return n->op == MF_OP_RESHAPE || (n->op == MF_OP_CONCAT && n->n_in == 1);
 }
 
 int mf_graph_compile(mf_graph *g, mf_error *err)
@@ -435,13 +459,15 @@ int mf_graph_compile(mf_graph *g, mf_error *err)
             g->nodes[i]->in[k]->n_uses++;
     for (int i = 0; i < g->n_nodes; i++) {
         mf_node *n = g->nodes[i];
+        n->base = n;
         if (n->op == MF_OP_PARAM) {
             n->value = mf_param_value(n->param);
             n->grad = g->training ? mf_param_grad(n->param) : NULL;
             continue;
         }
-        if (can_run_in_place(n)) {
+        if (can_run_in_place(n) || is_view(n)) {
             n->inplace = 1;
+            n->base = n->in[0]->base;
             n->value = n->in[0]->value;
             n->grad = n->in[0]->grad;
             continue;
@@ -484,10 +510,12 @@ static inline void run_op(mf_graph *g, mf_node *n, int action)
 {
     if (!g->profile) {
         mfi_cpu_ops[n->op](n, action);
+        mfi_team_op_done();
         return;
     }
     double t0 = seconds();
     mfi_cpu_ops[n->op](n, action);
+    mfi_team_op_done();
     g->profile->seconds[n->op][action == MFI_BACKWARD] += seconds() - t0;
     g->profile->calls[n->op][action == MFI_BACKWARD]++;
 }
@@ -524,6 +552,7 @@ void mf_graph_forward(mf_graph *g)
     if (!g || !g->compiled)
         return;
     g->forward_count++; /* random ops (dropout) draw fresh masks from the new count */
+    mfi_team_cold(); /* after the caller's serial work */
     for (int i = 0; i < g->n_nodes; i++) {
         mf_node *n = g->nodes[i];
         if (mfi_cpu_ops[n->op])
@@ -531,36 +560,66 @@ void mf_graph_forward(mf_graph *g)
     }
 }
 
+static void zero_grad(mf_node *b) { memset(b->grad, 0, (size_t)b->numel * sizeof(float)); }
+
+/* Before n's backward: mark its inputs reachable, and initialise each input buffer that no
+ * later node has written in this pass — n is its first writer (backward runs in reverse
+ * creation order). n overwrites it when its op can and no other input shares the buffer;
+ * otherwise it is zeroed here. Parameter gradients accumulate: never touched. */
+static void prepare_inputs(mf_node *n, unsigned epoch)
+{
+    unsigned fresh = 0;
+    for (int k = 0; k < n->n_in; k++) {
+        mf_node *x = n->in[k], *b = x->base;
+        if (!x->grad)
+            continue;
+        x->mark = epoch;
+        if (b->op == MF_OP_PARAM || b->gepoch == epoch)
+            continue;
+        b->gepoch = epoch;
+        int alone = mfi_writes_fresh[n->op] && k < 32;
+        for (int j = 0; j < n->n_in && alone; j++)
+            alone = j == k || !n->in[j]->grad || n->in[j]->base != b;
+        if (alone)
+            fresh |= 1u << k;
+        else
+            zero_grad(b);
+    }
+    n->fresh = fresh;
+}
+
 void mfi_graph_backward_seeded(mf_graph *g, mf_node *out, const float *seed)
 {
     if (!g || !g->compiled || !out || out->graph != g || !out->grad)
         return;
-    /* intermediate and variable gradients start from zero; parameter gradients accumulate */
-    for (int i = 0; i < g->n_nodes; i++) {
-        mf_node *n = g->nodes[i];
-        if (n->grad && n->op != MF_OP_PARAM)
-            memset(n->grad, 0, (size_t)n->numel * sizeof(float));
+    if (++g->epoch == 0) {
+        for (int i = 0; i < g->n_nodes; i++)
+            g->nodes[i]->mark = g->nodes[i]->gepoch = 0;
+        g->epoch = 1;
     }
+    const unsigned epoch = g->epoch;
+    mfi_team_cold(); /* after the memset */
     if (seed)
         memcpy(out->grad, seed, (size_t)out->numel * sizeof(float));
     else
         for (int64_t i = 0; i < out->numel; i++)
             out->grad[i] = 1.0f;
+    out->base->gepoch = epoch;
     /* only nodes `out` depends on are visited */
-    if (++g->epoch == 0) {
-        for (int i = 0; i < g->n_nodes; i++)
-            g->nodes[i]->mark = 0;
-        g->epoch = 1;
-    }
-    out->mark = g->epoch;
+    out->mark = epoch;
     for (int i = out->id; i >= 0; i--) {
         mf_node *n = g->nodes[i];
-        if (n->mark != g->epoch || is_leaf(n))
+        if (n->mark != epoch || is_leaf(n))
             continue;
-        for (int k = 0; k < n->n_in; k++)
-            if (n->in[k]->grad)
-                n->in[k]->mark = g->epoch;
+        prepare_inputs(n, epoch);
         run_op(g, n, MFI_BACKWARD);
+        n->fresh = 0;
+    }
+    /* the gradients no op wrote read zero, as after a full clear (variables included) */
+    for (int i = 0; i < g->n_nodes; i++) {
+        mf_node *n = g->nodes[i];
+        if (n->grad && n->base == n && n->op != MF_OP_PARAM && n->gepoch != epoch)
+            zero_grad(n);
     }
 }
 

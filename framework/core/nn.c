@@ -1,12 +1,15 @@
 /* Building blocks composed from graph ops: activations, linear, MLP, conv2d, layer norm,
  * embeddings, multi-head attention. They register parameters through their module, so
  * names follow the module path ("model.encoders.a.fc0.weight"). No backward code: the ops
- * have it. */
+ * have it. Issue 11: a linear layer is one `linear` node (bias inside the product, no
+ * reshapes), and attention reads its heads through the products' strides (no permutes). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <mmfuse/nn.h>
+
+#include "core_internal.h"
 
 static const char *const activation_names[] = {"none", "relu", "tanh", "sigmoid", "gelu"};
 _Static_assert(sizeof activation_names / sizeof activation_names[0] == MF_ACT_COUNT,
@@ -84,6 +87,11 @@ mf_node *mf_linear_forward(mf_graph *g, const mf_linear *l, mf_node *x)
         return NULL;
     // x is (…,in): leading axes fold into rows; W is (in,out); y = x·W (+ b) is (…,out)
     const mf_shape *s = mf_node_shape(x);
+    if (s->ndim >= 2 && s->dim[s->ndim - 1] == l->in) { // one node (ops_linalg.c, issue 11)
+        mf_node *w = mf_param_node(g, l->weight);
+        return mfi_linear(g, x, w, l->bias ? mf_param_node(g, l->bias) : NULL);
+    }
+    /* what does not fit goes the composed way, for its errors (matmul's, reshape's) */
     mf_node *rows = x;
     if (s->ndim > 2)
         rows = mf_reshape(g, x, mf_shape2(-1, l->in));
@@ -219,39 +227,27 @@ int mf_attention_init(mf_attention *a, mf_module *m, const char *name, int64_t d
                : 0;
 }
 
-/* (B,T,dim) → (B,heads,T,head_dim) */
-static mf_node *split_heads(mf_graph *g, const mf_attention *a, mf_node *x)
-{
-    static const int to_heads[4] = {0, 2, 1, 3};
-    const mf_shape *s = x ? mf_node_shape(x) : NULL;
-    if (!s)
-        return NULL;
-    x = mf_reshape(g, x, mf_shape4(s->dim[0], s->dim[1], a->heads, a->head_dim));
-    return mf_permute(g, x, to_heads);
-}
-
 mf_node *mf_attention_forward(mf_graph *g, const mf_attention *a, mf_node *x, mf_node *context,
                               mf_node *mask)
 {
-    static const int from_heads[4] = {0, 2, 1, 3};
     if (!x)
         return NULL;
     if (!context)
         context = x;
-    const mf_shape *s = mf_node_shape(x);
-    // q is (B,H,T,d), k and v are (B,H,S,d)
-    mf_node *q = split_heads(g, a, mf_linear_forward(g, &a->q, x));
-    mf_node *k = split_heads(g, a, mf_linear_forward(g, &a->k, context));
-    mf_node *v = split_heads(g, a, mf_linear_forward(g, &a->v, context));
+    const int64_t H = a->heads;
+    // q is (B,T,dim), k and v are (B,S,dim), read by the products as (B,H,T,d), (B,H,S,d)
+    // through strides (mfi_bmm_heads): the heads' split and merge copy nothing (issue 11)
+    mf_node *q = mf_linear_forward(g, &a->q, x);
+    mf_node *k = mf_linear_forward(g, &a->k, context);
+    mf_node *v = mf_linear_forward(g, &a->v, context);
     // scores are (B,H,T,S)
-    mf_node *scores = mf_scale(g, mf_bmm(g, q, k, 0, 1), 1.0f / sqrtf((float)a->head_dim));
+    mf_node *scores = mf_scale(g, mfi_bmm_heads(g, q, k, 0, 1, H, 1 | 2),
+                               1.0f / sqrtf((float)a->head_dim));
     if (mask)
         scores = mf_masked_fill(g, scores, mask, -1e9f);
     mf_node *weights = mf_softmax(g, scores);
     if (a->dropout > 0)
         weights = mf_dropout(g, weights, a->dropout);
-    // (B,H,T,d) → (B,T,H,d) → (B,T,dim)
-    mf_node *out = mf_permute(g, mf_bmm(g, weights, v, 0, 0), from_heads);
-    out = mf_reshape(g, out, mf_shape3(s->dim[0], s->dim[1], a->dim));
-    return mf_linear_forward(g, &a->o, out);
+    // (B,H,T,S)·(B,H,S,d) stored back as (B,T,H·d) = (B,T,dim)
+    return mf_linear_forward(g, &a->o, mfi_bmm_heads(g, weights, v, 0, 0, H, 2 | 4));
 }

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "core_internal.h"
+#include "team.h"
 
 /* An OpenMP pragma that vanishes (without -Wunknown-pragmas) when OpenMP is off. */
 #ifdef _OPENMP
@@ -40,7 +41,7 @@
 #define MFI_FOR_EACH(numel, min, i, ...)                                                           \
     do {                                                                                           \
         const int64_t n_ = (numel), blocks_ = (n_ + MFI_ELEM_BLOCK - 1) / MFI_ELEM_BLOCK;          \
-        MFI_OMP(omp parallel for schedule(static) if (n_ > (min)))                                 \
+        MFI_OMP(omp parallel for schedule(static) if (mfi_par(n_ > (min))))                        \
         for (int64_t b_ = 0; b_ < blocks_; b_++) {                                                 \
             const int64_t lo_ = b_ * MFI_ELEM_BLOCK;                                               \
             const int64_t hi_ = lo_ + MFI_ELEM_BLOCK < n_ ? lo_ + MFI_ELEM_BLOCK : n_;             \

@@ -1,21 +1,36 @@
-/* Convolution and pooling over NCHW tensors.
+/* Convolution over NCHW tensors (pooling is in ops_pool.c).
  *
- * conv2d is im2col + cblas_sgemm, one sample at a time: the columns of one sample (C·kh·kw,
- * H'·W') stay in L2, and the product lands directly in the sample's (O,H'·W') output, so
- * no transposing copy is needed. The batch is cut into a fixed number of chunks (at most
- * MFI_CONV_CHUNKS) run in an OpenMP loop, each chunk with its own column buffer and its
- * own partial weight gradient; OpenBLAS runs single-threaded inside that loop. Measured on
- * the benchmark's conv stack (B = 128, 2-core Xeon), this beat one whole-batch sgemm (im2col
- * of the batch into (C·kh·kw, B·H'·W'), then a (O,B,H'W') → (B,O,H'W') copy) at both thread
- * counts: forward + backward of Conv(16→32, 3×3) took 10.8 vs 11.5 ms on 1 thread and 5.5
- * vs 14 ms on 2 (the whole-batch sgemm's OpenBLAS threads fight the OpenMP ones), and of
- * Conv(1→16) 1.2 vs 3.2 ms on 1 thread. A direct loop for C = 1 is no faster than this
- * sgemm (K = 9, or 10 with the bias) in a generic -O2 build.
+ * Stride-1 convolutions (pad < kernel) run a direct AVX-512 kernel when the build has
+ * AVX-512 (see "direct stride-1 kernel" below): forward and the pass to x when there are at
+ * least 32 taps per output, the weight gradient always. Why: OpenBLAS picks its Haswell
+ * (AVX2) kernel on this machine's AVX-512 cores, and each small per-sample product also pays
+ * for packing its columns (itcopy/oncopy, ~10 %), for the im2col copy (~12 %) and for the
+ * memset that a beta = 0 product runs over C; the direct kernel reads a zero-padded copy of
+ * the sample in place. Measured in CPU time per call (B = 128, interleaved with the sgemm
+ * build, medians of 40; `mmfuse bench` wall times are in the issue 11 report):
+ * Conv(16→32, 3×3) on 14×14 forward 3.6–3.7 → 1.7–2.0 ms, backward 7.3–7.5 → 5.8–6.3 ms.
+ * Conv(1→16) keeps im2col + sgemm forward (9 taps: the kernel's write-back of 8×32 tiles
+ * outweighs its 9 products, 0.83–0.96 vs 1.0–1.1 ms direct) but takes the direct weight
+ * gradient.
  *
- * Determinism: the chunks depend on the batch size only, each sample's sgemm runs in one
- * thread, and the chunks' partial gradients are added in chunk order, so conv2d (forward
- * and backward) and the pooling ops give bit-identical results for any thread count, given
- * a single-threaded sgemm that is deterministic (OpenBLAS's is). */
+ * The other convolutions are im2col + cblas_sgemm, one sample at a time: the columns of one
+ * sample (C·kh·kw, H'·W') stay in L2, and the product lands directly in the sample's
+ * (O,H'·W') output. On the "same" path (stride 1, W' = W) a column buffer's padding is zeroed
+ * once per chunk and im2col writes only the taps' runs: the zero fills gcc had turned into
+ * one memset call per row cost conv1's forward as much as its product. Grouping g samples per
+ * product (N = g·H'·W', or K = g·H'·W' for the weight gradient) measured no faster with
+ * OpenBLAS here (84 GFLOP/s per sample, 82–91 for g = 4–16), nor did the bias as beta = 1.
+ *
+ * The batch is cut into a fixed number of chunks (at most MFI_CONV_CHUNKS) run in an OpenMP
+ * loop, each chunk with its own buffers and its own partial weight gradient; OpenBLAS runs
+ * single-threaded inside that loop (one whole-batch sgemm measured slower at both thread
+ * counts: its threads fight the OpenMP ones).
+ *
+ * Determinism: the chunks depend on the batch size only, each sample (and each chunk's
+ * weight gradient) is computed by one thread in a fixed order, and the chunks' partial
+ * gradients are added in chunk order, so conv2d (forward and backward) gives bit-identical
+ * results for any thread count, given a single-threaded sgemm that is deterministic
+ * (OpenBLAS's is). */
 #include <limits.h>
 #include <math.h>
 #include <string.h>
@@ -33,23 +48,16 @@
 /* Below this many multiply-adds (or element visits) a loop runs in one thread. */
 #define MFI_PAR_MIN 32768
 
+#include "conv_direct.h"
+
+/* n floats rounded up to a cache line, so that chunks never share one */
+static int64_t line_floats(int64_t n) { return (n + 15) / 16 * 16; }
+
 mf_node *mf_conv2d(mf_graph *g, mf_node *x, mf_node *w, mf_node *bias, int stride, int pad)
 {
     mf_node *in[3] = {x, w, bias};
     mfi_args args = {.i = {stride, pad, bias != NULL}};
     return mfi_node_new(g, MF_OP_CONV2D, bias ? 3 : 2, in, &args);
-}
-
-mf_node *mf_max_pool2d(mf_graph *g, mf_node *x, int k, int stride)
-{
-    mfi_args args = {.i = {k, stride}};
-    return mfi_node_new(g, MF_OP_MAX_POOL2D, 1, &x, &args);
-}
-
-mf_node *mf_avg_pool2d(mf_graph *g, mf_node *x, int k, int stride)
-{
-    mfi_args args = {.i = {k, stride}};
-    return mfi_node_new(g, MF_OP_AVG_POOL2D, 1, &x, &args);
 }
 
 static int max_threads(void)
@@ -111,39 +119,60 @@ static void tap_run_of(const conv_dims *d, int ki, int kj, tap_run *t)
     t->qb = (t->oh1 - 1) * d->Wo + t->hi;
 }
 
+static int conv_same(const conv_dims *d) { return d->stride == 1 && d->Wo == d->W; }
+
+/* Zeroes the wrapped columns [0,lo) and [hi,Wo) of a tap's rows: column outer, so that gcc
+ * emits strided stores, not the memset call per row (of 1–2 floats) that cost conv1's
+ * forward as much time as its product. */
+static void zero_wrapped(const conv_dims *d, const tap_run *t, float *row)
+{
+    for (int64_t ow = 0; ow < t->lo; ow++)
+        for (int64_t oh = t->oh0; oh < t->oh1; oh++)
+            row[oh * d->Wo + ow] = 0.0f;
+    for (int64_t ow = t->hi; ow < d->Wo; ow++)
+        for (int64_t oh = t->oh0; oh < t->oh1; oh++)
+            row[oh * d->Wo + ow] = 0.0f;
+}
+
+/* A column buffer (KB,P) ready for im2col: zero, and the bias row (if any) of ones. On the
+ * "same" path the padding positions outside each tap's run are the same for every sample, so
+ * they are zeroed here once per buffer and im2col writes only the runs. */
+static void cols_init(const conv_dims *d, float *cols)
+{
+    memset(cols, 0, (size_t)(d->CK * d->P) * sizeof(float));
+    for (int64_t p = d->CK * d->P; p < d->KB * d->P; p++)
+        cols[p] = 1.0f;
+}
+
 // x is one sample (C,H,W); cols is (C·kh·kw, Ho·Wo), row (c,ki,kj) holding the input pixels
-// that kernel tap meets at every output position (0 in the padding)
+// that kernel tap meets at every output position (0 in the padding; on the "same" path cols
+// must come from cols_init or an earlier im2col)
 static void im2col(const conv_dims *d, const float *x, float *cols)
 {
     const int s = d->stride;
-    const int64_t Wo = d->Wo;
-    const int same = s == 1 && Wo == d->W;
-    for (int64_t c = 0; c < d->C; c++)
+    const int64_t Wo = d->Wo, HW = d->H * d->W;
+    if (conv_same(d)) {
         for (int ki = 0; ki < d->kh; ki++)
             for (int kj = 0; kj < d->kw; kj++) {
-                float *row = cols + ((c * d->kh + ki) * d->kw + kj) * d->P;
-                const float *xc = x + c * d->H * d->W;
-                if (same) {
-                    tap_run t;
-                    tap_run_of(d, ki, kj, &t);
-                    const float *src = xc + t.shift;
-                    for (int64_t q = 0; q < t.qa; q++)
-                        row[q] = 0.0f;
+                tap_run t;
+                tap_run_of(d, ki, kj, &t);
+                for (int64_t c = 0; c < d->C; c++) {
+                    float *row = cols + ((c * d->kh + ki) * d->kw + kj) * d->P;
+                    const float *src = x + c * HW + t.shift;
                     // one long copy: vectorised (gcc -O2 alone would not)
                     MFI_OMP(omp simd)
                     for (int64_t q = t.qa; q < t.qb; q++)
                         row[q] = src[q];
-                    for (int64_t q = t.qb; q < d->P; q++)
-                        row[q] = 0.0f;
-                    if (t.lo > 0 || t.hi < Wo) /* the wrapped columns */
-                        for (int64_t oh = t.oh0; oh < t.oh1; oh++) {
-                            for (int64_t ow = 0; ow < t.lo; ow++)
-                                row[oh * Wo + ow] = 0.0f;
-                            for (int64_t ow = t.hi; ow < Wo; ow++)
-                                row[oh * Wo + ow] = 0.0f;
-                        }
-                    continue;
+                    zero_wrapped(d, &t, row);
                 }
+            }
+        return;
+    }
+    for (int64_t c = 0; c < d->C; c++)
+        for (int ki = 0; ki < d->kh; ki++)
+            for (int kj = 0; kj < d->kw; kj++) {
+                float *row = cols + ((c * d->kh + ki) * d->kw + kj) * d->P;
+                const float *xc = x + c * HW;
                 int64_t lo, hi;
                 valid_range(Wo, d->W, s, d->pad, kj, &lo, &hi);
                 for (int64_t oh = 0; oh < d->Ho; oh++) {
@@ -172,35 +201,34 @@ static void im2col(const conv_dims *d, const float *x, float *cols)
 }
 
 // cols is (C·kh·kw, Ho·Wo) gradients; dx is one sample (C,H,W): dx += the columns folded
-// back. cols is clobbered (the "same" path zeroes its padding columns).
+// back. cols is clobbered (the "same" path zeroes its wrapped columns).
 static void col2im_add(const conv_dims *d, float *cols, float *dx)
 {
     const int s = d->stride;
-    const int64_t Wo = d->Wo;
-    const int same = s == 1 && Wo == d->W;
-    for (int64_t c = 0; c < d->C; c++)
+    const int64_t Wo = d->Wo, HW = d->H * d->W;
+    if (conv_same(d)) {
         for (int ki = 0; ki < d->kh; ki++)
             for (int kj = 0; kj < d->kw; kj++) {
-                float *row = cols + ((c * d->kh + ki) * d->kw + kj) * d->P;
-                float *dxc = dx + c * d->H * d->W;
-                if (same) {
-                    tap_run t;
-                    tap_run_of(d, ki, kj, &t);
+                tap_run t;
+                tap_run_of(d, ki, kj, &t);
+                for (int64_t c = 0; c < d->C; c++) {
+                    float *row = cols + ((c * d->kh + ki) * d->kw + kj) * d->P;
                     /* the run's wrapped columns add 0 to the pixels they wrap onto */
-                    if (t.lo > 0 || t.hi < Wo)
-                        for (int64_t oh = t.oh0; oh < t.oh1; oh++) {
-                            for (int64_t ow = 0; ow < t.lo; ow++)
-                                row[oh * Wo + ow] = 0.0f;
-                            for (int64_t ow = t.hi; ow < Wo; ow++)
-                                row[oh * Wo + ow] = 0.0f;
-                        }
-                    float *dst = dxc + t.shift;
+                    zero_wrapped(d, &t, row);
+                    float *dst = dx + c * HW + t.shift;
                     // one long sum: vectorised (gcc -O2 alone would not); dst and row differ
                     MFI_OMP(omp simd)
                     for (int64_t q = t.qa; q < t.qb; q++)
                         dst[q] += row[q];
-                    continue;
                 }
+            }
+        return;
+    }
+    for (int64_t c = 0; c < d->C; c++)
+        for (int ki = 0; ki < d->kh; ki++)
+            for (int kj = 0; kj < d->kw; kj++) {
+                float *row = cols + ((c * d->kh + ki) * d->kw + kj) * d->P;
+                float *dxc = dx + c * HW;
                 int64_t lo, hi;
                 valid_range(Wo, d->W, s, d->pad, kj, &lo, &hi);
                 for (int64_t oh = 0; oh < d->Ho; oh++) {
@@ -244,34 +272,91 @@ static void conv_dims_of(const mf_node *n, conv_dims *d)
 /* The bias rides in the sgemm: the columns get a last row of ones and the weights a last
  * column holding the bias, so the product writes bias + w·cols in one pass, and in the
  * backward pass the same row of ones turns the bias gradient (the sum of the output
- * gradient over positions) into one more row of the weight-gradient product.
+ * gradient over positions) into one more row of the weight-gradient product. (Filling the
+ * output with the bias and adding the product onto it, beta = 1 with K = CK, measured slower:
+ * conv1's forward 0.6 → 1.0 ms.)
  *
- * Scratch, in floats: per chunk the columns (KB,P); the weights with the bias column
- * (O,KB) when there is a bias; per chunk a partial [weight | bias] gradient, transposed
- * (KB,O), in training graphs. */
+ * Scratch, in floats: per chunk the columns (KB,P); per chunk the columns' gradient (CK,P)
+ * when x has a gradient (apart from the columns, which keep their zero padding); the weights
+ * with the bias column (O,KB) when there is a bias; per chunk a partial [weight | bias]
+ * gradient, transposed (KB,O), in training graphs. */
 typedef struct conv_scratch {
     int64_t nchunk;
-    int64_t cols_stride, part_stride; /* floats from one chunk's buffer to the next */
-    float *cols, *wb, *part;          /* wb, part NULL when not needed */
+    int64_t cols_stride, dcols_stride, part_stride; /* floats from one chunk's buffer to the next */
+    int64_t xp_stride, dw_stride;                   /* the direct kernels' buffers */
+    float *cols, *dcols, *wb, *part;                /* dcols, wb, part NULL when not needed */
+    float *xp, *wpack; /* direct kernel: per chunk a padded sample; the packed weights */
+    float *dw;         /* direct weight gradient: per chunk its samples padded and widened */
+    int64_t nb, O4, Q16; /* the largest chunk; its gradient rows and their length */
 } conv_scratch;
 
-/* n floats rounded up to a cache line, so that chunks never share one */
-static int64_t line_floats(int64_t n) { return (n + 15) / 16 * 16; }
+/* Below this many taps per output (C·kh·kw forward, O·kh·kw back to x) the direct kernel's
+ * write-back outweighs its products: conv(1→16, 3×3) took 0.83–0.96 ms forward with im2col
+ * and sgemm (K = 10) and 1.0–1.1 ms direct. */
+#define MFI_CONV_DIRECT_MIN_TAPS 32
+
+/* Whether a conv2d pass takes the direct kernel: stride 1, pad < kernel (so that the backward
+ * pass's padding k-1-pad is >= 0), and (forward, dx = 0; to x, dx = 1) enough taps; the
+ * weight gradient (dx = 2) has no write-back and always does. */
+static int conv_direct(const conv_dims *d, int dx)
+{
+#ifdef MFI_CONV_DIRECT
+    const int64_t taps = dx == 2 ? MFI_CONV_DIRECT_MIN_TAPS : (dx ? d->O : d->C) * d->kh * d->kw;
+    return d->stride == 1 && d->pad < d->kh && d->pad < d->kw &&
+           taps >= MFI_CONV_DIRECT_MIN_TAPS;
+#else
+    (void)d;
+    (void)dx;
+    return 0;
+#endif
+}
+
 
 static size_t conv_scratch_layout(const mf_node *n, const conv_dims *d, conv_scratch *s)
 {
     const mf_node *w = n->in[1], *bias = n->iarg[2] ? n->in[2] : NULL;
     const int64_t nc = d->B < MFI_CONV_CHUNKS ? d->B : MFI_CONV_CHUNKS;
     s->nchunk = nc;
+    const int dx = n->in[0]->grad != NULL;
+    const int bdirect = dx && conv_direct(d, 1);
     s->cols_stride = line_floats(d->KB * d->P);
+    s->dcols_stride = dx && !bdirect ? line_floats(d->CK * d->P) : 0;
     s->part_stride = w->grad || (bias && bias->grad) ? line_floats(d->KB * d->O) : 0;
-    const int64_t ncols = nc * s->cols_stride, nwb = bias ? line_floats(d->O * d->KB) : 0;
-    const int64_t npart = nc * s->part_stride;
+    s->xp_stride = s->dw_stride = 0;
+    s->nb = (d->B + nc - 1) / nc;
+    s->O4 = (d->O + 3) / 4 * 4;
+    s->Q16 = (d->Ho * (d->W + 2 * d->pad) + 15) / 16 * 16;
+    int64_t nwpack = 0;
+#ifdef MFI_CONV_DIRECT
+    const int fdirect = conv_direct(d, 0);
+    const int wdirect = (w->grad || (bias && bias->grad)) && conv_direct(d, 2);
+    dir_conv f, b;
+    mfi_dir_conv_of(&f, d->C, d->H, d->W, d->pad, d->pad, d->O, d->kh, d->kw);
+    mfi_dir_conv_of(&b, d->O, d->Ho, d->Wo, d->kh - 1 - d->pad, d->kw - 1 - d->pad, d->C, d->kh,
+                d->kw);
+    if (fdirect) {
+        s->xp_stride = f.len;
+        nwpack = line_floats(f.K * f.Copad + f.Copad);
+    }
+    if (bdirect) {
+        s->xp_stride = b.len > s->xp_stride ? b.len : s->xp_stride;
+        nwpack = line_floats(b.K * b.Copad) > nwpack ? line_floats(b.K * b.Copad) : nwpack;
+    }
+    if (wdirect) /* zeroed by the arena; only the samples' interiors are ever written */
+        s->dw_stride = line_floats(s->nb * (f.len + s->O4 * s->Q16));
+#endif
+    const int64_t ncols = nc * s->cols_stride, ndcols = nc * s->dcols_stride;
+    const int64_t nwb = bias ? line_floats(d->O * d->KB) : 0, npart = nc * s->part_stride;
+    const int64_t nxp = nc * s->xp_stride, ndw = nc * s->dw_stride;
     float *base = n->scratch;
     s->cols = base;
-    s->wb = base && nwb ? base + ncols : NULL;
-    s->part = base && npart ? base + ncols + nwb : NULL;
-    return (size_t)(ncols + nwb + npart) * sizeof(float);
+    s->dcols = base && ndcols ? base + ncols : NULL;
+    s->wb = base && nwb ? base + ncols + ndcols : NULL;
+    s->part = base && npart ? base + ncols + ndcols + nwb : NULL;
+    s->xp = base && nxp ? base + ncols + ndcols + nwb + npart : NULL;
+    s->wpack = base && nwpack ? base + ncols + ndcols + nwb + npart + nxp : NULL;
+    s->dw = base && ndw ? base + ncols + ndcols + nwb + npart + nxp + nwpack : NULL;
+    return (size_t)(ncols + ndcols + nwb + npart + nxp + nwpack + ndw) * sizeof(float);
 }
 
 /* Whether a conv2d's chunks run in parallel: a conv too small to pay for the fork runs in
@@ -281,8 +366,42 @@ static int conv_parallel(const conv_dims *d, int64_t nchunk)
     return nchunk > 1 && max_threads() > 1 && d->B * d->O * d->P * d->KB >= MFI_PAR_MIN;
 }
 
+#ifdef MFI_CONV_DIRECT
+static void conv_forward_direct(mf_node *n, const conv_dims *d, const conv_scratch *s)
+{
+    const mf_node *x = n->in[0], *w = n->in[1], *bias = n->iarg[2] ? n->in[2] : NULL;
+    const int64_t nc = s->nchunk, inel = d->C * d->H * d->W, onel = d->O * d->P;
+    dir_conv c;
+    mfi_dir_conv_of(&c, d->C, d->H, d->W, d->pad, d->pad, d->O, d->kh, d->kw);
+    // wt is (CK,Copad): wt[k][o] = w[o][k], 0 for o >= O; bt (Copad) the bias
+    float *wt = s->wpack, *bt = bias ? s->wpack + c.K * c.Copad : NULL;
+    for (int64_t k = 0; k < c.K; k++)
+        for (int64_t o = 0; o < c.Copad; o++)
+            wt[k * c.Copad + o] = o < d->O ? w->value[o * d->CK + k] : 0.0f;
+    for (int64_t o = 0; bt && o < c.Copad; o++)
+        bt[o] = o < d->O ? bias->value[o] : 0.0f;
+    const int par = conv_parallel(d, nc);
+    // chunks of samples are independent; each owns its padded sample
+    MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
+    for (int64_t ch = 0; ch < nc; ch++) {
+        float *xp = s->xp + ch * s->xp_stride;
+        memset(xp, 0, (size_t)c.len * sizeof(float));
+        for (int64_t b = d->B * ch / nc; b < d->B * (ch + 1) / nc; b++) {
+            mfi_dir_pad(&c, x->value + b * inel, xp);
+            mfi_dir_conv_sample(&c, xp, wt, bt, 0, n->value + b * onel);
+        }
+    }
+}
+#endif
+
 static void conv_forward(mf_node *n, const conv_dims *d, const conv_scratch *s)
 {
+#ifdef MFI_CONV_DIRECT
+    if (conv_direct(d, 0)) {
+        conv_forward_direct(n, d, s);
+        return;
+    }
+#endif
     const mf_node *x = n->in[0], *w = n->in[1], *bias = n->iarg[2] ? n->in[2] : NULL;
     const int64_t nc = s->nchunk, inel = d->C * d->H * d->W, onel = d->O * d->P;
     const float *wk = w->value; // wk is (O,KB): w with the bias as its last column
@@ -295,20 +414,33 @@ static void conv_forward(mf_node *n, const conv_dims *d, const conv_scratch *s)
     }
     const int par = conv_parallel(d, nc);
     // chunks of samples are independent; each owns its column buffer
-    MFI_OMP(omp parallel for schedule(static) if (par))
+    MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
     for (int64_t ch = 0; ch < nc; ch++) {
         float *cols = s->cols + ch * s->cols_stride;
-        if (bias)
-            for (int64_t p = 0; p < d->P; p++)
-                cols[d->CK * d->P + p] = 1.0f;
+        cols_init(d, cols);
         for (int64_t b = d->B * ch / nc; b < d->B * (ch + 1) / nc; b++) {
             im2col(d, x->value + b * inel, cols);
             // out[b] (O,P) = wk (O,KB) · cols (KB,P)
             mfi_gemm(0, 0, d->O, d->P, d->KB, wk, d->KB, cols, d->P, 0.0f, n->value + b * onel,
-                 d->P);
+                     d->P);
         }
     }
 }
+
+#ifdef MFI_CONV_DIRECT
+// w is (O,C,kh,kw); wt (O·kh·kw, Cpad): wt[(o,a,b)][c] = w[o][c][kh-1-a][kw-1-b], 0 for c >= C
+static void dir_flip_weights(const conv_dims *d, int64_t Cpad, const float *w, float *wt)
+{
+    for (int64_t o = 0; o < d->O; o++)
+        for (int64_t a = 0; a < d->kh; a++)
+            for (int64_t b = 0; b < d->kw; b++)
+                for (int64_t c = 0; c < Cpad; c++)
+                    wt[((o * d->kh + a) * d->kw + b) * Cpad + c] =
+                        c < d->C ? w[((o * d->C + c) * d->kh + d->kh - 1 - a) * d->kw +
+                                     d->kw - 1 - b]
+                                 : 0.0f;
+}
+#endif
 
 static void conv_backward(mf_node *n, const conv_dims *d, const conv_scratch *s)
 {
@@ -318,25 +450,58 @@ static void conv_backward(mf_node *n, const conv_dims *d, const conv_scratch *s)
     /* rows [k0,k1) of the transposed [weight | bias] gradient (KB,O) are wanted */
     const int64_t k0 = need_dw ? 0 : d->CK, k1 = need_db ? d->KB : d->CK;
     const int par = conv_parallel(d, nc);
-    // chunks of samples are independent; each owns its column buffer and partial gradient
-    MFI_OMP(omp parallel for schedule(static) if (par))
+    const int direct = x->grad && conv_direct(d, 1), wdirect = k1 > k0 && conv_direct(d, 2);
+    (void)direct; /* used by the direct kernels only */
+#ifdef MFI_CONV_DIRECT
+    /* dx is the convolution of the output gradient, padded by k-1-pad, with the flipped
+     * weights */
+    dir_conv c2, f;
+    mfi_dir_conv_of(&f, d->C, d->H, d->W, d->pad, d->pad, d->O, d->kh, d->kw);
+    mfi_dir_conv_of(&c2, d->O, d->Ho, d->Wo, d->kh - 1 - d->pad, d->kw - 1 - d->pad, d->C, d->kh,
+                d->kw);
+    if (direct)
+        dir_flip_weights(d, c2.Copad, w->value, s->wpack);
+#endif
+    // chunks of samples are independent; each owns its column buffers and partial gradient
+    MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
     for (int64_t ch = 0; ch < nc; ch++) {
         float *cols = s->cols + ch * s->cols_stride;
         float *part = k1 > k0 ? s->part + ch * s->part_stride : NULL; // part is (KB,O)
+        float *dcols = x->grad ? s->dcols + ch * s->dcols_stride : NULL; // dcols is (CK,P)
         const int64_t b0 = d->B * ch / nc, b1 = d->B * (ch + 1) / nc;
-        if (bias)
-            for (int64_t p = 0; p < d->P; p++)
-                cols[d->CK * d->P + p] = 1.0f;
+        if (k1 > k0 && !wdirect)
+            cols_init(d, cols);
+#ifdef MFI_CONV_DIRECT
+        float *gp = direct ? s->xp + ch * s->xp_stride : NULL; // gp is gb padded
+        if (gp)
+            memset(gp, 0, (size_t)c2.len * sizeof(float));
+        if (wdirect) { // xps (nb,len) the samples padded, gws (nb,O4,Q16) their gradients widened
+            float *xps = s->dw + ch * s->dw_stride, *gws = xps + s->nb * f.len;
+            for (int64_t b = b0; b < b1; b++) {
+                if (need_dw)
+                    mfi_dir_pad(&f, x->value + b * inel, xps + (b - b0) * f.len);
+                mfi_dir_widen(&f, n->grad + b * onel, s->Q16, gws + (b - b0) * s->O4 * s->Q16);
+            }
+            mfi_dir_dw_chunk(&f, b1 - b0, xps, gws, s->O4, s->Q16, need_dw, need_db, part);
+        }
+#endif
         for (int64_t b = b0; b < b1; b++) {
             const float *gb = n->grad + b * onel; // gb is (O,P)
-            if (need_dw || x->grad)
+            if (need_dw && !wdirect)
                 im2col(d, x->value + b * inel, cols);
-            if (part) // part[k0:k1] (k1-k0,O) (+)= cols[k0:k1] (k1-k0,P) · gbᵀ (P,O)
+            if (part && !wdirect) // part[k0:k1] (k1-k0,O) (+)= cols[k0:k1] (k1-k0,P) · gbᵀ (P,O)
                 mfi_gemm(0, 1, k1 - k0, d->O, d->P, cols + k0 * d->P, d->P, gb, d->P,
-                     b == b0 ? 0.0f : 1.0f, part + k0 * d->O, d->O);
+                         b == b0 ? 0.0f : 1.0f, part + k0 * d->O, d->O);
+#ifdef MFI_CONV_DIRECT
+            if (gp) {
+                mfi_dir_pad(&c2, gb, gp);
+                mfi_dir_conv_sample(&c2, gp, s->wpack, NULL, 1, x->grad + b * inel);
+                continue;
+            }
+#endif
             if (x->grad) { // dcols (CK,P) = wᵀ (CK,O) · gb (O,P), folded into dx
-                mfi_gemm(1, 0, d->CK, d->P, d->O, w->value, d->CK, gb, d->P, 0.0f, cols, d->P);
-                col2im_add(d, cols, x->grad + b * inel);
+                mfi_gemm(1, 0, d->CK, d->P, d->O, w->value, d->CK, gb, d->P, 0.0f, dcols, d->P);
+                col2im_add(d, dcols, x->grad + b * inel);
             }
         }
     }
@@ -428,227 +593,6 @@ void mfi_op_conv2d(mf_node *n, int action)
     case MFI_BACKWARD:
         conv_scratch_layout(n, &d, &s);
         conv_backward(n, &d, &s);
-        return;
-    default:
-        return;
-    }
-}
-
-/* ---------------------------------------------------------------- pooling */
-static int pool_shape(mf_node *n, const char *op)
-{
-    // x is (B,C,H,W); out is (B,C,Ho,Wo), Ho = (H-k)/stride + 1
-    const mf_node *x = n->in[0];
-    const int k = n->iarg[0], stride = n->iarg[1];
-    char sx[MFI_SHAPE_STR];
-    mfi_node_shape_str(x, sx);
-    if (x->shape.ndim != 4) {
-        mfi_op_fail(n, "%s: x must be (B,C,H,W): x %s", op, sx);
-        return -1;
-    }
-    if (k < 1 || stride < 1) {
-        mfi_op_fail(n, "%s: window and stride must be >= 1: k %d, stride %d", op, k, stride);
-        return -1;
-    }
-    if (k > x->shape.dim[2] || k > x->shape.dim[3]) {
-        mfi_op_fail(n, "%s: window %dx%d larger than the input %s", op, k, k, sx);
-        return -1;
-    }
-    if (x->shape.dim[2] * x->shape.dim[3] > INT32_MAX) {
-        mfi_op_fail(n, "%s: an input plane exceeds %ld pixels: x %s", op, (long)INT32_MAX, sx);
-        return -1;
-    }
-    n->shape = mf_shape4(x->shape.dim[0], x->shape.dim[1], (x->shape.dim[2] - k) / stride + 1,
-                         (x->shape.dim[3] - k) / stride + 1);
-    return 0;
-}
-
-/* One plane of max_pool2d. Branch-free (selects through bit masks: gcc turns the plain
- * ternaries into jumps): on real activations "is this the new max?" is a coin toss that a
- * branch mispredicts half the time, which made the pass 3x slower. k is a constant where
- * inlined. */
-static inline void max_pool_plane(const float *xp, int64_t W, int64_t Ho, int64_t Wo, int k,
-                                  int s, float *op, int32_t *ap)
-{
-    for (int64_t i = 0; i < Ho; i++)
-        for (int64_t j = 0; j < Wo; j++) {
-            const int64_t base = i * s * W + j * s;
-            float m = xp[base];
-            uint32_t mbits;
-            memcpy(&mbits, &m, sizeof mbits);
-            int32_t best = (int32_t)base;
-            for (int ki = 0; ki < k; ki++)
-                for (int kj = 0; kj < k; kj++) {
-                    const int32_t at = (int32_t)(base + ki * W + kj);
-                    const float v = xp[at];
-                    uint32_t vbits;
-                    memcpy(&vbits, &v, sizeof vbits);
-                    /* all ones when v wins: the first max wins ties; a NaN wins and stays */
-                    const uint32_t take = 0u - (uint32_t)((v > m) | (v != v));
-                    mbits = (mbits & ~take) | (vbits & take);
-                    memcpy(&m, &mbits, sizeof m);
-                    best = (int32_t)(((uint32_t)best & ~take) | ((uint32_t)at & take));
-                }
-            op[i * Wo + j] = m;
-            if (ap)
-                ap[i * Wo + j] = best;
-        }
-}
-
-/* max_pool2d's common case, k = stride = 2: each column's larger of the two rows first (unit
- * stride, vectorised), then each pair of those, keeping where the max was. Ties go to the
- * first element in row-major order, as PyTorch's: the right column's value wins a tie only
- * when it sits in the upper row and the left one's in the lower. A NaN wins. */
-static void max_pool_plane_2x2(const float *xp, int64_t W, int64_t Ho, int64_t Wo, float *op,
-                               int32_t *restrict ap)
-{
-    float v[2 * 1024];
-    int32_t lower[2 * 1024]; /* 1 where the column's max is in the lower row */
-    for (int64_t i = 0; i < Ho; i++) {
-        const float *r0 = xp + 2 * i * W, *r1 = r0 + W;
-        for (int64_t c = 0; c < 2 * Wo; c++) {
-            const float x0 = r0[c], x1 = r1[c];
-            const int t = isgreater(x1, x0) + (isunordered(x1, x1) > isunordered(x0, x0));
-            v[c] = t ? x1 : x0;
-            lower[c] = t;
-        }
-        float *o = op + i * Wo;
-        int32_t *best = ap + i * Wo;
-        const int32_t row0 = (int32_t)(2 * i * W);
-        for (int64_t j = 0; j < Wo; j++) {
-            const float l = v[2 * j], r = v[2 * j + 1];
-            const int32_t rl = lower[2 * j], rr = lower[2 * j + 1];
-            const int t = isgreater(r, l) + (isunordered(r, r) > isunordered(l, l)) +
-                          (r == l && rr < rl);
-            o[j] = t ? r : l;
-            best[j] = row0 + (t ? rr * (int32_t)W + 2 * (int32_t)j + 1 : rl * (int32_t)W + 2 * (int32_t)j);
-        }
-    }
-}
-
-/* The same without the argmax (inference graphs keep none): the two rows' maxima first (unit
- * stride, vectorised), then each pair of them. Compared in the tournament's order up to the
- * pairing (x0·x2, x1·x3 instead of x0·x1, x2·x3): the values are the same, but for which of
- * +0 and -0 is kept. */
-static void max_pool_plane_2x2_values(const float *xp, int64_t W, int64_t Ho, int64_t Wo,
-                                      float *restrict op)
-{
-    float v[2 * 1024];
-    for (int64_t i = 0; i < Ho; i++) {
-        const float *r0 = xp + 2 * i * W, *r1 = r0 + W;
-        for (int64_t c = 0; c < 2 * Wo; c++) {
-            const float a = r0[c], b = r1[c];
-            v[c] = isgreater(b, a) + isunordered(b, b) ? b : a;
-        }
-        float *o = op + i * Wo;
-        for (int64_t j = 0; j < Wo; j++) {
-            const float a = v[2 * j], b = v[2 * j + 1];
-            o[j] = (isgreater(b, a) + isunordered(b, b)) > isunordered(a, a) ? b : a;
-        }
-    }
-}
-
-void mfi_op_max_pool2d(mf_node *n, int action)
-{
-    // x is (B,C,H,W), out is (B,C,Ho,Wo): the max of each k×k window, every `stride` pixels;
-    // scratch keeps, per output, the plane offset of its max (the first one on ties) as int32
-    mf_node *x = n->in[0];
-    const int k = n->iarg[0], s = n->iarg[1];
-    if (action == MFI_SHAPE) {
-        pool_shape(n, "max_pool2d");
-        return;
-    }
-    const int64_t planes = n->shape.dim[0] * n->shape.dim[1], H = x->shape.dim[2],
-                  W = x->shape.dim[3], Ho = n->shape.dim[2], Wo = n->shape.dim[3];
-    const int64_t P = Ho * Wo;
-    int32_t *arg = n->scratch;
-    switch (action) {
-    case MFI_SCRATCH:
-        n->scratch_bytes = n->graph->training ? (size_t)n->numel * sizeof(int32_t) : 0;
-        return;
-    case MFI_FORWARD:
-        // planes are independent
-        MFI_OMP(omp parallel for schedule(static) if (n->numel * k * k >= MFI_PAR_MIN))
-        for (int64_t pl = 0; pl < planes; pl++) {
-            const float *xp = x->value + pl * H * W;
-            float *op = n->value + pl * P;
-            int32_t *ap = arg ? arg + pl * P : NULL;
-            if (k == 2 && s == 2 && ap && Wo <= 1024)
-                max_pool_plane_2x2(xp, W, Ho, Wo, op, ap);
-            else if (k == 2 && s == 2 && Wo <= 1024)
-                max_pool_plane_2x2_values(xp, W, Ho, Wo, op);
-            else
-                max_pool_plane(xp, W, Ho, Wo, k, s, op, ap);
-        }
-        return;
-    case MFI_BACKWARD:
-        if (!x->grad)
-            return;
-        // planes are independent; within a plane, overlapping windows add in order
-        MFI_OMP(omp parallel for schedule(static) if (n->numel >= MFI_PAR_MIN))
-        for (int64_t pl = 0; pl < planes; pl++) {
-            float *dx = x->grad + pl * H * W;
-            const float *dy = n->grad + pl * P;
-            const int32_t *ap = arg + pl * P;
-            for (int64_t p = 0; p < P; p++)
-                dx[ap[p]] += dy[p];
-        }
-        return;
-    default:
-        return;
-    }
-}
-
-void mfi_op_avg_pool2d(mf_node *n, int action)
-{
-    // x is (B,C,H,W), out is (B,C,Ho,Wo): the mean of each k×k window, every `stride` pixels
-    mf_node *x = n->in[0];
-    const int k = n->iarg[0], s = n->iarg[1];
-    if (action == MFI_SHAPE) {
-        pool_shape(n, "avg_pool2d");
-        return;
-    }
-    const int64_t planes = n->shape.dim[0] * n->shape.dim[1], H = x->shape.dim[2],
-                  W = x->shape.dim[3], Ho = n->shape.dim[2], Wo = n->shape.dim[3];
-    const int64_t P = Ho * Wo;
-    const float inv = 1.0f / (float)(k * k);
-    switch (action) {
-    case MFI_FORWARD:
-        // planes are independent
-        MFI_OMP(omp parallel for schedule(static) if (n->numel * k * k >= MFI_PAR_MIN))
-        for (int64_t pl = 0; pl < planes; pl++) {
-            const float *xp = x->value + pl * H * W;
-            float *op = n->value + pl * P;
-            for (int64_t i = 0; i < Ho; i++)
-                for (int64_t j = 0; j < Wo; j++) {
-                    float acc = 0.0f;
-                    for (int ki = 0; ki < k; ki++) {
-                        const float *row = xp + (i * s + ki) * W + j * s;
-                        for (int kj = 0; kj < k; kj++)
-                            acc += row[kj];
-                    }
-                    op[i * Wo + j] = acc * inv;
-                }
-        }
-        return;
-    case MFI_BACKWARD:
-        if (!x->grad)
-            return;
-        // planes are independent; within a plane, overlapping windows add in order
-        MFI_OMP(omp parallel for schedule(static) if (n->numel * k * k >= MFI_PAR_MIN))
-        for (int64_t pl = 0; pl < planes; pl++) {
-            float *dx = x->grad + pl * H * W;
-            const float *dy = n->grad + pl * P;
-            for (int64_t i = 0; i < Ho; i++)
-                for (int64_t j = 0; j < Wo; j++) {
-                    const float gv = dy[i * Wo + j] * inv;
-                    for (int ki = 0; ki < k; ki++) {
-                        float *row = dx + (i * s + ki) * W + j * s;
-                        for (int kj = 0; kj < k; kj++)
-                            row[kj] += gv;
-                    }
-                }
-        }
         return;
     default:
         return;

@@ -85,7 +85,7 @@ void mfi_op_layer_norm(mf_node *n, int action)
     case MFI_FORWARD: {
         const float eps = n->farg[0];
         // rows are independent
-        MFI_OMP(omp parallel for schedule(static) if (n->numel >= MFI_PAR_MIN))
+        MFI_OMP(omp parallel for schedule(static) if (mfi_par(n->numel >= MFI_PAR_MIN)))
         for (int64_t r = 0; r < R; r++) {
             const float *restrict xr = x->value + r * D;
             float *restrict yr = n->value + r * D;
@@ -119,7 +119,7 @@ void mfi_op_layer_norm(mf_node *n, int action)
         if (x->grad) {
             // rows are independent: dx = rstd·(g - mean(g) - xhat·mean(g·xhat)),
             // g = dout·gamma, xhat = (x-mean)·rstd
-            MFI_OMP(omp parallel for schedule(static) if (n->numel >= MFI_PAR_MIN))
+            MFI_OMP(omp parallel for schedule(static) if (mfi_par(n->numel >= MFI_PAR_MIN)))
             for (int64_t r = 0; r < R; r++) {
                 const float *restrict xr = x->value + r * D, *restrict dy = n->grad + r * D;
                 float *restrict dx = x->grad + r * D;
@@ -144,7 +144,7 @@ void mfi_op_layer_norm(mf_node *n, int action)
             return;
         // dgamma[i] += Σ_r dout[r,i]·xhat[r,i], dbeta[i] += Σ_r dout[r,i]: columns are split
         // between threads, each column summed over the rows in order
-        MFI_OMP(omp parallel if (n->numel >= MFI_PAR_MIN))
+        MFI_OMP(omp parallel if (mfi_par(n->numel >= MFI_PAR_MIN)))
         {
             int64_t i0 = 0, i1 = D;
 #ifdef _OPENMP
@@ -207,7 +207,7 @@ void mfi_op_embedding(mf_node *n, int action)
     case MFI_FORWARD: {
         const int64_t V = table->shape.dim[0], D = table->shape.dim[1], N = idx->numel;
         // rows are independent
-        MFI_OMP(omp parallel for schedule(static) if (n->numel >= MFI_PAR_MIN))
+        MFI_OMP(omp parallel for schedule(static) if (mfi_par(n->numel >= MFI_PAR_MIN)))
         for (int64_t k = 0; k < N; k++) {
             const int64_t r = embedding_row(idx->value[k], V);
             float *o = n->value + k * D;
@@ -224,7 +224,7 @@ void mfi_op_embedding(mf_node *n, int action)
         const int64_t V = table->shape.dim[0], D = table->shape.dim[1], N = idx->numel;
         // dtable[idx[k],:] += dout[k,:]: repeated indices add up, so columns (not rows) are
         // split between threads, each adding the picked rows in index order
-        MFI_OMP(omp parallel if (n->numel >= MFI_PAR_MIN))
+        MFI_OMP(omp parallel if (mfi_par(n->numel >= MFI_PAR_MIN)))
         {
             int64_t j0 = 0, j1 = D;
 #ifdef _OPENMP
@@ -302,7 +302,7 @@ void mfi_op_gather(mf_node *n, int action)
     const int64_t len = ax >= pad ? a->shape.dim[ax - pad] : 1, rows = d[0] * d[1] * d[2];
     const int fwd = action == MFI_FORWARD;
     // forward: independent rows of out; backward: one thread (see above)
-    MFI_OMP(omp parallel for schedule(static) if (fwd && n->numel >= MFI_PAR_MIN))
+    MFI_OMP(omp parallel for schedule(static) if (mfi_par(fwd && n->numel >= MFI_PAR_MIN)))
     for (int64_t r = 0; r < rows; r++) {
         int64_t c[4] = {r / (d[1] * d[2]), (r / d[2]) % d[1], r % d[2], 0};
         for (int64_t j = 0; j < d[3]; j++) {

@@ -65,7 +65,7 @@ static double sum_fixed(const float *x, int64_t n)
     const int64_t chunk = (n + MFI_SUM_CHUNKS - 1) / MFI_SUM_CHUNKS;
     double part[MFI_SUM_CHUNKS];
     // fixed chunks summed in parallel, combined below in order: deterministic
-    MFI_OMP(omp parallel for schedule(static) if (n > MFI_OMP_MIN_ELEMS))
+    MFI_OMP(omp parallel for schedule(static) if (mfi_par(n > MFI_OMP_MIN_ELEMS)))
     for (int c = 0; c < MFI_SUM_CHUNKS; c++) {
         const int64_t lo = c * chunk, hi = lo + chunk < n ? lo + chunk : n;
         double s = 0.0;
@@ -131,7 +131,7 @@ static void sum_mean(mf_node *n, int action, int mean)
             const int par = MFI_OMP_ROWS_IF(outer, len, MFI_OMP_MIN_ELEMS);
             (void)par; /* only OpenMP reads it */
             // independent rows, each summed in order by one thread
-            MFI_OMP(omp parallel for schedule(static) if (par))
+            MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
             for (int64_t o = 0; o < outer; o++) {
                 double s = 0.0;
                 for (int64_t k = 0; k < len; k++)
@@ -144,7 +144,7 @@ static void sum_mean(mf_node *n, int action, int mean)
         const int par = outer * blocks > 1 && total > MFI_OMP_MIN_ELEMS;
         (void)par; /* only OpenMP reads it */
         // independent (outer, column block) tasks, each summed over k in order by one thread
-        MFI_OMP(omp parallel for schedule(static) if (par))
+        MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
         for (int64_t t = 0; t < outer * blocks; t++) {
             const int64_t o = t / blocks, j0 = (t % blocks) * COL_BLOCK;
             const int64_t w = inner - j0 < COL_BLOCK ? inner - j0 : COL_BLOCK;
@@ -168,7 +168,7 @@ static void sum_mean(mf_node *n, int action, int mean)
         float *D = a->grad;
         const float ff = (float)f;
         // independent (o,k) rows of a: split big tensors statically between threads
-        MFI_OMP(omp parallel for schedule(static) if (total > MFI_OMP_MIN_ELEMS))
+        MFI_OMP(omp parallel for schedule(static) if (mfi_par(total > MFI_OMP_MIN_ELEMS)))
         for (int64_t r = 0; r < outer * len; r++) {
             const float *g = G + (r / len) * inner;
             float *d = D + r * inner;
@@ -205,7 +205,7 @@ static void sum_mean_all(mf_node *n, int action, int mean)
         const float d = (float)(n->grad[0] * f);
         float *D = a->grad;
         // independent elements: split big tensors statically between threads
-        MFI_OMP(omp parallel for schedule(static) if (total > MFI_OMP_MIN_ELEMS))
+        MFI_OMP(omp parallel for schedule(static) if (mfi_par(total > MFI_OMP_MIN_ELEMS)))
         for (int64_t i = 0; i < total; i++)
             D[i] += d;
         return;
@@ -239,7 +239,7 @@ void mfi_op_max(mf_node *n, int action)
         return;
     case MFI_FORWARD: {
         // independent outer slices; k runs outside i so both layouts stream memory
-        MFI_OMP(omp parallel for schedule(static) if (par))
+        MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
         for (int64_t o = 0; o < outer; o++) {
             const float *A = a->value + o * len * inner;
             float *O = n->value + o * inner;
@@ -261,7 +261,7 @@ void mfi_op_max(mf_node *n, int action)
         if (!a->grad)
             return;
         // one input element per output: independent
-        MFI_OMP(omp parallel for schedule(static) if (par))
+        MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
         for (int64_t o = 0; o < outer; o++)
             for (int64_t i = 0; i < inner; i++)
                 a->grad[(o * len + arg[o * inner + i]) * inner + i] += n->grad[o * inner + i];
@@ -292,7 +292,7 @@ void mfi_op_logsumexp(mf_node *n, int action)
         const float *A = a->value;
         float *O = n->value;
         // independent outputs, each reduced in order by one thread
-        MFI_OMP(omp parallel for schedule(static) if (par))
+        MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
         for (int64_t t = 0; t < tasks; t++) {
             const float *x = A + (t / inner) * len * inner + t % inner;
             float m = x[0];
@@ -315,7 +315,7 @@ void mfi_op_logsumexp(mf_node *n, int action)
         const float *A = a->value, *Y = n->value, *G = n->grad;
         float *D = a->grad;
         // independent outputs, each a's column written by one thread
-        MFI_OMP(omp parallel for schedule(static) if (par))
+        MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
         for (int64_t t = 0; t < tasks; t++) {
             const int64_t off = (t / inner) * len * inner + t % inner;
             const float y = Y[t], g = G[t];
@@ -347,7 +347,7 @@ void mfi_op_softmax(mf_node *n, int action)
         const float *A = a->value;
         float *O = n->value;
         // independent rows: split big tensors statically between threads
-        MFI_OMP(omp parallel for schedule(static) if (par))
+        MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
         for (int64_t r = 0; r < rows; r++) {
             const float *restrict x = A + r * K;
             float *restrict y = O + r * K;
@@ -369,7 +369,7 @@ void mfi_op_softmax(mf_node *n, int action)
         const float *Y = n->value, *G = n->grad;
         float *D = a->grad;
         // independent rows: split big tensors statically between threads
-        MFI_OMP(omp parallel for schedule(static) if (par))
+        MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
         for (int64_t r = 0; r < rows; r++) {
             const float *restrict y = Y + r * K, *restrict dy = G + r * K;
             float *restrict dx = D + r * K;
@@ -411,7 +411,7 @@ void mfi_op_l2_normalize(mf_node *n, int action)
         const float *A = a->value;
         float *O = n->value;
         // independent rows: split big tensors statically between threads
-        MFI_OMP(omp parallel for schedule(static) if (par))
+        MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
         for (int64_t r = 0; r < rows; r++) {
             const float *x = A + r * D;
             float *y = O + r * D;
@@ -431,7 +431,7 @@ void mfi_op_l2_normalize(mf_node *n, int action)
         const float *A = a->value, *Y = n->value, *G = n->grad;
         float *Dg = a->grad;
         // independent rows: split big tensors statically between threads
-        MFI_OMP(omp parallel for schedule(static) if (par))
+        MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
         for (int64_t r = 0; r < rows; r++) {
             const float *x = A + r * D, *y = Y + r * D, *dy = G + r * D;
             float *dx = Dg + r * D;

@@ -1,6 +1,8 @@
-/* Shape ops: reshape (a copy), permute / transpose, slice / split, concat along any axis,
- * the per-sample outer product. Every op copies: no node aliases another's buffer, so
- * gradients always accumulate into a node's own buffer. */
+/* Shape ops: reshape (a view), permute / transpose, slice / split, concat along any axis,
+ * the per-sample outer product. A reshape shares its input's value and gradient buffers
+ * (graph.c's compile makes it a view: issue 11, it was 57 copies, 5.8 ms of a 94 ms
+ * xattn-fusion step); every other op copies. Permute and concat overwrite an input's
+ * gradient when the backward pass says they are its first writer (n->fresh). */
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -34,7 +36,8 @@ mf_node *mf_reshape(mf_graph *g, mf_node *a, mf_shape shape)
 
 void mfi_op_reshape(mf_node *n, int action)
 {
-    // a is any shape, out has the target shape and a's numel; out = a's data, copied
+    // a is any shape, out has the target shape and a's numel; out = a's data, the same
+    // buffer (a view, set at compile): forward and backward have nothing to do
     mf_node *a = n->in[0];
     const int64_t numel = a->numel;
     switch (action) {
@@ -88,10 +91,11 @@ void mfi_op_reshape(mf_node *n, int action)
         return;
     }
     case MFI_FORWARD:
-        memcpy(n->value, a->value, (size_t)numel * sizeof(float));
+        if (n->value != a->value)
+            memcpy(n->value, a->value, (size_t)numel * sizeof(float));
         return;
     case MFI_BACKWARD: {
-        if (!a->grad)
+        if (!a->grad || n->grad == a->grad)
             return;
         const float *G = n->grad;
         float *D = a->grad;
@@ -200,6 +204,7 @@ void mfi_op_permute(mf_node *n, int action)
     // restrict copies, and the last axis kept (attention's head split: (B,T,H,d) → (B,H,T,d))
     // as its own case: rows of d contiguous floats that gcc vectorises (was 5 GB/s scalar)
     float *restrict out = fwd ? n->value : n->grad, *restrict in = fwd ? a->value : a->grad;
+    const int set = !fwd && (n->fresh & 1u); /* first writer of da: = (a bijection) */
     // independent output planes (each a's element is touched once): split statically
     MFI_OMP(omp parallel for schedule(static) if (n->numel > MFI_OMP_MIN_ELEMS))
     for (int64_t p = 0; p < planes; p++) {
@@ -212,6 +217,11 @@ void mfi_op_permute(mf_node *n, int action)
             else if (fwd)
                 for (int64_t i3 = 0; i3 < od[3]; i3++)
                     o[i3] = src[i3 * s3];
+            else if (set && s3 == 1)
+                memcpy(src, o, (size_t)od[3] * sizeof(float));
+            else if (set)
+                for (int64_t i3 = 0; i3 < od[3]; i3++)
+                    src[i3 * s3] = o[i3];
             else if (s3 == 1)
                 for (int64_t i3 = 0; i3 < od[3]; i3++)
                     src[i3] += o[i3];
@@ -418,6 +428,8 @@ void mfi_op_concat(mf_node *n, int action)
     }
     if (action != MFI_FORWARD && action != MFI_BACKWARD)
         return;
+    if (n->value == n->in[0]->value) /* one input: a view (graph.c) */
+        return;
     int64_t outer, L, inner;
     mfi_axis_split(&n->shape, n->iarg[2], &outer, &L, &inner);
     const int64_t W = L * inner; /* out floats per outer index */
@@ -428,6 +440,9 @@ void mfi_op_concat(mf_node *n, int action)
         if (action == MFI_FORWARD) {
             for (int64_t o = 0; o < outer; o++)
                 memcpy(n->value + o * W + off, x->value + o * w, (size_t)w * sizeof(float));
+        } else if (x->grad && i < 32 && (n->fresh >> i & 1u)) { // first writer of dx
+            for (int64_t o = 0; o < outer; o++)
+                memcpy(x->grad + o * w, n->grad + o * W + off, (size_t)w * sizeof(float));
         } else if (x->grad) {
             for (int64_t o = 0; o < outer; o++) {
                 const float *d = n->grad + o * W + off;

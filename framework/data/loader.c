@@ -1,9 +1,25 @@
+/* Batches from a dataset: a fixed list of sample indices, ordered per epoch from (seed, epoch)
+ * and read by a worker thread into a ring of batch slots while the caller computes.
+ *
+ * Why two orders: a uniform shuffle (data.shuffle: full) makes every sample a random read,
+ * which costs a whole chunk in a chunked (e.g. compressed) HDF5 file — minutes per epoch for
+ * a file larger than memory. data.shuffle: chunks visits the file's chunks in a shuffled
+ * order and spreads each chunk's samples at random over the span of `window` chunks from
+ * its rank on (a shuffle buffer of that many chunks, as tf.data's and WebDataset's), so a
+ * batch draws on about `window` chunks, each read once per epoch into the reader's chunk
+ * cache, and a new chunk is needed every chunk's worth of samples — reads stay even rather
+ * than in bursts (non-overlapping windows would read a whole window for their first batch).
+ * Why a ring of up to 8 slots: to absorb a slow read (the page cache missed, a busy CPU). */
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "loader.h"
+
+#define MAX_SLOTS 8
+#define RING_BYTES ((size_t)32 << 20) /* read-ahead bound: RSS is sized by it, not the data */
 
 /* Reads are serialised: loaders take turns on one dataset, and a reader (HDF5 without its
  * thread-safe build) need not be reentrant. */
@@ -15,9 +31,13 @@ struct mfi_loader {
     const int64_t *indices;
     int64_t *order; /* this epoch's order */
     int64_t n, batch_size, n_batches;
-    int shuffle, prefetch;
+    int shuffle, prefetch, n_slots;
     uint64_t seed;
-    mfi_batch slot[2];
+    mfi_batch slot[MAX_SLOTS];
+    /* data.shuffle: chunks — indices[group[g] .. group[g+1]) share a chunk; perm is the
+     * epoch's chunk order; the chunk of rank k spreads over buckets k … k + window - 1;
+     * bucket and count are the epoch's scratch (a bucket per sample, the buckets' ends) */
+    int64_t *group, *perm, *bucket, *count, n_groups, window;
 
     /* batches [0, read) of the epoch are read; [0, consumed) are given back; the caller
      * holds batch `consumed` between two next() calls (borrowed). */
@@ -101,7 +121,7 @@ static double now(void)
 /* Read batch b of the epoch into its slot; 0 or -1 with the reader's message in err. */
 static int read_batch(mfi_loader *l, int64_t b, mf_error *err)
 {
-    mfi_batch *slot = &l->slot[b % 2];
+    mfi_batch *slot = &l->slot[b % l->n_slots];
     int64_t first = b * l->batch_size;
     slot->n = l->n - first < l->batch_size ? l->n - first : l->batch_size;
     slot->index = l->order + first;
@@ -119,7 +139,7 @@ static void *worker(void *arg)
     pthread_mutex_lock(&l->lock);
     for (;;) {
         while (!l->quit && !(l->armed && !l->failed && l->read < l->n_batches &&
-                             l->read - l->consumed < 2))
+                             l->read - l->consumed < l->n_slots))
             pthread_cond_wait(&l->work, &l->lock);
         if (l->quit)
             break;
@@ -165,7 +185,14 @@ mfi_loader *mfi_loader_new(mf_dataset *ds, const mf_dataset_info *info, const in
     l->n_batches = (n + batch_size - 1) / batch_size;
     l->shuffle = shuffle;
     l->seed = seed;
-    for (int s = 0; s < 2; s++) {
+    /* as many batches ahead as RING_BYTES hold, 2 to MAX_SLOTS (one when reads are inline) */
+    size_t batch_bytes = 1;
+    for (int m = 0; m < info->n_modalities && m < MFI_MAX_MODALITIES; m++)
+        batch_bytes += (size_t)batch_size * (size_t)mf_shape_numel(&info->modalities[m].shape) *
+                       sizeof(float);
+    size_t fit = RING_BYTES / batch_bytes;
+    l->n_slots = !prefetch ? 1 : fit < 2 ? 2 : fit > MAX_SLOTS ? MAX_SLOTS : (int)fit;
+    for (int s = 0; s < l->n_slots; s++) {
         for (int m = 0; m < info->n_modalities && m < MFI_MAX_MODALITIES; m++) {
             size_t numel = (size_t)mf_shape_numel(&info->modalities[m].shape);
             if (!(l->slot[s].modality[m] = malloc((size_t)batch_size * numel * sizeof(float))))
@@ -202,14 +229,112 @@ void mfi_loader_free(mfi_loader *l)
     pthread_mutex_destroy(&l->lock);
     pthread_cond_destroy(&l->work);
     pthread_cond_destroy(&l->ready);
-    for (int s = 0; s < 2; s++) {
+    for (int s = 0; s < MAX_SLOTS; s++) {
         for (int m = 0; m < MFI_MAX_MODALITIES; m++)
             free(l->slot[s].modality[m]);
         free(l->slot[s].labels);
         free(l->slot[s].targets);
     }
     free(l->order);
+    free(l->group);
+    free(l->perm);
+    free(l->bucket);
+    free(l->count);
     free(l);
+}
+
+/* Epoch `epoch`'s order, a pure function of (seed, epoch): the indices as given, a uniform
+ * shuffle, or (chunks) the chunks in a shuffled order, the samples of the chunk of rank k
+ * each in a random bucket among k … k + window - 1, every bucket shuffled. */
+static void make_order(mfi_loader *l, int epoch)
+{
+    mf_rng rng;
+    mf_rng_seed_stream(&rng, l->seed, (uint64_t)epoch);
+    if (!l->shuffle || !l->group) {
+        memcpy(l->order, l->indices, (size_t)l->n * sizeof(int64_t));
+        if (l->shuffle)
+            mf_rng_shuffle(&rng, l->order, l->n);
+        return;
+    }
+    for (int64_t g = 0; g < l->n_groups; g++)
+        l->perm[g] = g;
+    mf_rng_shuffle(&rng, l->perm, l->n_groups);
+    const int64_t nb = l->n_groups + l->window - 1; /* buckets */
+    int64_t *count = l->count, t = 0;
+    memset(count, 0, (size_t)(nb + 1) * sizeof *count);
+    for (int64_t k = 0; k < l->n_groups; k++) /* draw the buckets, count their samples */
+        for (int64_t i = l->group[l->perm[k]]; i < l->group[l->perm[k] + 1]; i++) {
+            l->bucket[t] = k + (int64_t)mf_rng_below(&rng, (uint64_t)l->window);
+            count[l->bucket[t++] + 1]++;
+        }
+    for (int64_t b = 0; b < nb; b++) /* count[b]: where bucket b starts */
+        count[b + 1] += count[b];
+    t = 0;
+    for (int64_t k = 0; k < l->n_groups; k++) /* place them: count[b] ends up at b's end */
+        for (int64_t i = l->group[l->perm[k]]; i < l->group[l->perm[k] + 1]; i++)
+            l->order[count[l->bucket[t++]]++] = l->indices[i];
+    for (int64_t b = 0, start = 0; b < nb; start = count[b++])
+        mf_rng_shuffle(&rng, l->order + start, count[b] - start);
+}
+
+int mfi_loader_shuffle_chunks(mfi_loader *l, int64_t chunk_size, int64_t buffer, mf_error *err)
+{
+    free(l->group);
+    free(l->perm);
+    free(l->bucket);
+    free(l->count);
+    l->group = l->perm = l->bucket = l->count = NULL;
+    if (chunk_size <= 0)
+        return 0;
+    /* the samples of a chunk are one run of the (index-ordered) list: count the runs */
+    int64_t ng = 0;
+    for (int64_t i = 0; i < l->n; i++)
+        ng += i == 0 || l->indices[i] / chunk_size != l->indices[i - 1] / chunk_size;
+    int64_t window = (buffer + chunk_size - 1) / chunk_size;
+    window = window < 1 ? 1 : window > ng ? (ng ? ng : 1) : window; /* no wider than the data */
+    l->group = malloc((size_t)(ng + 1) * sizeof *l->group);
+    l->perm = malloc((size_t)(ng ? ng : 1) * sizeof *l->perm);
+    l->bucket = malloc((size_t)(l->n ? l->n : 1) * sizeof *l->bucket);
+    l->count = malloc((size_t)(ng + window + 1) * sizeof *l->count);
+    if (!l->group || !l->perm || !l->bucket || !l->count) {
+        mfi_loader_shuffle_chunks(l, 0, 0, err); /* frees them */
+        mf_error_set(err, "out of memory for the chunks of %lld samples", (long long)l->n);
+        return -1;
+    }
+    ng = 0;
+    for (int64_t i = 0; i < l->n; i++)
+        if (i == 0 || l->indices[i] / chunk_size != l->indices[i - 1] / chunk_size)
+            l->group[ng++] = i;
+    l->group[ng] = l->n;
+    l->n_groups = ng;
+    l->window = window;
+    mfi_loader_start(l, 0);
+    return 0;
+}
+
+int mfi_loader_configure(mfi_loader *l, const mf_config *data, mf_error *err)
+{
+    int mode = 0; /* auto */
+    int64_t chunk = 0, buffer = 8192;
+    mf_config_enum(data, "shuffle", "auto|full|chunks", &mode, NULL);
+    mf_config_int(data, "chunk_size", &chunk, NULL);
+    mf_config_int(data, "shuffle_buffer", &buffer, NULL);
+    /* the reader's chunks, when it has them (a 1.0 reader leaves the field unset: 0) */
+    const int64_t stored = l->info->struct_size >= offsetof(mf_dataset_info, chunk_samples) +
+                                                       sizeof l->info->chunk_samples
+                               ? l->info->chunk_samples
+                               : 0;
+    if (chunk <= 0)
+        chunk = stored > 0 ? stored : 1024;
+    const int by_chunks = mode == 2 || (mode == 0 && stored > 0);
+    return mfi_loader_shuffle_chunks(l, by_chunks ? chunk : 0, buffer, err);
+}
+
+void mfi_loader_reset_wait(mfi_loader *l)
+{
+    pthread_mutex_lock(&l->lock);
+    l->wait_seconds = 0;
+    pthread_mutex_unlock(&l->lock);
 }
 
 void mfi_loader_start(mfi_loader *l, int epoch)
@@ -223,12 +348,7 @@ void mfi_loader_start_at(mfi_loader *l, int epoch, int64_t first_batch)
     l->armed = 0;
     while (l->busy) /* let a read in flight finish before the order changes */
         pthread_cond_wait(&l->ready, &l->lock);
-    memcpy(l->order, l->indices, (size_t)l->n * sizeof(int64_t));
-    if (l->shuffle) {
-        mf_rng rng;
-        mf_rng_seed_stream(&rng, l->seed, (uint64_t)epoch);
-        mf_rng_shuffle(&rng, l->order, l->n);
-    }
+    make_order(l, epoch);
     first_batch = first_batch < 0 ? 0 : first_batch > l->n_batches ? l->n_batches : first_batch;
     l->read = l->consumed = first_batch; /* the batches before it are skipped, not read */
     l->borrowed = l->failed = 0;
@@ -276,7 +396,7 @@ int64_t mfi_loader_next(mfi_loader *l, const mfi_batch **batch, mf_error *err)
         return -1;
     }
     l->borrowed = 1;
-    *batch = &l->slot[b % 2];
+    *batch = &l->slot[b % l->n_slots];
     pthread_mutex_unlock(&l->lock);
     return (*batch)->n;
 }

@@ -1,6 +1,6 @@
 /* Batches from a dataset: a fixed list of sample indices, reshuffled every epoch from
- * (seed, epoch), read by a worker thread into one of two batch slots while the caller
- * computes on the other. Private. */
+ * (seed, epoch) — uniformly, or chunk by chunk for chunked files — read by a worker thread
+ * into a ring of batch slots while the caller computes. Private. */
 #ifndef MF_DATA_LOADER_H
 #define MF_DATA_LOADER_H
 
@@ -30,12 +30,20 @@ typedef struct mfi_batch {
     const int64_t *index; /* the samples' indices in the dataset */
 } mfi_batch;
 
-/* Borrows `ds`, `info` and `indices` (n of them) for the loader's lifetime. With prefetch,
- * a worker thread reads ahead by one batch. */
+/* Borrows `ds`, `info` and `indices` (n of them, in index order) for the loader's lifetime.
+ * With prefetch, a worker thread reads ahead by up to 8 batches (32 MB). */
 mfi_loader *mfi_loader_new(mf_dataset *ds, const mf_dataset_info *info, const int64_t *indices,
                            int64_t n, int64_t batch_size, int shuffle, uint64_t seed, int prefetch,
                            mf_error *err);
 void mfi_loader_free(mfi_loader *l);
+/* A shuffling loader's order by chunks (chunk_size > 0; 0: back to a uniform shuffle): the
+ * chunks (samples i with the same i / chunk_size) in a shuffled order, the samples of the
+ * chunk of rank k spread at random over the positions of ranks k … k + W - 1, W =
+ * ceil(buffer / chunk_size): a batch of B draws on at most W + ceil(B / chunk's samples)
+ * chunks. From (seed, epoch) as before. Restarts epoch 0. */
+int mfi_loader_shuffle_chunks(mfi_loader *l, int64_t chunk_size, int64_t buffer, mf_error *err);
+/* The same from data.shuffle, data.chunk_size and data.shuffle_buffer. */
+int mfi_loader_configure(mfi_loader *l, const mf_config *data, mf_error *err);
 /* Start epoch `epoch` (reshuffled when the loader shuffles). */
 void mfi_loader_start(mfi_loader *l, int epoch);
 /* Start epoch `epoch` at its batch `first_batch` (a resumed run): the same order, the batches
@@ -47,7 +55,8 @@ int64_t mfi_loader_peek(const mfi_loader *l);
  * on a read error (the reader's message in err). */
 int64_t mfi_loader_next(mfi_loader *l, const mfi_batch **batch, mf_error *err);
 int64_t mfi_loader_batches(const mfi_loader *l);
-/* Seconds next() spent waiting for data since the loader was made. */
+/* Seconds next() spent waiting for data since the loader was made or the last reset. */
 double mfi_loader_wait_seconds(const mfi_loader *l);
+void mfi_loader_reset_wait(mfi_loader *l);
 
 #endif

@@ -10,12 +10,18 @@
  *                  both ways → mean-pooled, concatenated → Linear(256,10); this one is built
  *                  from the built-in plugins, configured from YAML, as an experiment builds it
  *
+ * Other sizes, to see how cost grows (issue 11 item 5; torch_scale.py builds the same): any
+ * batch; mlp-concat at width W (enc1 784-W-W, enc2 64-W-W, head 2W-W-10); xattn-fusion at T
+ * positions a side (the image 28×(7·T/4) cut into T patches of 7×7, T tokens, learned
+ * position tables of T rows), T a multiple of 4.
+ *
  * Besides the step time it replays, alone, the exact sequence of sgemm calls one step
  * makes, so that the model's rate can be read as a fraction of what OpenBLAS reaches on
  * those shapes.
  */
 #include <math.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -34,26 +40,36 @@ void openblas_set_num_threads(int num_threads); /* OpenBLAS's; see core/threads.
 
 typedef struct bench_model {
     const char *name;
-    int batch;
-    int64_t macs_per_sample; /* matmul/conv/similarity multiply-accumulates, forward */
+    int batch; /* the reference's; --batch sets another */
 } bench_model;
+static const bench_model models[] = {
+    {"mlp-concat", 128}, {"tensor-fusion", 128}, {"cnn-late", 128}, {"clip-dual", 256},
+    {"xattn-fusion", 128},
+};
 
-/* Multiply-accumulates per sample, counted as torch_ref.py counts them. */
+/* Multiply-accumulates per sample of one forward, counted as torch_ref.py counts them (and
+ * torch_scale.py at other sizes): W the mlp-concat width (0: the reference's mixed widths),
+ * T xattn-fusion's positions per modality. clip-dual's similarity adds B·128, below. */
 #define LIN(i, o) ((int64_t)(i) * (o))
 #define CNN_MACS (LIN(1 * 16 * 9, 28 * 28) + LIN(16 * 32 * 9, 14 * 14) + LIN(1568, 128))
-/* xattn-fusion, T = 16 positions of D = 128: QKᵀ and AV are 2·T·T·D per layer */
-#define ATTN_MACS (2 * LIN(16 * 16, 128))
-#define BLOCK_MACS (16 * (LIN(128, 3 * 128) + LIN(128, 128) + LIN(128, 256) + LIN(256, 128)) + ATTN_MACS)
-#define CROSS_MACS (16 * (LIN(128, 128) + LIN(128, 2 * 128) + LIN(128, 128)) + ATTN_MACS)
-static const bench_model models[] = {
-    {"mlp-concat", 128,
-     LIN(784, 256) + LIN(256, 128) + LIN(64, 128) + LIN(128, 128) + LIN(256, 128) + LIN(128, 10)},
-    {"tensor-fusion", 128,
-     LIN(784, 256) + LIN(256, 32) + LIN(64, 128) + LIN(128, 32) + LIN(1089, 128) + LIN(128, 10)},
-    {"cnn-late", 128, CNN_MACS + LIN(128, 10) + LIN(64, 128) + LIN(128, 128) + LIN(128, 10)},
-    {"clip-dual", 256, CNN_MACS + LIN(128, 128) /* + B·128 similarity, added below */},
-    {"xattn-fusion", 128, 16 * LIN(49, 128) + 2 * BLOCK_MACS + 2 * CROSS_MACS + LIN(256, 10)},
-};
+static int64_t macs_per_sample(const char *name, int64_t W, int64_t T)
+{
+    const int64_t D = 128, attn = 2 * LIN(T * T, D); /* QKᵀ and AV */
+    const int64_t block = T * (LIN(D, 3 * D) + LIN(D, D) + LIN(D, 256) + LIN(256, D)) + attn;
+    const int64_t cross = T * (LIN(D, D) + LIN(D, 2 * D) + LIN(D, D)) + attn;
+    if (strcmp(name, "mlp-concat") == 0)
+        return W ? LIN(784, W) + LIN(W, W) + LIN(64, W) + LIN(W, W) + LIN(2 * W, W) + LIN(W, 10)
+                 : LIN(784, 256) + LIN(256, 128) + LIN(64, 128) + LIN(128, 128) +
+                       LIN(256, 128) + LIN(128, 10);
+    if (strcmp(name, "tensor-fusion") == 0)
+        return LIN(784, 256) + LIN(256, 32) + LIN(64, 128) + LIN(128, 32) + LIN(1089, 128) +
+               LIN(128, 10);
+    if (strcmp(name, "cnn-late") == 0)
+        return CNN_MACS + LIN(128, 10) + LIN(64, 128) + LIN(128, 128) + LIN(128, 10);
+    if (strcmp(name, "clip-dual") == 0)
+        return CNN_MACS + LIN(128, 128);
+    return T * LIN(49, D) + 2 * block + 2 * cross + LIN(2 * D, 10); /* xattn-fusion */
+}
 #define N_MODELS (int)(sizeof models / sizeof models[0])
 
 enum { X_IMAGE, X_TOKENS, X_FUSION, X_HEAD, X_LOSS, X_PARTS }; /* xattn-fusion's plugins */
@@ -66,6 +82,7 @@ typedef struct net {
     int n_inputs;
     int tokens;   /* the second input holds token ids (clip-dual, xattn-fusion) */
     int diagonal; /* clip-dual: sample j's target is j */
+    int seq;      /* xattn-fusion: positions per modality */
     mf_registry *reg;         /* xattn-fusion: its plugins, its YAML, its modules */
     mf_config *cfg;
     mf_module *part[X_PARTS];
@@ -80,9 +97,11 @@ typedef struct layers {
     mf_param *logit_scale;
 } layers;
 
-static int define(const char *name, layers *L, mf_module *m)
+/* W > 0: mlp-concat at width W, enc1 784-W-W, enc2 64-W-W, head 2W-W-10 (every hidden layer). */
+static int define(const char *name, layers *L, mf_module *m, int64_t W)
 {
-    static const int64_t enc1[] = {784, 256, 128}, enc2[] = {64, 128, 128}, head[] = {256, 128, 10};
+    const int64_t enc1[] = {784, W ? W : 256, W ? W : 128}, enc2[] = {64, W ? W : 128, W ? W : 128},
+                  head[] = {W ? 2 * W : 256, W ? W : 128, 10};
     static const int64_t tf_enc1[] = {784, 256, 32}, tf_enc2[] = {64, 128, 32},
                          tf_head[] = {33 * 33, 128, 10};
     int cnn = strcmp(name, "cnn-late") == 0 || strcmp(name, "clip-dual") == 0;
@@ -177,7 +196,8 @@ static const char xattn_yaml[] =
     "fusion: {type: crossattn, layers: 1, heads: 4, pool: mean}\n"
     "head: {type: mlp, hidden: []}\n"
     "loss: {type: cross_entropy}\n";
-#define XATTN_REF_PARAMS 539146 /* sum(p.numel()) of torch_ref.py's XAttnFusion */
+/* sum(p.numel()) of torch_ref.py's XAttnFusion (T = 16), and its two position tables */
+#define XATTN_REF_PARAMS(T) (539146 + 2 * 128 * ((int64_t)(T) - 16))
 
 /* The reference has no LayerNorm after the encoder's layer or after the cross layers, and no
  * feed-forward sublayer in the cross layers. Each is set where the plugin declares the
@@ -262,12 +282,12 @@ static int xattn_define(net *n, mf_error *err)
             !(n->part[i] = mf_module_new(plugin[i], xattn_path[i], n->params, err)))
             return -1;
     const char *names[2] = {"image", "tokens"}, *fused_name = "fused";
-    const mf_shape in[2] = {mf_shape3(1, 28, 28), mf_shape1(16)};
+    const mf_shape in[2] = {mf_shape3(1, 28, 7 * n->seq / 4), mf_shape1(n->seq)};
     const uint32_t in_flags[2] = {0, MF_IO_TOKENS};
     const int64_t vocab[2] = {0, 1000}, no_vocab[2] = {0, 0};
     uint32_t emb_flags[2] = {0, 0}, fused_flags = 0, head_flags = 0;
     mf_shape emb[2], fused, logits;
-    for (int m = 0; m < 2; m++) { // per sample: (1,28,28) and (16) → (16,128) each
+    for (int m = 0; m < 2; m++) { // per sample: (1,28,7T/4) and (T) → (T,128) each
         mf_build_args a = {sizeof a, 1, &in[m], &names[m], 0, &in_flags[m], &vocab[m],
                            &emb_flags[m], sec[m]};
         if (mf_module_build(n->part[m], sec[m], &a, &emb[m], err))
@@ -292,10 +312,10 @@ static void xattn_build(net *n, int B, int training)
     mf_graph *g = n->g = mf_graph_new(training);
     n->n_inputs = 2;
     n->tokens = 1;
-    n->input[0] = mf_input(g, "image", mf_shape4(B, 1, 28, 28));
-    n->input[1] = mf_input(g, "tokens", mf_shape2(B, 16));
+    n->input[0] = mf_input(g, "image", mf_shape4(B, 1, 28, 7 * n->seq / 4));
+    n->input[1] = mf_input(g, "tokens", mf_shape2(B, n->seq));
     n->target = mf_input(g, "target", mf_shape1(B));
-    mf_node *emb[2]; // (B,16,128) each
+    mf_node *emb[2]; // (B,T,128) each
     for (int m = 0; m < 2; m++)
         emb[m] = mf_module_forward(n->part[m], g, 1, &n->input[m]);
     mf_node *fused = mf_module_forward(n->part[X_FUSION], g, 2, emb); // (B,256)
@@ -315,8 +335,9 @@ static void xattn_free(net *n)
 }
 
 /* Parameters, and the FLOPs of one forward's products (recorded: convolution, matmul, bmm),
- * against torch_ref.py's count of the same model. */
-static void xattn_report(net *n, int64_t ref_flops)
+ * against torch_ref.py's count of the same model (torch_scale.py's at other sizes). */
+static void products_report(net *n, const char *name, const char *ref, int64_t ref_params,
+                            int64_t ref_flops)
 {
     mfi_gemm_log log = {0};
     mfi_gemm_record(&log);
@@ -326,10 +347,9 @@ static void xattn_report(net *n, int64_t ref_flops)
     for (int i = 0; i < log.n; i++)
         flops += 2.0 * (double)log.calls[i].m * (double)log.calls[i].n * (double)log.calls[i].k;
     free(log.calls);
-    fprintf(stderr, "xattn-fusion: %lld parameters (torch_ref.py: %d); one forward's matrix "
-            "products %.1f MFLOP in %d calls (torch_ref.py: %.1f)\n",
-            (long long)mf_params_numel(n->params), XATTN_REF_PARAMS, flops * 1e-6, log.n,
-            (double)ref_flops * 1e-6);
+    fprintf(stderr, "%s: %lld parameters (%s: %lld); one forward's matrix products %.1f MFLOP "
+            "in %d calls (%s: %.1f)\n", name, (long long)mf_params_numel(n->params), ref,
+            (long long)ref_params, flops * 1e-6, log.n, ref, (double)ref_flops * 1e-6);
 }
 
 /* ---------------------------------------------------------------- data */
@@ -453,25 +473,80 @@ static double sgemm_seconds(const mfi_gemm_log *log, int reps, int blas_threads,
     return best;
 }
 
+static int bench_run_sized(const mf_bench_options *o, int batch, int width, int seq,
+                           mf_bench_result *res, mf_error *err);
+
+/* A 1.0 caller's options end before the sizes: those run at the reference's. */
 int mf_bench_run(const mf_bench_options *o, mf_bench_result *res, mf_error *err)
 {
-    const bench_model *model = NULL;
+    const int sized = o->struct_size >= offsetof(mf_bench_options, seq) + sizeof o->seq;
+    return bench_run_sized(o, sized ? o->batch : 0, sized ? o->width : 0, sized ? o->seq : 0,
+                           res, err);
+}
+
+/* The named model, if it takes these sizes; else NULL and err set. */
+static const bench_model *find_model(const char *name, int batch, int width, int seq,
+                                     mf_error *err)
+{
+    const char *names[N_MODELS + 1] = {NULL};
     for (int i = 0; i < N_MODELS; i++)
-        if (strcmp(o->model, models[i].name) == 0)
-            model = &models[i];
-    if (!model) {
-        const char *names[N_MODELS + 1];
-        for (int i = 0; i < N_MODELS; i++)
-            names[i] = models[i].name;
-        names[N_MODELS] = NULL;
-        const char *hint = mf_suggestion(o->model, names);
-        mf_error_set(err, "unknown benchmark model '%s'%s (one of mlp-concat, tensor-fusion, "
-                     "cnn-late, clip-dual, xattn-fusion)", o->model, hint);
+        if (strcmp(name, names[i] = models[i].name) == 0) {
+            if (batch >= 0 && width >= 0 && seq >= 0 && seq % 4 == 0 &&
+                (!width || strcmp(name, "mlp-concat") == 0) &&
+                (!seq || strcmp(name, "xattn-fusion") == 0))
+                return &models[i];
+            mf_error_set(err, "bench %s: batch %d, width %d, seq %d: width is for mlp-concat, "
+                         "seq (a multiple of 4) for xattn-fusion", name, batch, width, seq);
+            return NULL;
+        }
+    mf_error_set(err, "unknown benchmark model '%s'%s (one of mlp-concat, tensor-fusion, "
+                 "cnn-late, clip-dual, xattn-fusion)", name, mf_suggestion(name, names));
+    return NULL;
+}
+
+/* One step's sgemm calls, recorded, then replayed alone: res's sgemm fields (and peak RSS,
+ * taken before the replay's ring). */
+static void replay(net *n, const batches *d, mf_optim *opt, const mf_bench_options *o,
+                   double median, mf_bench_result *res)
+{
+    mfi_gemm_log log = {0};
+    mfi_gemm_record(&log);
+    load(n, d, 0);
+    step(n, opt, o->train);
+    mfi_gemm_record(NULL);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    res->peak_rss_kb = ru.ru_maxrss;
+    /* The reference is the faster of our split and OpenBLAS's own threading. */
+    size_t ring = (mf_graph_bytes(n->g) + 4 * sizeof(float) * (size_t)mf_params_numel(n->params)) /
+                  sizeof(float);
+    /* 50 replays, fewer for short runs of large models (scale.sh): never longer than the run */
+    const int replays = o->steps / 2 < 5 ? 5 : o->steps / 2 > 50 ? 50 : o->steps / 2;
+    double gemm_time = sgemm_seconds(&log, replays, 0, ring);
+    double blas_time = sgemm_seconds(&log, replays, mf_get_threads(), ring);
+    if (blas_time < gemm_time)
+        gemm_time = blas_time;
+    double gemm_flops = 0;
+    for (int i = 0; i < log.n; i++)
+        gemm_flops += 2.0 * (double)log.calls[i].m * (double)log.calls[i].n * (double)log.calls[i].k;
+    free(log.calls);
+    res->sgemm_calls = log.n;
+    res->sgemm_gflops = gemm_flops / gemm_time * 1e-9;
+    res->sgemm_fraction = gemm_time / median; /* = model rate / sgemm rate on the same FLOPs */
+}
+
+/* mf_bench_run at other sizes, each 0 for the reference's: batch, mlp-concat's width W,
+ * xattn-fusion's positions T (a multiple of 4). */
+static int bench_run_sized(const mf_bench_options *o, int batch, int width, int seq,
+                           mf_bench_result *res, mf_error *err)
+{
+    const bench_model *model = find_model(o->model, batch, width, seq, err);
+    if (!model)
         return MF_EXIT_BAD_INPUT;
-    }
+    const int xattn = strcmp(o->model, "xattn-fusion") == 0;
     memset(res, 0, sizeof *res);
     mf_set_threads(o->threads);
-    const int B = model->batch;
+    const int B = batch ? batch : model->batch;
     net n;
     layers L;
     batches d;
@@ -482,11 +557,11 @@ int mf_bench_run(const mf_bench_options *o, mf_bench_result *res, mf_error *err)
     int status = MF_EXIT_FAILED;
     double *times = NULL;
 
-    const int xattn = strcmp(o->model, "xattn-fusion") == 0;
+    n.seq = seq ? seq : 16;
     n.params = mf_params_new();
     if (xattn ? xattn_define(&n, err)
               : !(n.module = mf_module_new(NULL, o->model, n.params, err)) ||
-                    define(o->model, &L, n.module))
+                    define(o->model, &L, n.module, width))
         goto done;
     if (mf_params_finalize(n.params, o->seed, 2, err))
         goto done;
@@ -537,33 +612,14 @@ int mf_bench_run(const mf_bench_options *o, mf_bench_result *res, mf_error *err)
     qsort(times, (size_t)o->steps, sizeof *times, compare_doubles);
     double median = times[o->steps / 2];
 
-    if (xattn) /* the plugins' model against the reference's definition, as numbers */
-        xattn_report(&n, model->macs_per_sample * B * 2);
-    /* The same step's sgemm calls, recorded, then replayed alone. */
-    mfi_gemm_log log = {0};
-    mfi_gemm_record(&log);
-    load(&n, &d, 0);
-    step(&n, &opt, o->train);
-    mfi_gemm_record(NULL);
-    /* Peak memory of the benchmark itself, before the replay's ring. */
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    res->peak_rss_kb = ru.ru_maxrss;
-    /* The reference is the faster of our split and OpenBLAS's own threading. */
-    size_t ring = (mf_graph_bytes(n.g) + 4 * sizeof(float) * (size_t)mf_params_numel(n.params)) /
-                  sizeof(float);
-    double gemm_time = sgemm_seconds(&log, 50, 0, ring);
-    double blas_time = sgemm_seconds(&log, 50, mf_get_threads(), ring);
-    if (blas_time < gemm_time)
-        gemm_time = blas_time;
-    double gemm_flops = 0;
-    for (int i = 0; i < log.n; i++)
-        gemm_flops += 2.0 * (double)log.calls[i].m * (double)log.calls[i].n * (double)log.calls[i].k;
-    free(log.calls);
-
-    int64_t macs = model->macs_per_sample * B;
-    if (n.diagonal)
-        macs += (int64_t)B * B * 128;
+    const int64_t macs = macs_per_sample(o->model, width, n.seq) * B +
+                         (n.diagonal ? (int64_t)B * B * 128 : 0);
+    const int64_t W = width, mlp_params = 785 * W + W * W + W + 65 * W + W * W + W + 2 * W * W +
+                                          W + 10 * W + 10; /* torch_scale.py's MLPConcat */
+    if (xattn || width) /* the model against the reference's definition, as numbers */
+        products_report(&n, o->model, batch || width || seq ? "torch_scale.py" : "torch_ref.py",
+                        xattn ? XATTN_REF_PARAMS(n.seq) : mlp_params, 2 * macs);
+    replay(&n, &d, &opt, o, median, res);
     res->batch = B;
     res->flops_per_step = 2 * macs * (o->train ? 3 : 1);
     res->median_ms = median * 1e3;
@@ -572,9 +628,6 @@ int mf_bench_run(const mf_bench_options *o, mf_bench_result *res, mf_error *err)
     res->p90_ms = times[(int)(0.9 * o->steps)] * 1e3;
     res->samples_per_s = B / median;
     res->gflops_at_median = (double)res->flops_per_step / median * 1e-9;
-    res->sgemm_calls = log.n;
-    res->sgemm_gflops = gemm_flops / gemm_time * 1e-9;
-    res->sgemm_fraction = gemm_time / median; /* = model rate / sgemm rate on the same FLOPs */
     res->params = mf_params_numel(n.params);
     res->graph_bytes = (int64_t)mf_graph_bytes(n.g);
     res->threads = mf_get_threads();

@@ -56,6 +56,21 @@ const mf_param_spec mfi_data_specs[] = {
      "predicts standardised targets, metrics (mse, mae) are in the data's units."},
     {"prefetch", MF_TYPE_BOOL, "true", 0, 0, 0, NULL,
      "Read the next batch in a second thread while the current one computes."},
+    {"shuffle", MF_TYPE_ENUM, "auto", 0, 0, 0, "auto|full|chunks",
+     "How each epoch orders the training samples (from the seed and the epoch): auto, chunks "
+     "when the reader reads a chunked file batch by batch (hdf5: larger than preload_mb), "
+     "else full; full, a uniform shuffle; chunks, for chunked files larger than memory (whose "
+     "random reads cost a "
+     "whole chunk each): the chunks of data.chunk_size samples in a shuffled order, each "
+     "chunk's samples spread at random over data.shuffle_buffer samples' worth of positions "
+     "(a shuffle buffer, as tf.data's), so a batch reads from a few chunks only."},
+    {"chunk_size", MF_TYPE_INT, "0", MF_PARAM_MIN, 0, 0, NULL,
+     "Samples per chunk for shuffle: chunks: the file's chunk length along the samples axis "
+     "(h5py: dataset.chunks[0]); 0, the reader's (hdf5 knows it), else 1024."},
+    {"shuffle_buffer", MF_TYPE_INT, "8192", MF_PARAM_MIN, 1, 0, NULL,
+     "Samples mixed together for shuffle: chunks, rounded up to whole chunks; the reader's "
+     "chunk cache (hdf5: cache_mb) should hold that many samples of each modality, and two "
+     "chunks more."},
     MF_PARAM_END,
 };
 const mf_param_spec mfi_view_specs[] = {

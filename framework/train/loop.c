@@ -158,7 +158,8 @@ static int make_loaders(experiment *e, mfi_loader **loader, mf_error *err)
         loader[s] = mfi_loader_new(e->ds, e->info, e->splits.index[s], e->splits.count[s],
                                    e->batch_size, s == MF_SPLIT_TRAIN, (uint64_t)e->seed, prefetch,
                                    err);
-        if (!loader[s])
+        if (!loader[s] ||
+            (s == MF_SPLIT_TRAIN && mfi_loader_configure(loader[s], e->data_cfg, err)))
             return -1;
     }
     /* standardisation from the training split only (inputs and regression targets, in one
@@ -314,6 +315,7 @@ static int train(loop *L, mf_error *err)
     int stop = p->pos.finished;
     mfi_meter_reset(p->meter, 0);
     L->point_start = now();
+    mfi_loader_reset_wait(tl); /* data wait is a share of training: not of the standardisation */
     while (!stop) {
         mfi_loader_start_at(tl, p->pos.epoch, p->pos.batch);
         int r = mfi_train_batches(p, tl, err);

@@ -12,10 +12,12 @@
 #include <mmfuse/nn.h>
 
 #include "../core/core_internal.h" /* mfi_param_bounds */
+#include "../core/team.h"          /* mfi_par, mfi_par_warm */
 #include "experiment_internal.h"   /* mfi_params_grad_norm */
 
 /* Elements per block of the update loops: threads split blocks, inner loops vectorise. */
 #define OPTIM_BLOCK 4096
+#define OPTIM_STACK_BLOCKS 2048
 /* Lanes of the sum of squares: independent partial sums, so the loop vectorises without
  * reassociating (no -ffast-math) and the result stays one fixed order. */
 #define LANES 16
@@ -176,7 +178,10 @@ void mf_optim_step(mf_optim *o, mf_params *ps)
         r.eps_hat = (float)o->eps * r.c2;
     }
     const int64_t blocks = (n + OPTIM_BLOCK - 1) / OPTIM_BLOCK;
-    double one, *part = blocks > 1 ? malloc((size_t)blocks * sizeof *part) : &one;
+    /* the partial sums on the stack up to 8M parameters: a step allocates nothing */
+    double stack_part[OPTIM_STACK_BLOCKS];
+    double *part =
+        blocks <= OPTIM_STACK_BLOCKS ? stack_part : malloc((size_t)blocks * sizeof *part);
     if (!part) { /* no room for the partial sums: one thread, the same sum in the same order */
         double ss = 0;
         for (int64_t b = 0; b < blocks; b++)
@@ -186,14 +191,16 @@ void mf_optim_step(mf_optim *o, mf_params *ps)
         return;
     }
     // independent per element, and the step's largest loop after the matrix products: blocks
-    // split statically between threads, each segment's inner loop vectorised
-#pragma omp parallel for schedule(static) if (n > 65536)
+    // split statically between threads, each segment's inner loop vectorised. Split warm from
+    // 64k parameters, cold from 1M (tests/bench/optim.c: cold it loses up to 262k).
+#pragma omp parallel for schedule(static) if (mfi_par_warm(n, 65536, 1 << 20))
     for (int64_t b = 0; b < blocks; b++) {
         const int64_t lo = b * OPTIM_BLOCK;
         part[b] = update_block(&r, ps, lo, lo + OPTIM_BLOCK < n ? lo + OPTIM_BLOCK : n);
     }
+    mfi_team_op_done();
     o->grad_norm = blocks ? add_in_order(part, blocks) : 0.0;
-    if (part != &one)
+    if (part != stack_part)
         free(part);
 }
 
@@ -218,7 +225,10 @@ static double block_sumsq(mf_params *ps, int64_t lo, int64_t hi)
 double mfi_params_grad_norm(mf_params *ps)
 {
     const int64_t n = mf_params_numel(ps), blocks = (n + OPTIM_BLOCK - 1) / OPTIM_BLOCK;
-    double one, *part = blocks > 1 ? malloc((size_t)blocks * sizeof *part) : &one;
+    /* the partial sums on the stack up to 8M parameters: a step allocates nothing */
+    double stack_part[OPTIM_STACK_BLOCKS];
+    double *part =
+        blocks <= OPTIM_STACK_BLOCKS ? stack_part : malloc((size_t)blocks * sizeof *part);
     if (!part) { /* no room for the partial sums: one thread, the same order */
         double ss = 0;
         for (int64_t b = 0; b < blocks; b++)
@@ -226,13 +236,14 @@ double mfi_params_grad_norm(mf_params *ps)
                               b * OPTIM_BLOCK + OPTIM_BLOCK < n ? b * OPTIM_BLOCK + OPTIM_BLOCK : n);
         return sqrt(ss);
     }
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(static) if (mfi_par_warm(n, 65536, 1 << 20))
     for (int64_t b = 0; b < blocks; b++) {
         const int64_t lo = b * OPTIM_BLOCK;
         part[b] = block_sumsq(ps, lo, lo + OPTIM_BLOCK < n ? lo + OPTIM_BLOCK : n);
     }
+    mfi_team_op_done();
     const double norm = blocks ? add_in_order(part, blocks) : 0.0;
-    if (part != &one)
+    if (part != stack_part)
         free(part);
     return norm;
 }
@@ -253,9 +264,10 @@ double mf_params_clip_grad_norm(mf_params *ps, double max_norm)
         float *g = mf_params_grads(ps);
         const float cf = (float)c;
         const int64_t n = mf_params_numel(ps);
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(static) if (mfi_par_warm(n, 65536, 1 << 20))
         for (int64_t i = 0; i < n; i++)
             g[i] *= cf;
+        mfi_team_op_done();
     }
     return norm;
 }

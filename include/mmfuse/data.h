@@ -73,6 +73,10 @@ typedef struct mf_dataset_info {
                                        padding mask; -1 (or a 1.0 reader's 0 with has_padding
                                        unset): no padding */
     int32_t has_padding;            /* non-zero: pad_token is meaningful */
+    int64_t chunk_samples;          /* samples stored together (a chunk of a file read batch
+                                       by batch): reading one costs about as much as reading
+                                       them all, so the host's data.shuffle: auto orders an
+                                       epoch by chunks; 0: any order is as cheap */
 } mf_dataset_info;
 
 /* Where read() puts a batch of n samples. */

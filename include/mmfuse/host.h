@@ -253,6 +253,11 @@ typedef struct mf_bench_options {
     int steps, warmup;
     uint64_t seed;
     int profile;        /* print per-op times to stderr */
+    /* ABI 1.1, appended: other sizes of the reference models, 0 = the reference's. batch for
+     * every model; width: mlp-concat's hidden widths (enc1 784-W-W, enc2 64-W-W, head
+     * 2W-W-10); seq: xattn-fusion's patches and tokens T (a multiple of 4; the image is
+     * 28×(7T/4)). Read only when struct_size covers them. */
+    int batch, width, seq;
 } mf_bench_options;
 
 typedef struct mf_bench_result {
