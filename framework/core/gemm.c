@@ -78,6 +78,7 @@ void mfi_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *A, i
 #endif
     if (parts <= 1) {
         sgemm(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc);
+        mfi_team_serial_macs(m * n * k);
         return;
     }
     // blocks of C's rows (op(A)'s rows) or columns (op(B)'s columns), one per thread

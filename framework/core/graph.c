@@ -510,12 +510,12 @@ static inline void run_op(mf_graph *g, mf_node *n, int action)
 {
     if (!g->profile) {
         mfi_cpu_ops[n->op](n, action);
-        mfi_team_op_done();
+        mfi_team_op_done(n->numel);
         return;
     }
     double t0 = seconds();
     mfi_cpu_ops[n->op](n, action);
-    mfi_team_op_done();
+    mfi_team_op_done(n->numel);
     g->profile->seconds[n->op][action == MFI_BACKWARD] += seconds() - t0;
     g->profile->calls[n->op][action == MFI_BACKWARD]++;
 }

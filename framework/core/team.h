@@ -7,8 +7,9 @@
  * So every parallel region of the core reports that it ran (mfi_par in its `if` clause), the
  * graph marks the end of each op and the start of each pass, and the splits whose gain
  * depends on warmth (products, the optimiser's update) take a lower threshold while the team
- * is warm: when a region ran in the op before. Judged by what ran, not by a clock, so that
- * every split (and so every bit) is a function of the graph and the thread count.
+ * is warm: while the serial work since the last region, estimated from the ops' sizes, is
+ * under ~30 µs. Judged by what ran, not by a clock, so that every split (and so every bit)
+ * is a function of the graph and the thread count.
  * The state is per calling thread: each thread that runs graphs has its own team. */
 #ifndef MMFUSE_TEAM_H
 #define MMFUSE_TEAM_H
@@ -17,12 +18,15 @@
 
 /* For a parallel region's `if` clause: returns split, noting that a region ran. */
 int mfi_par(int split);
-/* After each op (graph.c) and each optimiser pass: the next op finds the team warm if this
- * one ran a region. */
-void mfi_team_op_done(void);
+/* After each op (graph.c) of numel outputs, and each optimiser pass: a region ran, or
+ * serial work of about that size. */
+void mfi_team_op_done(int64_t numel);
+/* A product run serially (gemm.c): serial work of that many multiply-adds. */
+void mfi_team_serial_macs(int64_t macs);
 /* At the start of a forward or backward pass, after serial work: the team is asleep. */
 void mfi_team_cold(void);
-/* Whether the team's threads are still spinning: a region ran in this op or the one before. */
+/* Whether the team's threads are still spinning: a region ran in this op, or little serial
+ * work since the last one. */
 int mfi_team_warm(void);
 /* The split rule for work whose gain depends on warmth: from warm_min units while the team is
  * warm, from cold_min units always. */

@@ -50,15 +50,20 @@ int mf_get_threads(void)
 }
 
 /* ---------------------------------------------------------------- team warmth (team.h) */
-/* Warmth is judged by what ran, not by the clock: the team is warm when a parallel region ran
- * in the op before (or earlier in this op). Ops follow each other within microseconds, well
- * inside libgomp's ~50 µs of spinning, while the trainer's serial work between steps and the
- * memset before backward outlast it. A clock would judge better at the edges, but then a
- * product's split, and with it its bits (OpenBLAS rounds a split product differently in ~5 %
- * of its elements), would depend on timing: a run would not repeat itself. This way each split
- * is a function of the graph and the thread count. */
-static _Thread_local int team_ran;  /* a region ran in the current op */
-static _Thread_local int team_warm; /* one ran in the op before */
+/* Warmth is judged by what ran, not by the clock: the team is warm while the serial work
+ * since the last parallel region, estimated from its size, is under TEAM_WARM_NS, inside
+ * libgomp's ~50 µs of spinning at GOMP_SPINCOUNT=1000. A clock would judge better at the
+ * edges, but then a product's split, and with it its bits (OpenBLAS rounds a split product
+ * differently in a few percent of its elements), would depend on timing: a run would not
+ * repeat itself. This way each split is a function of the graph and the thread count.
+ * The estimates are this machine's rates, rounded up: an elementwise op ~0.5 ns an element,
+ * a serial product ~0.02 ns a multiply-add (50 G/s). */
+#define TEAM_WARM_NS 30000.0
+#define TEAM_NS_PER_ELEMENT 0.5
+#define TEAM_NS_PER_MAC 0.02
+
+static _Thread_local int team_ran;         /* a region ran in the current op */
+static _Thread_local double team_serial_ns = 1e300; /* serial work since the last one */
 
 int mfi_par(int split)
 {
@@ -66,20 +71,29 @@ int mfi_par(int split)
     return split;
 }
 
-void mfi_team_op_done(void)
+void mfi_team_serial_macs(int64_t macs)
 {
-    team_warm = team_ran;
+    team_serial_ns += (double)macs * TEAM_NS_PER_MAC;
+}
+
+void mfi_team_op_done(int64_t numel)
+{
+    if (team_ran)
+        team_serial_ns = 0;
+    else
+        team_serial_ns += (double)numel * TEAM_NS_PER_ELEMENT;
     team_ran = 0;
 }
 
 void mfi_team_cold(void)
 {
-    team_ran = team_warm = 0;
+    team_ran = 0;
+    team_serial_ns = 1e300;
 }
 
 int mfi_team_warm(void)
 {
-    return team_ran || team_warm;
+    return team_ran || team_serial_ns < TEAM_WARM_NS;
 }
 
 int mfi_par_warm(int64_t work, int64_t warm_min, int64_t cold_min)

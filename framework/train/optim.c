@@ -198,7 +198,7 @@ void mf_optim_step(mf_optim *o, mf_params *ps)
         const int64_t lo = b * OPTIM_BLOCK;
         part[b] = update_block(&r, ps, lo, lo + OPTIM_BLOCK < n ? lo + OPTIM_BLOCK : n);
     }
-    mfi_team_op_done();
+    mfi_team_op_done(n);
     o->grad_norm = blocks ? add_in_order(part, blocks) : 0.0;
     if (part != stack_part)
         free(part);
@@ -241,7 +241,7 @@ double mfi_params_grad_norm(mf_params *ps)
         const int64_t lo = b * OPTIM_BLOCK;
         part[b] = block_sumsq(ps, lo, lo + OPTIM_BLOCK < n ? lo + OPTIM_BLOCK : n);
     }
-    mfi_team_op_done();
+    mfi_team_op_done(n);
     const double norm = blocks ? add_in_order(part, blocks) : 0.0;
     if (part != stack_part)
         free(part);
@@ -267,7 +267,7 @@ double mf_params_clip_grad_norm(mf_params *ps, double max_norm)
 #pragma omp parallel for schedule(static) if (mfi_par_warm(n, 65536, 1 << 20))
         for (int64_t i = 0; i < n; i++)
             g[i] *= cf;
-        mfi_team_op_done();
+        mfi_team_op_done(n);
     }
     return norm;
 }
