@@ -10,24 +10,28 @@ extern void *__libc_malloc(size_t n);
 extern void *__libc_calloc(size_t n, size_t size);
 extern void *__libc_realloc(void *p, size_t n);
 
+/* default visibility: the project builds with -fvisibility=hidden, which would keep these
+ * definitions local to the executable, and libmmfuse's calls would go to libc uncounted */
+#define ALLOC_COUNT_EXPORT __attribute__((visibility("default")))
+
 static volatile int counting;
 static volatile long n_allocs;
 
-void *malloc(size_t n)
+ALLOC_COUNT_EXPORT void *malloc(size_t n)
 {
     if (counting)
         n_allocs++;
     return __libc_malloc(n);
 }
 
-void *calloc(size_t n, size_t size)
+ALLOC_COUNT_EXPORT void *calloc(size_t n, size_t size)
 {
     if (counting)
         n_allocs++;
     return __libc_calloc(n, size);
 }
 
-void *realloc(void *p, size_t n)
+ALLOC_COUNT_EXPORT void *realloc(void *p, size_t n)
 {
     if (counting)
         n_allocs++;

@@ -42,6 +42,9 @@ static void bounded_openmp_spin(const char *verb, char **argv)
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT"))
         return;
     setenv("GOMP_SPINCOUNT", "1000", 1); /* a sweep's points inherit it: no exec there */
+    /* mf_set_threads keeps OpenBLAS single-threaded anyway; said before it loads, it also
+     * skips starting its thread pool (14 ms of the re-exec's start-up here) */
+    setenv("OPENBLAS_NUM_THREADS", "1", 0);
     for (int i = 0; computing[i]; i++)
         if (strcmp(verb, computing[i]) == 0)
             execv("/proc/self/exe", argv);
