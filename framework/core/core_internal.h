@@ -208,6 +208,8 @@ void mfi_op_fail(mf_node *n, const char *fmt, ...) MF_PRINTF(2, 3);
  * records the error) on a bad graph state or bad shapes, and NULL without a new error when
  * an input is NULL. `args` (may be NULL) is copied into iarg/farg before the shape check. */
 mf_node *mfi_node_new(mf_graph *g, mf_op op, int n_in, mf_node *const *in, const mfi_args *args);
+/* Fills a constant leaf's value at compile (graph_leaves.c). */
+void mfi_fill_constant(mf_node *n);
 /* Reverse pass from `out` with d(L)/d(out) = seed (numel(out) floats; NULL seeds 1). */
 void mfi_graph_backward_seeded(mf_graph *g, mf_node *out, const float *seed);
 
