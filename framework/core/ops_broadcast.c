@@ -88,14 +88,14 @@ static int rows_disjoint(const int64_t d[4], const int64_t s[4])
 #define BC_ROWS(par, ...)                                                                          \
     do {                                                                                           \
         const int64_t rows_ = d[0] * d[1] * d[2];                                                  \
-        MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))                               \
+        MFI_PARALLEL_FOR(par,                                                                      \
         for (int64_t r = 0; r < rows_; r++) {                                                      \
             const int64_t i2 = r % d[2], i1 = (r / d[2]) % d[1], i0 = r / (d[2] * d[1]);           \
             const int64_t xo = i0 * sx[0] + i1 * sx[1] + i2 * sx[2];                               \
             const int64_t yo = i0 * sy[0] + i1 * sy[1] + i2 * sy[2];                               \
             const int64_t o = r * d[3];                                                            \
             __VA_ARGS__                                                                            \
-        }                                                                                          \
+        });                                                                                        \
     } while (0)
 
 /* The inner strides as constants where they are 1 and 0 ((B,T,D) with (B,1,D) or (B,T,1)),
@@ -314,14 +314,14 @@ void mfi_op_masked_fill(mf_node *n, int action)
         float *O = action == MFI_FORWARD ? n->value : a->grad;
         if (action == MFI_FORWARD) {
             // independent elements: vectorise, split big tensors statically between threads
-            MFI_OMP(omp parallel for schedule(static) if (mfi_par(numel > MFI_OMP_MIN_ELEMS)))
+            MFI_PARALLEL_FOR(numel > MFI_OMP_MIN_ELEMS,
             for (int64_t i = 0; i < numel; i++)
-                O[i] = M[i] != 0.0f ? value : A[i];
+                O[i] = M[i] != 0.0f ? value : A[i];);
         } else {
             // independent elements: vectorise, split big tensors statically between threads
-            MFI_OMP(omp parallel for schedule(static) if (mfi_par(numel > MFI_OMP_MIN_ELEMS)))
+            MFI_PARALLEL_FOR(numel > MFI_OMP_MIN_ELEMS,
             for (int64_t i = 0; i < numel; i++)
-                O[i] += M[i] != 0.0f ? 0.0f : G[i];
+                O[i] += M[i] != 0.0f ? 0.0f : G[i];);
         }
         return;
     }
@@ -330,7 +330,7 @@ void mfi_op_masked_fill(mf_node *n, int action)
     const int64_t outer = d[0] * d[1];
     const int fwd = action == MFI_FORWARD;
     // independent (i0,i1) planes: split big tensors statically between threads
-    MFI_OMP(omp parallel for schedule(static) if (mfi_par(numel > MFI_OMP_MIN_ELEMS)))
+    MFI_PARALLEL_FOR(numel > MFI_OMP_MIN_ELEMS,
     for (int64_t p = 0; p < outer; p++) {
         const int64_t i0 = p / d[1], i1 = p % d[1];
         for (int64_t i2 = 0; i2 < d[2]; i2++) {
@@ -344,5 +344,5 @@ void mfi_op_masked_fill(mf_node *n, int action)
                     a->grad[base + i3] += mrow[i3 * ms[3]] != 0.0f ? 0.0f : n->grad[base + i3];
             }
         }
-    }
+    });
 }

@@ -121,13 +121,13 @@ static void binary_shape(mf_node *n)
         } else {                                                                                   \
             const int64_t rows_ = numel / N;                                                       \
             /* independent rows: vectorise rows, split big tensors statically between threads */   \
-            MFI_OMP(omp parallel for schedule(static) if (mfi_par(numel > MFI_OMP_MIN_ELEMS)))     \
+            MFI_PARALLEL_FOR(numel > MFI_OMP_MIN_ELEMS,                                            \
             for (int64_t r = 0; r < rows_; r++)                                                    \
                 MFI_OMP(omp simd)                                                                  \
                 for (int64_t j = 0; j < N; j++) {                                                  \
                     const float x = A_[r * N + j], y = B_[j];                                      \
                     O_[r * N + j] = (EXPR);                                                        \
-                }                                                                                  \
+                });                                                                                \
         }                                                                                          \
     } while (0)
 
@@ -147,14 +147,14 @@ static void binary_shape(mf_node *n)
         } else {                                                                                   \
             const int64_t rows_ = numel / N;                                                       \
             /* independent rows: vectorise rows, split big tensors statically between threads */   \
-            MFI_OMP(omp parallel for schedule(static) if (mfi_par(numel > MFI_OMP_MIN_ELEMS)))     \
+            MFI_PARALLEL_FOR(numel > MFI_OMP_MIN_ELEMS,                                            \
             for (int64_t r = 0; r < rows_; r++)                                                    \
                 MFI_OMP(omp simd)                                                                  \
                 for (int64_t j = 0; j < N; j++) {                                                  \
                     const float g = G_[r * N + j], x = A_[r * N + j], y = B_[j];                   \
                     (void)x, (void)y;                                                              \
                     D_[r * N + j] += (EXPR);                                                       \
-                }                                                                                  \
+                });                                                                                \
         }                                                                                          \
     } while (0)
 
@@ -176,7 +176,7 @@ static void binary_shape(mf_node *n)
             const int64_t chunk_ = (numel + MFI_SUM_CHUNKS - 1) / MFI_SUM_CHUNKS;                  \
             double part_[MFI_SUM_CHUNKS];                                                          \
             /* fixed chunks summed in parallel, combined below in order: deterministic */          \
-            MFI_OMP(omp parallel for schedule(static) if (mfi_par(numel > MFI_OMP_MIN_ELEMS)))     \
+            MFI_PARALLEL_FOR(numel > MFI_OMP_MIN_ELEMS,                                            \
             for (int c = 0; c < MFI_SUM_CHUNKS; c++) {                                             \
                 const int64_t lo_ = c * chunk_;                                                    \
                 const int64_t hi_ = lo_ + chunk_ < numel ? lo_ + chunk_ : numel;                   \
@@ -187,7 +187,7 @@ static void binary_shape(mf_node *n)
                     s_ += (double)(EXPR);                                                          \
                 }                                                                                  \
                 part_[c] = s_;                                                                     \
-            }                                                                                      \
+            });                                                                                    \
             double s_ = 0.0;                                                                       \
             for (int c = 0; c < MFI_SUM_CHUNKS; c++)                                               \
                 s_ += part_[c];                                                                    \
@@ -197,7 +197,7 @@ static void binary_shape(mf_node *n)
             const int par_ = numel > MFI_OMP_MIN_ELEMS && blocks_ > 1;                             \
             (void)par_;                                                                            \
             /* blocks of columns, each summed over all rows in row order by one thread */          \
-            MFI_OMP(omp parallel for schedule(static) if (mfi_par(par_)))                          \
+            MFI_PARALLEL_FOR(par_,                                                                 \
             for (int64_t cb = 0; cb < blocks_; cb++) {                                             \
                 const int64_t j0_ = cb * COL_BLOCK;                                                \
                 const int64_t j1_ = j0_ + COL_BLOCK < N ? j0_ + COL_BLOCK : N;                     \
@@ -208,7 +208,7 @@ static void binary_shape(mf_node *n)
                         (void)x, (void)y;                                                          \
                         D_[j] += (EXPR);                                                           \
                     }                                                                              \
-            }                                                                                      \
+            });                                                                                    \
         }                                                                                          \
     } while (0)
 
@@ -545,9 +545,9 @@ void mfi_op_dropout(mf_node *n, int action)
         const float *A = a->value;
         float *O = n->value;
         // independent elements (counter-based mask, ~1 ns each): split statically
-        MFI_OMP(omp parallel for schedule(static) if (mfi_par(numel >= MFI_OMP_MIN_ELEMS_DROPOUT)))
+        MFI_PARALLEL_FOR(numel >= MFI_OMP_MIN_ELEMS_DROPOUT,
         for (int64_t i = 0; i < numel; i++)
-            O[i] = dropout_keep(key, i, threshold) ? A[i] * scale : 0.0f;
+            O[i] = dropout_keep(key, i, threshold) ? A[i] * scale : 0.0f;);
         return;
     }
     case MFI_BACKWARD: {
@@ -562,9 +562,9 @@ void mfi_op_dropout(mf_node *n, int action)
         }
         const uint64_t key = *(const uint64_t *)n->scratch;
         // independent elements (counter-based mask, ~1 ns each): split statically
-        MFI_OMP(omp parallel for schedule(static) if (mfi_par(numel > MFI_OMP_MIN_ELEMS_HEAVY)))
+        MFI_PARALLEL_FOR(numel > MFI_OMP_MIN_ELEMS_HEAVY,
         for (int64_t i = 0; i < numel; i++)
-            D[i] += dropout_keep(key, i, threshold) ? G[i] * scale : 0.0f;
+            D[i] += dropout_keep(key, i, threshold) ? G[i] * scale : 0.0f;);
         return;
     }
     default:

@@ -42,7 +42,7 @@ void mfi_op_log_softmax(mf_node *n, int action)
         const float *A = a->value;
         float *O = n->value;
         // independent rows: split big tensors statically between threads
-        MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
+        MFI_PARALLEL_FOR(par,
         for (int64_t i = 0; i < rows; i++) {
             const float *x = A + i * K;
             float *y = O + i * K;
@@ -53,7 +53,7 @@ void mfi_op_log_softmax(mf_node *n, int action)
             const float ls = (float)log(sum);
             for (int64_t j = 0; j < K; j++)
                 y[j] = (x[j] - mx) - ls; /* not x - (mx + ls): keeps precision for large x */
-        }
+        });
         return;
     }
     case MFI_BACKWARD: {
@@ -63,7 +63,7 @@ void mfi_op_log_softmax(mf_node *n, int action)
         const float *Y = n->value, *G = n->grad;
         float *D = a->grad;
         // independent rows: split big tensors statically between threads
-        MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
+        MFI_PARALLEL_FOR(par,
         for (int64_t i = 0; i < rows; i++) {
             const float *y = Y + i * K, *dy = G + i * K;
             float *dx = D + i * K;
@@ -72,7 +72,7 @@ void mfi_op_log_softmax(mf_node *n, int action)
                 s += dy[j];
             for (int64_t j = 0; j < K; j++)
                 dx[j] += dy[j] - expf(y[j]) * s;
-        }
+        });
         return;
     }
     default:

@@ -85,7 +85,7 @@ void mfi_op_layer_norm(mf_node *n, int action)
     case MFI_FORWARD: {
         const float eps = n->farg[0];
         // rows are independent
-        MFI_OMP(omp parallel for schedule(static) if (mfi_par(n->numel >= MFI_PAR_MIN)))
+        MFI_PARALLEL_FOR(n->numel >= MFI_PAR_MIN,
         for (int64_t r = 0; r < R; r++) {
             const float *restrict xr = x->value + r * D;
             float *restrict yr = n->value + r * D;
@@ -112,14 +112,14 @@ void mfi_op_layer_norm(mf_node *n, int action)
                     y += bv[i];
                 yr[i] = y;
             }
-        }
+        });
         return;
     }
     case MFI_BACKWARD: {
         if (x->grad) {
             // rows are independent: dx = rstd·(g - mean(g) - xhat·mean(g·xhat)),
             // g = dout·gamma, xhat = (x-mean)·rstd
-            MFI_OMP(omp parallel for schedule(static) if (mfi_par(n->numel >= MFI_PAR_MIN)))
+            MFI_PARALLEL_FOR(n->numel >= MFI_PAR_MIN,
             for (int64_t r = 0; r < R; r++) {
                 const float *restrict xr = x->value + r * D, *restrict dy = n->grad + r * D;
                 float *restrict dx = x->grad + r * D;
@@ -137,7 +137,7 @@ void mfi_op_layer_norm(mf_node *n, int action)
                     const float gi = gv ? dy[i] * gv[i] : dy[i];
                     dx[i] += rs * (gi - sg - (xr[i] - m) * rs * sgx);
                 }
-            }
+            });
         }
         const int dg = gamma && gamma->grad, db = beta && beta->grad;
         if (!dg && !db)
@@ -207,7 +207,7 @@ void mfi_op_embedding(mf_node *n, int action)
     case MFI_FORWARD: {
         const int64_t V = table->shape.dim[0], D = table->shape.dim[1], N = idx->numel;
         // rows are independent
-        MFI_OMP(omp parallel for schedule(static) if (mfi_par(n->numel >= MFI_PAR_MIN)))
+        MFI_PARALLEL_FOR(n->numel >= MFI_PAR_MIN,
         for (int64_t k = 0; k < N; k++) {
             const int64_t r = embedding_row(idx->value[k], V);
             float *o = n->value + k * D;
@@ -215,7 +215,7 @@ void mfi_op_embedding(mf_node *n, int action)
                 memcpy(o, table->value + r * D, (size_t)D * sizeof(float));
             else
                 memset(o, 0, (size_t)D * sizeof(float));
-        }
+        });
         return;
     }
     case MFI_BACKWARD: {
@@ -302,7 +302,7 @@ void mfi_op_gather(mf_node *n, int action)
     const int64_t len = ax >= pad ? a->shape.dim[ax - pad] : 1, rows = d[0] * d[1] * d[2];
     const int fwd = action == MFI_FORWARD;
     // forward: independent rows of out; backward: one thread (see above)
-    MFI_OMP(omp parallel for schedule(static) if (mfi_par(fwd && n->numel >= MFI_PAR_MIN)))
+    MFI_PARALLEL_FOR(fwd && n->numel >= MFI_PAR_MIN,
     for (int64_t r = 0; r < rows; r++) {
         int64_t c[4] = {r / (d[1] * d[2]), (r / d[2]) % d[1], r % d[2], 0};
         for (int64_t j = 0; j < d[3]; j++) {
@@ -317,5 +317,5 @@ void mfi_op_gather(mf_node *n, int action)
             else if (pick >= 0)
                 a->grad[off] += n->grad[r * d[3] + j];
         }
-    }
+    });
 }

@@ -263,7 +263,7 @@ void mfi_op_max_pool2d(mf_node *n, int action)
         n->scratch_bytes = n->graph->training ? (size_t)n->numel * (two ? 1 : sizeof(int32_t)) : 0;
         return;
     case MFI_FORWARD:
-        MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
+        MFI_PARALLEL_FOR(par,
         for (int64_t pl = 0; pl < planes; pl++) {
             const float *xp = x->value + pl * H * W;
             float *op = n->value + pl * P;
@@ -276,7 +276,7 @@ void mfi_op_max_pool2d(mf_node *n, int action)
                 int32_t *ap = n->scratch ? (int32_t *)n->scratch + pl * P : NULL;
                 max_pool_plane(xp, W, Ho, Wo, k, s, op, ap);
             }
-        }
+        });
         return;
     case MFI_BACKWARD: {
         if (!x->grad)
@@ -284,7 +284,7 @@ void mfi_op_max_pool2d(mf_node *n, int action)
         // planes are independent; within a plane, overlapping windows add in order. When
         // dx holds garbage (fresh), every element of it is written.
         const int fresh = n->fresh & 1u;
-        MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
+        MFI_PARALLEL_FOR(par,
         for (int64_t pl = 0; pl < planes; pl++) {
             float *dx = x->grad + pl * H * W;
             const float *dy = n->grad + pl * P;
@@ -309,7 +309,7 @@ void mfi_op_max_pool2d(mf_node *n, int action)
                 for (int64_t p = 0; p < P; p++)
                     dx[ap[p]] += dy[p];
             }
-        }
+        });
         return;
     }
     default:
@@ -335,7 +335,7 @@ void mfi_op_avg_pool2d(mf_node *n, int action)
     switch (action) {
     case MFI_FORWARD:
         // planes are independent
-        MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
+        MFI_PARALLEL_FOR(par,
         for (int64_t pl = 0; pl < planes; pl++) {
             const float *xp = x->value + pl * H * W;
             float *op = n->value + pl * P;
@@ -349,13 +349,13 @@ void mfi_op_avg_pool2d(mf_node *n, int action)
                     }
                     op[i * Wo + j] = acc * inv;
                 }
-        }
+        });
         return;
     case MFI_BACKWARD:
         if (!x->grad)
             return;
         // planes are independent; within a plane, overlapping windows add in order
-        MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
+        MFI_PARALLEL_FOR(par,
         for (int64_t pl = 0; pl < planes; pl++) {
             float *dx = x->grad + pl * H * W;
             const float *dy = n->grad + pl * P;
@@ -368,7 +368,7 @@ void mfi_op_avg_pool2d(mf_node *n, int action)
                             row[kj] += gv;
                     }
                 }
-        }
+        });
         return;
     default:
         return;

@@ -65,14 +65,14 @@ static double sum_fixed(const float *x, int64_t n)
     const int64_t chunk = (n + MFI_SUM_CHUNKS - 1) / MFI_SUM_CHUNKS;
     double part[MFI_SUM_CHUNKS];
     // fixed chunks summed in parallel, combined below in order: deterministic
-    MFI_OMP(omp parallel for schedule(static) if (mfi_par(n > MFI_OMP_MIN_ELEMS)))
+    MFI_PARALLEL_FOR(n > MFI_OMP_MIN_ELEMS,
     for (int c = 0; c < MFI_SUM_CHUNKS; c++) {
         const int64_t lo = c * chunk, hi = lo + chunk < n ? lo + chunk : n;
         double s = 0.0;
         for (int64_t i = lo; i < hi; i++)
             s += x[i];
         part[c] = s;
-    }
+    });
     double s = 0.0;
     for (int c = 0; c < MFI_SUM_CHUNKS; c++)
         s += part[c];
@@ -131,20 +131,20 @@ static void sum_mean(mf_node *n, int action, int mean)
             const int par = MFI_OMP_ROWS_IF(outer, len, MFI_OMP_MIN_ELEMS);
             (void)par; /* only OpenMP reads it */
             // independent rows, each summed in order by one thread
-            MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
+            MFI_PARALLEL_FOR(par,
             for (int64_t o = 0; o < outer; o++) {
                 double s = 0.0;
                 for (int64_t k = 0; k < len; k++)
                     s += A[o * len + k];
                 O[o] = (float)(s * f);
-            }
+            });
             return;
         }
         const int64_t blocks = (inner + COL_BLOCK - 1) / COL_BLOCK;
         const int par = outer * blocks > 1 && total > MFI_OMP_MIN_ELEMS;
         (void)par; /* only OpenMP reads it */
         // independent (outer, column block) tasks, each summed over k in order by one thread
-        MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
+        MFI_PARALLEL_FOR(par,
         for (int64_t t = 0; t < outer * blocks; t++) {
             const int64_t o = t / blocks, j0 = (t % blocks) * COL_BLOCK;
             const int64_t w = inner - j0 < COL_BLOCK ? inner - j0 : COL_BLOCK;
@@ -158,7 +158,7 @@ static void sum_mean(mf_node *n, int action, int mean)
             }
             for (int64_t j = 0; j < w; j++)
                 O[o * inner + j0 + j] = (float)(acc[j] * f);
-        }
+        });
         return;
     }
     case MFI_BACKWARD: {
@@ -168,13 +168,13 @@ static void sum_mean(mf_node *n, int action, int mean)
         float *D = a->grad;
         const float ff = (float)f;
         // independent (o,k) rows of a: split big tensors statically between threads
-        MFI_OMP(omp parallel for schedule(static) if (mfi_par(total > MFI_OMP_MIN_ELEMS)))
+        MFI_PARALLEL_FOR(total > MFI_OMP_MIN_ELEMS,
         for (int64_t r = 0; r < outer * len; r++) {
             const float *g = G + (r / len) * inner;
             float *d = D + r * inner;
             for (int64_t j = 0; j < inner; j++)
                 d[j] += ff * g[j];
-        }
+        });
         return;
     }
     default:
@@ -205,9 +205,9 @@ static void sum_mean_all(mf_node *n, int action, int mean)
         const float d = (float)(n->grad[0] * f);
         float *D = a->grad;
         // independent elements: split big tensors statically between threads
-        MFI_OMP(omp parallel for schedule(static) if (mfi_par(total > MFI_OMP_MIN_ELEMS)))
+        MFI_PARALLEL_FOR(total > MFI_OMP_MIN_ELEMS,
         for (int64_t i = 0; i < total; i++)
-            D[i] += d;
+            D[i] += d;);
         return;
     }
     default:
@@ -239,7 +239,7 @@ void mfi_op_max(mf_node *n, int action)
         return;
     case MFI_FORWARD: {
         // independent outer slices; k runs outside i so both layouts stream memory
-        MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
+        MFI_PARALLEL_FOR(par,
         for (int64_t o = 0; o < outer; o++) {
             const float *A = a->value + o * len * inner;
             float *O = n->value + o * inner;
@@ -254,17 +254,17 @@ void mfi_op_max(mf_node *n, int action)
                         O[i] = A[k * inner + i];
                         K[i] = (int32_t)k;
                     }
-        }
+        });
         return;
     }
     case MFI_BACKWARD:
         if (!a->grad)
             return;
         // one input element per output: independent
-        MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
+        MFI_PARALLEL_FOR(par,
         for (int64_t o = 0; o < outer; o++)
             for (int64_t i = 0; i < inner; i++)
-                a->grad[(o * len + arg[o * inner + i]) * inner + i] += n->grad[o * inner + i];
+                a->grad[(o * len + arg[o * inner + i]) * inner + i] += n->grad[o * inner + i];);
         return;
     default:
         return;
@@ -292,7 +292,7 @@ void mfi_op_logsumexp(mf_node *n, int action)
         const float *A = a->value;
         float *O = n->value;
         // independent outputs, each reduced in order by one thread
-        MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
+        MFI_PARALLEL_FOR(par,
         for (int64_t t = 0; t < tasks; t++) {
             const float *x = A + (t / inner) * len * inner + t % inner;
             float m = x[0];
@@ -306,7 +306,7 @@ void mfi_op_logsumexp(mf_node *n, int action)
             for (int64_t k = 0; k < len; k++)
                 s += expf(x[k * inner] - m);
             O[t] = m + (float)log(s);
-        }
+        });
         return;
     }
     case MFI_BACKWARD: {
@@ -315,13 +315,13 @@ void mfi_op_logsumexp(mf_node *n, int action)
         const float *A = a->value, *Y = n->value, *G = n->grad;
         float *D = a->grad;
         // independent outputs, each a's column written by one thread
-        MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
+        MFI_PARALLEL_FOR(par,
         for (int64_t t = 0; t < tasks; t++) {
             const int64_t off = (t / inner) * len * inner + t % inner;
             const float y = Y[t], g = G[t];
             for (int64_t k = 0; k < len; k++)
                 D[off + k * inner] += g * expf(A[off + k * inner] - y);
-        }
+        });
         return;
     }
     default:
@@ -347,7 +347,7 @@ void mfi_op_softmax(mf_node *n, int action)
         const float *A = a->value;
         float *O = n->value;
         // independent rows: split big tensors statically between threads
-        MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
+        MFI_PARALLEL_FOR(par,
         for (int64_t r = 0; r < rows; r++) {
             const float *restrict x = A + r * K;
             float *restrict y = O + r * K;
@@ -360,7 +360,7 @@ void mfi_op_softmax(mf_node *n, int action)
             const float inv = (float)(1.0 / s);
             for (int64_t j = 0; j < K; j++)
                 y[j] *= inv;
-        }
+        });
         return;
     }
     case MFI_BACKWARD: {
@@ -369,7 +369,7 @@ void mfi_op_softmax(mf_node *n, int action)
         const float *Y = n->value, *G = n->grad;
         float *D = a->grad;
         // independent rows: split big tensors statically between threads
-        MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
+        MFI_PARALLEL_FOR(par,
         for (int64_t r = 0; r < rows; r++) {
             const float *restrict y = Y + r * K, *restrict dy = G + r * K;
             float *restrict dx = D + r * K;
@@ -379,7 +379,7 @@ void mfi_op_softmax(mf_node *n, int action)
             const float sf = (float)s;
             for (int64_t j = 0; j < K; j++)
                 dx[j] += y[j] * (dy[j] - sf);
-        }
+        });
         return;
     }
     default:
@@ -411,7 +411,7 @@ void mfi_op_l2_normalize(mf_node *n, int action)
         const float *A = a->value;
         float *O = n->value;
         // independent rows: split big tensors statically between threads
-        MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
+        MFI_PARALLEL_FOR(par,
         for (int64_t r = 0; r < rows; r++) {
             const float *x = A + r * D;
             float *y = O + r * D;
@@ -422,7 +422,7 @@ void mfi_op_l2_normalize(mf_node *n, int action)
             const float inv = (float)(1.0 / (norm > eps ? norm : (double)eps));
             for (int64_t j = 0; j < D; j++)
                 y[j] = x[j] * inv;
-        }
+        });
         return;
     }
     case MFI_BACKWARD: {
@@ -431,7 +431,7 @@ void mfi_op_l2_normalize(mf_node *n, int action)
         const float *A = a->value, *Y = n->value, *G = n->grad;
         float *Dg = a->grad;
         // independent rows: split big tensors statically between threads
-        MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
+        MFI_PARALLEL_FOR(par,
         for (int64_t r = 0; r < rows; r++) {
             const float *x = A + r * D, *y = Y + r * D, *dy = G + r * D;
             float *dx = Dg + r * D;
@@ -451,7 +451,7 @@ void mfi_op_l2_normalize(mf_node *n, int action)
                 for (int64_t j = 0; j < D; j++)
                     dx[j] += dy[j] * inv;
             }
-        }
+        });
         return;
     }
     default:
