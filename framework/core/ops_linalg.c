@@ -206,7 +206,7 @@ void mfi_op_bmm(mf_node *n, int action)
     const int split = batch > 1 && batch * M * N * K >= BMM_SPLIT_MIN_MACS &&
                       (fwd || !dA || !dB || a->base != b->base);
     (void)split;
-    MFI_OMP(omp parallel for schedule(static) if (split))
+    MFI_PARALLEL_FOR(split,
     for (int64_t i = 0; i < batch; i++) {
         const float *av = A + bmm_off(LA, i), *bv = Bv + bmm_off(LB, i);
         float *c = C + bmm_off(LC, i);
@@ -228,7 +228,7 @@ void mfi_op_bmm(mf_node *n, int action)
             else // db (N,K) += doutᵀ (N,M) · op(a) (M,K)
                 mfi_gemm(1, ta, N, K, M, c, ldc, av, lda, beta_b, db, ldb);
         }
-    }
+    });
 }
 
 /* ================================================================ linear */
