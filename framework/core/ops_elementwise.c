@@ -195,7 +195,6 @@ static void binary_shape(mf_node *n)
         } else {                                                                                   \
             const int64_t rows_ = numel / N, blocks_ = (N + COL_BLOCK - 1) / COL_BLOCK;            \
             const int par_ = numel > MFI_OMP_MIN_ELEMS && blocks_ > 1;                             \
-            (void)par_;                                                                            \
             /* blocks of columns, each summed over all rows in row order by one thread */          \
             MFI_PARALLEL_FOR(par_,                                                                 \
             for (int64_t cb = 0; cb < blocks_; cb++) {                                             \

@@ -205,7 +205,6 @@ void mfi_op_bmm(mf_node *n, int action)
     // two views of one buffer could overlap across matrices: such a backward stays serial
     const int split = batch > 1 && batch * M * N * K >= BMM_SPLIT_MIN_MACS &&
                       (fwd || !dA || !dB || a->base != b->base);
-    (void)split;
     MFI_PARALLEL_FOR(split,
     for (int64_t i = 0; i < batch; i++) {
         const float *av = A + bmm_off(LA, i), *bv = Bv + bmm_off(LB, i);

@@ -36,7 +36,6 @@ void mfi_op_log_softmax(mf_node *n, int action)
     }
     const int64_t K = a->shape.dim[a->shape.ndim - 1], rows = a->numel / K;
     const int par = MFI_OMP_ROWS_IF(rows, K, MFI_OMP_MIN_ELEMS_HEAVY);
-    (void)par; /* only OpenMP reads it */
     switch (action) {
     case MFI_FORWARD: {
         const float *A = a->value;

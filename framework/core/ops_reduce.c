@@ -129,7 +129,6 @@ static void sum_mean(mf_node *n, int action, int mean)
         float *O = n->value;
         if (inner == 1) {
             const int par = MFI_OMP_ROWS_IF(outer, len, MFI_OMP_MIN_ELEMS);
-            (void)par; /* only OpenMP reads it */
             // independent rows, each summed in order by one thread
             MFI_PARALLEL_FOR(par,
             for (int64_t o = 0; o < outer; o++) {
@@ -142,7 +141,6 @@ static void sum_mean(mf_node *n, int action, int mean)
         }
         const int64_t blocks = (inner + COL_BLOCK - 1) / COL_BLOCK;
         const int par = outer * blocks > 1 && total > MFI_OMP_MIN_ELEMS;
-        (void)par; /* only OpenMP reads it */
         // independent (outer, column block) tasks, each summed over k in order by one thread
         MFI_PARALLEL_FOR(par,
         for (int64_t t = 0; t < outer * blocks; t++) {
@@ -232,7 +230,6 @@ void mfi_op_max(mf_node *n, int action)
     mfi_axis_split(&a->shape, n->iarg[2], &outer, &len, &inner);
     int32_t *arg = n->scratch;
     const int par = MFI_OMP_ROWS_IF(outer, len * inner, MFI_OMP_MIN_ELEMS);
-    (void)par; /* only OpenMP reads it */
     switch (action) {
     case MFI_SCRATCH:
         n->scratch_bytes = (size_t)n->numel * sizeof(int32_t);
@@ -286,7 +283,6 @@ void mfi_op_logsumexp(mf_node *n, int action)
     mfi_axis_split(&a->shape, n->iarg[2], &outer, &len, &inner);
     const int64_t tasks = outer * inner;
     const int par = MFI_OMP_ROWS_IF(tasks, len, MFI_OMP_MIN_ELEMS_HEAVY);
-    (void)par; /* only OpenMP reads it */
     switch (action) {
     case MFI_FORWARD: {
         const float *A = a->value;
@@ -341,7 +337,6 @@ void mfi_op_softmax(mf_node *n, int action)
     }
     const int64_t K = a->shape.dim[a->shape.ndim - 1], rows = a->numel / K;
     const int par = MFI_OMP_ROWS_IF(rows, K, MFI_OMP_MIN_ELEMS_HEAVY);
-    (void)par; /* only OpenMP reads it */
     switch (action) {
     case MFI_FORWARD: {
         const float *A = a->value;
@@ -405,7 +400,6 @@ void mfi_op_l2_normalize(mf_node *n, int action)
     }
     const int64_t D = a->shape.dim[a->shape.ndim - 1], rows = a->numel / D;
     const int par = MFI_OMP_ROWS_IF(rows, D, MFI_OMP_MIN_ELEMS);
-    (void)par; /* only OpenMP reads it */
     switch (action) {
     case MFI_FORWARD: {
         const float *A = a->value;
