@@ -190,6 +190,7 @@ static const conv_case conv_cases[] = {
     {1, 2, 4, 6, 2, 5, 5, 1, 2, 0},  /* "same", pad 2: taps shifted by two */
     {2, 1, 1, 6, 2, 5, 5, 1, 2, 1},  /* H = 1: whole taps in the padding rows */
     {2, 1, 5, 1, 2, 5, 5, 1, 2, 1},  /* W = 1: whole taps in the padding columns */
+    {2, 3, 5, 7, 40, 3, 3, 1, 1, 1}, /* 40 channels, 27 taps: every weight-gradient tile kind */
 };
 #define N_CONV_CASES (int)(sizeof conv_cases / sizeof conv_cases[0])
 

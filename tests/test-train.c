@@ -1,5 +1,6 @@
 /* Training steps as a whole: no heap allocation in the steady state (forward, backward,
  * optimiser) and bit-identical results for a given seed and thread count. */
+#define _GNU_SOURCE /* dladdr, for alloc_count.h */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>

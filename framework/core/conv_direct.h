@@ -24,17 +24,16 @@ typedef struct dir_conv {
     int64_t Copad, K;            /* Co rounded up to DIR_MR; taps Ci·kh·kw */
 } dir_conv;
 
-#define DIR_DW_MO 4 /* channels per weight-gradient tile: conv_scratch.O4 rounds O up to it */
-#define DIR_DW_MK 6 /* taps per weight-gradient tile */
+#define DIR_DW_TK 12 /* taps per weight-gradient tile (by 16 or 32 channels) */
 
 void mfi_dir_conv_of(dir_conv *c, int64_t Ci, int64_t Hi, int64_t Wi, int64_t ph, int64_t pw,
                      int64_t Co, int64_t kh, int64_t kw);
 void mfi_dir_pad(const dir_conv *c, const float *x, float *xp);
 void mfi_dir_conv_sample(const dir_conv *c, const float *xp, const float *wt, const float *bias,
                          int add, float *out);
-void mfi_dir_dw_chunk(const dir_conv *c, int64_t nb, const float *xps, const float *gws,
-                      int64_t O4, int64_t Q16, int need_dw, int need_db, float *part);
-void mfi_dir_widen(const dir_conv *c, const float *gb, int64_t Q16, float *gw);
+void mfi_dir_transpose_grad(const dir_conv *c, const float *gb, int64_t O16, float *gt);
+void mfi_dir_dw_sample(const dir_conv *c, const float *xp, const float *gt, int64_t O16,
+                       int need_dw, int need_db, float *part);
 #endif
 
 #endif

@@ -286,8 +286,9 @@ typedef struct conv_scratch {
     int64_t xp_stride, dw_stride;                   /* the direct kernels' buffers */
     float *cols, *dcols, *wb, *part;                /* dcols, wb, part NULL when not needed */
     float *xp, *wpack; /* direct kernel: per chunk a padded sample; the packed weights */
-    float *dw;         /* direct weight gradient: per chunk its samples padded and widened */
-    int64_t nb, O4, Q16; /* the largest chunk; its gradient rows and their length */
+    float *dw;     /* direct weight gradient: per chunk a padded sample and its gradient (P,O16) */
+    int64_t O16;   /* the direct weight gradient's channels, rounded up to a vector */
+    int64_t ldp;   /* the partial gradient's row length: O, or O16 on the direct path */
 } conv_scratch;
 
 /* Below this many taps per output (C·kh·kw forward, O·kh·kw back to x) the direct kernel's
@@ -321,11 +322,9 @@ static size_t conv_scratch_layout(const mf_node *n, const conv_dims *d, conv_scr
     const int bdirect = dx && conv_direct(d, 1);
     s->cols_stride = line_floats(d->KB * d->P);
     s->dcols_stride = dx && !bdirect ? line_floats(d->CK * d->P) : 0;
-    s->part_stride = w->grad || (bias && bias->grad) ? line_floats(d->KB * d->O) : 0;
     s->xp_stride = s->dw_stride = 0;
-    s->nb = (d->B + nc - 1) / nc;
-    s->O4 = (d->O + 3) / 4 * 4;
-    s->Q16 = (d->Ho * (d->W + 2 * d->pad) + 15) / 16 * 16;
+    s->O16 = (d->O + 15) / 16 * 16;
+    s->ldp = d->O;
     int64_t nwpack = 0;
 #ifdef MFI_CONV_DIRECT
     const int fdirect = conv_direct(d, 0);
@@ -342,9 +341,12 @@ static size_t conv_scratch_layout(const mf_node *n, const conv_dims *d, conv_scr
         s->xp_stride = b.len > s->xp_stride ? b.len : s->xp_stride;
         nwpack = line_floats(b.K * b.Copad) > nwpack ? line_floats(b.K * b.Copad) : nwpack;
     }
-    if (wdirect) /* zeroed by the arena; only the samples' interiors are ever written */
-        s->dw_stride = line_floats(s->nb * (f.len + s->O4 * s->Q16));
+    if (wdirect) {
+        s->dw_stride = line_floats(f.len + d->P * s->O16);
+        s->ldp = s->O16;
+    }
 #endif
+    s->part_stride = w->grad || (bias && bias->grad) ? line_floats(d->KB * s->ldp) : 0;
     const int64_t ncols = nc * s->cols_stride, ndcols = nc * s->dcols_stride;
     const int64_t nwb = bias ? line_floats(d->O * d->KB) : 0, npart = nc * s->part_stride;
     const int64_t nxp = nc * s->xp_stride, ndw = nc * s->dw_stride;
@@ -466,7 +468,7 @@ static void conv_backward(mf_node *n, const conv_dims *d, const conv_scratch *s)
     MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
     for (int64_t ch = 0; ch < nc; ch++) {
         float *cols = s->cols + ch * s->cols_stride;
-        float *part = k1 > k0 ? s->part + ch * s->part_stride : NULL; // part is (KB,O)
+        float *part = k1 > k0 ? s->part + ch * s->part_stride : NULL; // part is (KB,ldp)
         float *dcols = x->grad ? s->dcols + ch * s->dcols_stride : NULL; // dcols is (CK,P)
         const int64_t b0 = d->B * ch / nc, b1 = d->B * (ch + 1) / nc;
         if (k1 > k0 && !wdirect)
@@ -475,14 +477,16 @@ static void conv_backward(mf_node *n, const conv_dims *d, const conv_scratch *s)
         float *gp = direct ? s->xp + ch * s->xp_stride : NULL; // gp is gb padded
         if (gp)
             memset(gp, 0, (size_t)c2.len * sizeof(float));
-        if (wdirect) { // xps (nb,len) the samples padded, gws (nb,O4,Q16) their gradients widened
-            float *xps = s->dw + ch * s->dw_stride, *gws = xps + s->nb * f.len;
+        if (wdirect) { // xp (len) one sample padded, gt (P,O16) its gradient transposed
+            float *xp = s->dw + ch * s->dw_stride, *gt = xp + f.len;
+            memset(xp, 0, (size_t)f.len * sizeof(float)); /* the border; interiors rewritten */
+            memset(part, 0, (size_t)d->KB * s->ldp * sizeof(float));
             for (int64_t b = b0; b < b1; b++) {
                 if (need_dw)
-                    mfi_dir_pad(&f, x->value + b * inel, xps + (b - b0) * f.len);
-                mfi_dir_widen(&f, n->grad + b * onel, s->Q16, gws + (b - b0) * s->O4 * s->Q16);
+                    mfi_dir_pad(&f, x->value + b * inel, xp);
+                mfi_dir_transpose_grad(&f, n->grad + b * onel, s->O16, gt);
+                mfi_dir_dw_sample(&f, xp, gt, s->O16, need_dw, need_db, part);
             }
-            mfi_dir_dw_chunk(&f, b1 - b0, xps, gws, s->O4, s->Q16, need_dw, need_db, part);
         }
 #endif
         for (int64_t b = b0; b < b1; b++) {
@@ -511,14 +515,14 @@ static void conv_backward(mf_node *n, const conv_dims *d, const conv_scratch *s)
             for (int64_t k = 0; k < d->CK; k++) {
                 float acc = 0.0f;
                 for (int64_t ch = 0; ch < nc; ch++)
-                    acc += s->part[ch * s->part_stride + k * d->O + o];
+                    acc += s->part[ch * s->part_stride + k * s->ldp + o];
                 w->grad[o * d->CK + k] += acc;
             }
     if (need_db)
         for (int64_t o = 0; o < d->O; o++) {
             float acc = 0.0f;
             for (int64_t ch = 0; ch < nc; ch++)
-                acc += s->part[ch * s->part_stride + d->CK * d->O + o];
+                acc += s->part[ch * s->part_stride + d->CK * s->ldp + o];
             bias->grad[o] += acc;
         }
 }

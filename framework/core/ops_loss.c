@@ -43,12 +43,14 @@ void mfi_op_log_softmax(mf_node *n, int action)
         // independent rows: split big tensors statically between threads
         MFI_PARALLEL_FOR(par,
         for (int64_t i = 0; i < rows; i++) {
-            const float *x = A + i * K;
-            float *y = O + i * K;
+            const float *restrict x = A + i * K;
+            float *restrict y = O + i * K;
             const float mx = mfi_row_max(x, K);
+            for (int64_t j = 0; j < K; j++) // y holds e^(x-m) for a moment: vectorised
+                y[j] = mfi_exp_nonpos(x[j] - mx);
             double sum = 0.0;
             for (int64_t j = 0; j < K; j++)
-                sum += expf(x[j] - mx);
+                sum += y[j];
             const float ls = (float)log(sum);
             for (int64_t j = 0; j < K; j++)
                 y[j] = (x[j] - mx) - ls; /* not x - (mx + ls): keeps precision for large x */
@@ -70,7 +72,7 @@ void mfi_op_log_softmax(mf_node *n, int action)
             for (int64_t j = 0; j < K; j++)
                 s += dy[j];
             for (int64_t j = 0; j < K; j++)
-                dx[j] += dy[j] - expf(y[j]) * s;
+                dx[j] += dy[j] - mfi_exp_nonpos(y[j]) * s; /* y <= 0 */
         });
         return;
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: mmfuse and PyTorch (shared/bench/torch_ref.py), interleaved in one
 # run on one machine, same models, modes and thread counts, several repetitions.
-#   tests/bench/compare.sh [OUT.jsonl]          (REPS=3 STEPS=200 WARMUP=20 MODELS="…" THREADS="1 2")
+#   tests/bench/compare.sh [OUT.jsonl]   (REPS=3 STEPS=200 WARMUP=20 MODELS="…" THREADS="1 2"
+#                                         BLAS_KERNEL=auto|env: see blas_kernel.sh)
 # PyTorch runs in its fastest set-up (shared/bench/README.md): torch.set_num_threads(N) with
 # OPENBLAS_NUM_THREADS=1. mmfuse runs with N threads for both OpenBLAS and OpenMP.
 set -euo pipefail
@@ -12,7 +13,8 @@ torch_ref=${TORCH_REF:-$root/../shared/bench/torch_ref.py}
 reps=${REPS:-3}
 steps=${STEPS:-200}
 warmup=${WARMUP:-20}
-models=${MODELS:-mlp-concat tensor-fusion cnn-late clip-dual}
+. "$(dirname "$0")/blas_kernel.sh" # OpenBLAS's own kernel for this processor, both sides
+models=${MODELS:-mlp-concat tensor-fusion cnn-late clip-dual xattn-fusion}
 threads=${THREADS:-1 2}
 modes=${MODES:-train eval}
 

@@ -7,6 +7,7 @@ set -u
 exe=${MMFUSE_EXE:-build/framework/cli/mmfuse}
 torch=${TORCH_EXPERIMENT:-../shared/bench/torch_experiment.py}
 data=experiments/data/satellite.h5
+. "$(dirname "$0")/blas_kernel.sh" # OpenBLAS's own kernel for this processor, both sides
 cores=$(nproc)
 for rep in $(seq "${REPS:-3}"); do
     for t in 1 "$cores"; do

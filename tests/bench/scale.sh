@@ -18,6 +18,7 @@ torch_scale=$root/tests/bench/torch_scale.py
 if [ -n "${SMOKE:-}" ]; then
   : "${REPS:=1}" "${BATCHES:=32 256}" "${WIDTHS:=64 512}" "${SEQS:=16 64}"
 fi
+. "$(dirname "$0")/blas_kernel.sh" # OpenBLAS's own kernel for this processor, both sides
 reps=${REPS:-3}
 threads=${THREADS:-1 2}
 modes=${MODES:-train eval}

@@ -6,6 +6,7 @@
 # The busy case runs one competing CPU-bound process (a shell loop) for its whole duration.
 set -u
 exe=${MMFUSE_EXE:-build/framework/cli/mmfuse}
+. "$(dirname "$0")/blas_kernel.sh" # OpenBLAS's own kernel for this processor, both sides
 reps=${REPS:-3}
 epochs=${EPOCHS:-3}
 experiments=${EXPERIMENTS-$(ls experiments/*.yaml | grep -v sweep)}
