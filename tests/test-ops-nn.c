@@ -204,6 +204,16 @@ static mf_node *conv_of(mf_graph *g, const conv_case *k, mf_node **x, mf_node **
     return mf_conv2d(g, *x, *w, *bias, k->stride, k->pad);
 }
 
+/* the reference convolution of x, w, bias as they hold now (Ho,Wo the output size); free it */
+static float *conv_reference(const conv_case *k, mf_node *x, mf_node *w, mf_node *bias,
+                             int64_t Ho, int64_t Wo)
+{
+    float *ref = malloc((size_t)(k->B * k->O * Ho * Wo) * sizeof(float));
+    ref_conv(mf_node_value(x), mf_node_shape(x)->dim, mf_node_value(w), mf_node_shape(w)->dim,
+             bias ? mf_node_value(bias) : NULL, k->stride, k->pad, ref, Ho, Wo);
+    return ref;
+}
+
 START_TEST(test_conv_forward)
 {
     for (int t = 0; t < N_CONV_CASES; t++) {
@@ -221,9 +231,7 @@ START_TEST(test_conv_forward)
         if (bias)
             fill(bias, 30 + t);
         mf_graph_forward(g);
-        float *ref = malloc((size_t)mf_node_numel(y) * sizeof(float));
-        ref_conv(mf_node_value(x), mf_node_shape(x)->dim, mf_node_value(w), mf_node_shape(w)->dim,
-                 bias ? mf_node_value(bias) : NULL, k->stride, k->pad, ref, Ho, Wo);
+        float *ref = conv_reference(k, x, w, bias, Ho, Wo);
         double d = max_diff(mf_node_value(y), ref, mf_node_numel(y));
         ck_assert_msg(d < 1e-4, "case %d: max difference %g", t, d);
         free(ref);
@@ -264,6 +272,70 @@ START_TEST(test_grad_conv_stack)
     mf_node *y2 = mf_conv2d(g, mf_tanh(g, mf_conv2d(g, x, w1, NULL, 2, 1)), w2, NULL, 1, 0);
     gradcheck_filled(g, mf_add(g, mf_sum_all(g, mf_tanh(g, y)), mf_sum_all(g, mf_tanh(g, y2))));
     mf_graph_free(g);
+}
+END_TEST
+
+/* conv → relu, the relu fused into the conv (it rectifies as it writes and masks the
+ * gradient before its backward passes): on the im2col path (3 channels in, 2 out: too few
+ * taps for the direct kernel) and on the direct one both ways (4 in, 4 out); forward against
+ * relu of the reference convolution */
+START_TEST(test_conv_relu_fused)
+{
+    const conv_case cases[] = {{3, 3, 6, 5, 2, 3, 3, 1, 1, 1}, {3, 4, 6, 5, 4, 3, 3, 1, 1, 1}};
+    for (int t = 0; t < 2; t++) {
+        const conv_case *k = &cases[t];
+        mf_graph *g = mf_graph_new(1);
+        mf_node *x, *w, *bias;
+        mf_node *y = mf_relu(g, conv_of(g, k, &x, &w, &bias, 0));
+        gradcheck_filled(g, y);
+        float *ref = conv_reference(k, x, w, bias, k->H, k->W);
+        int cut = 0;
+        for (int64_t i = 0; i < mf_node_numel(y); i++) {
+            cut += ref[i] <= 0.0f;
+            ref[i] = ref[i] > 0.0f ? ref[i] : 0.0f;
+        }
+        ck_assert_msg(cut > 0 && cut < mf_node_numel(y), "case %d: relu cuts %d", t, cut);
+        mf_graph_forward(g);
+        double d = max_diff(mf_node_value(y), ref, mf_node_numel(y));
+        ck_assert_msg(d < 1e-4, "case %d: max difference %g", t, d);
+        free(ref);
+        mf_graph_free(g);
+    }
+}
+END_TEST
+
+/* conv → relu → max_pool2d, the pool run by the conv per chunk of samples (graph.c's
+ * fuses_into_conv): 2×2 stride 2 (the uint8 argmax) and 3×3 stride 2 (the general path),
+ * more samples than chunks, on both conv paths; gradients, and the forward against an
+ * unfused graph (a relu read twice is not fused) */
+START_TEST(test_conv_relu_pool_fused)
+{
+    const conv_case cases[] = {{11, 3, 8, 7, 2, 3, 3, 1, 1, 1}, {11, 4, 8, 7, 4, 3, 3, 1, 1, 0}};
+    for (int t = 0; t < 4; t++) {
+        const conv_case *k = &cases[t % 2];
+        const int pk = t < 2 ? 2 : 3;
+        mf_graph *g = mf_graph_new(1);
+        mf_node *x, *w, *bias;
+        mf_node *y = mf_max_pool2d(g, mf_relu(g, conv_of(g, k, &x, &w, &bias, 0)), pk, 2);
+        gradcheck_filled(g, y);
+        mf_graph_forward(g);
+        /* the same numbers through an unfused graph: its relu has a second reader */
+        mf_graph *u = mf_graph_new(0);
+        mf_node *ux, *uw, *ub;
+        mf_node *ur = mf_relu(u, conv_of(u, k, &ux, &uw, &ub, 1));
+        mf_node *uy = mf_max_pool2d(u, ur, pk, 2);
+        ck_assert_ptr_nonnull(mf_add(u, mf_sum_all(u, ur), mf_sum_all(u, uy)));
+        compile_ok(u);
+        memcpy(mf_node_value(ux), mf_node_value(x), (size_t)mf_node_numel(x) * sizeof(float));
+        memcpy(mf_node_value(uw), mf_node_value(w), (size_t)mf_node_numel(w) * sizeof(float));
+        if (bias)
+            memcpy(mf_node_value(ub), mf_node_value(bias), (size_t)k->O * sizeof(float));
+        mf_graph_forward(u);
+        double d = max_diff(mf_node_value(y), mf_node_value(uy), mf_node_numel(y));
+        ck_assert_msg(d == 0.0, "case %d: fused and unfused differ by %g", t, d);
+        mf_graph_free(u);
+        mf_graph_free(g);
+    }
 }
 END_TEST
 
@@ -1017,6 +1089,8 @@ static Suite *ops_nn_suite(void)
     tcase_add_loop_test(tc, test_grad_bmm, 0, 8);
     tcase_add_test(tc, test_grad_bmm_self);
     tcase_add_loop_test(tc, test_grad_conv, 0, N_CONV_CASES);
+    tcase_add_test(tc, test_conv_relu_fused);
+    tcase_add_test(tc, test_conv_relu_pool_fused);
     tcase_add_test(tc, test_grad_conv_stack);
     tcase_add_test(tc, test_conv_same_chunk_reuse); /* brief conv */
     tcase_add_test(tc, test_grad_conv_bias_only);   /* brief conv */

@@ -28,9 +28,12 @@ typedef struct dir_conv {
 
 void mfi_dir_conv_of(dir_conv *c, int64_t Ci, int64_t Hi, int64_t Wi, int64_t ph, int64_t pw,
                      int64_t Co, int64_t kh, int64_t kw);
+/* how mfi_dir_conv_sample writes its output */
+enum { DIR_STORE, DIR_ADD, DIR_STORE_RELU };
+
 void mfi_dir_pad(const dir_conv *c, const float *x, float *xp);
 void mfi_dir_conv_sample(const dir_conv *c, const float *xp, const float *wt, const float *bias,
-                         int add, float *out);
+                         int mode, float *out);
 void mfi_dir_transpose_grad(const dir_conv *c, const float *gb, int64_t O16, float *gt);
 void mfi_dir_dw_sample(const dir_conv *c, const float *xp, const float *gt, int64_t O16,
                        int need_dw, int need_db, float *part);

@@ -116,6 +116,9 @@ void mfi_op_slice(mf_node *n, int action);
 void mfi_op_outer(mf_node *n, int action);
 void mfi_op_conv2d(mf_node *n, int action);
 void mfi_op_max_pool2d(mf_node *n, int action);
+/* max_pool2d over planes [pl0, pl1) of its (B·C) planes: a conv2d runs its fused pool so */
+void mfi_max_pool_forward_planes(mf_node *n, int64_t pl0, int64_t pl1);
+void mfi_max_pool_backward_planes(mf_node *n, int64_t pl0, int64_t pl1, int fresh);
 void mfi_op_avg_pool2d(mf_node *n, int action);
 void mfi_op_layer_norm(mf_node *n, int action);
 void mfi_op_embedding(mf_node *n, int action);
@@ -174,6 +177,14 @@ struct mf_node {
     int inplace;         /* value and grad share in[0]'s buffers (set at compile): an in-place
                           * relu, or a reshape (always a view) */
     mf_node *base;       /* the node whose buffers these are: itself, or in[0]'s base */
+    int relu_fused;      /* set at compile, on a conv2d and on the in-place relu that reads it:
+                          * the conv2d rectifies its output as it writes it and masks its
+                          * output's gradient before its backward passes; the relu has
+                          * nothing to do */
+    mf_node *fused_pool; /* conv2d: the max_pool2d reading its fused relu, which it runs per
+                          * chunk of samples while they are in cache (set at compile) */
+    int pool_fused;      /* max_pool2d: run by the conv2d below; its own calls only keep... */
+    unsigned pool_fresh; /* ...the fresh bit of its backward, for the conv2d's */
     unsigned mark;       /* reachability epoch during backward */
     unsigned gepoch;     /* base only: the backward epoch its grad was last initialised in */
     unsigned fresh;      /* during MFI_BACKWARD: bit k, in[k]->grad holds garbage (overwrite) */

@@ -309,6 +309,19 @@ static int can_run_in_place(const mf_node *n)
                               a->op == MF_OP_BMM || a->op == MF_OP_ADD || a->op == MF_OP_LINEAR);
 }
 
+/* A max_pool2d whose input is a relu fused into a conv2d, and read by nothing else: the
+ * conv2d pools each chunk of samples right after writing it (forward) and scatters the
+ * pool's gradient into it right before reading it (backward), while the chunk is in cache —
+ * the pool's own pass over the whole activation missed the cache (a (256,16,28,28) map is
+ * 12.8 MB). */
+static int fuses_into_conv(const mf_node *n)
+{
+    if (n->op != MF_OP_MAX_POOL2D)
+        return 0;
+    const mf_node *r = n->in[0];
+    return r->op == MF_OP_RELU && r->relu_fused && r->n_uses == 1;
+}
+
 /* A reshape, or a concat of one input, is identity on memory: it shares its input's
  * buffers, its readers' gradients accumulate there with the input's other readers', and
  * its kernel has nothing to do. */
@@ -349,8 +362,14 @@ int mf_graph_compile(mf_graph *g, mf_error *err)
             n->grad = g->training ? mf_param_grad(n->param) : NULL;
             continue;
         }
+        if (fuses_into_conv(n)) { /* conv2d → relu → max_pool2d: one pass per chunk */
+            n->pool_fused = 1;
+            n->in[0]->in[0]->fused_pool = n;
+        }
         if (can_run_in_place(n) || is_view(n)) {
             n->inplace = 1;
+            if (n->op == MF_OP_RELU && n->in[0]->op == MF_OP_CONV2D)
+                n->relu_fused = n->in[0]->relu_fused = 1; /* one pass over the activations */
             n->base = n->in[0]->base;
             n->value = n->in[0]->value;
             n->grad = n->in[0]->grad;
@@ -461,7 +480,7 @@ static void prepare_inputs(mf_node *n, unsigned epoch)
         if (b->op == MF_OP_PARAM || b->gepoch == epoch)
             continue;
         b->gepoch = epoch;
-        int alone = mfi_writes_fresh[n->op] && k < 32;
+        int alone = (mfi_writes_fresh[n->op] || n->pool_fused) && k < 32;
         for (int j = 0; j < n->n_in && alone; j++)
             alone = j == k || !n->in[j]->grad || n->in[j]->base != b;
         if (alone)

@@ -368,6 +368,22 @@ static int conv_parallel(const conv_dims *d, int64_t nchunk)
     return nchunk > 1 && max_threads() > 1 && d->B * d->O * d->P * d->KB >= MFI_PAR_MIN;
 }
 
+/* y = max(y, 0): a fused relu on the im2col path */
+static void rectify(float *y, int64_t n)
+{
+    MFI_OMP(omp simd)
+    for (int64_t i = 0; i < n; i++)
+        y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+}
+
+/* g = 0 where the fused relu cut (y <= 0) */
+static void mask_grad(float *g, const float *y, int64_t n)
+{
+    MFI_OMP(omp simd)
+    for (int64_t i = 0; i < n; i++)
+        g[i] = y[i] > 0.0f ? g[i] : 0.0f;
+}
+
 #ifdef MFI_CONV_DIRECT
 static void conv_forward_direct(mf_node *n, const conv_dims *d, const conv_scratch *s)
 {
@@ -390,7 +406,10 @@ static void conv_forward_direct(mf_node *n, const conv_dims *d, const conv_scrat
         memset(xp, 0, (size_t)c.len * sizeof(float));
         for (int64_t b = d->B * ch / nc; b < d->B * (ch + 1) / nc; b++) {
             mfi_dir_pad(&c, x->value + b * inel, xp);
-            mfi_dir_conv_sample(&c, xp, wt, bt, 0, n->value + b * onel);
+            mfi_dir_conv_sample(&c, xp, wt, bt, n->relu_fused ? DIR_STORE_RELU : DIR_STORE,
+                                n->value + b * onel);
+            if (n->fused_pool) /* while the sample's output is in cache */
+                mfi_max_pool_forward_planes(n->fused_pool, b * d->O, (b + 1) * d->O);
         }
     }
 }
@@ -425,6 +444,10 @@ static void conv_forward(mf_node *n, const conv_dims *d, const conv_scratch *s)
             // out[b] (O,P) = wk (O,KB) · cols (KB,P)
             mfi_gemm(0, 0, d->O, d->P, d->KB, wk, d->KB, cols, d->P, 0.0f, n->value + b * onel,
                      d->P);
+            if (n->relu_fused) /* the sample's output is still in cache */
+                rectify(n->value + b * onel, onel);
+            if (n->fused_pool)
+                mfi_max_pool_forward_planes(n->fused_pool, b * d->O, (b + 1) * d->O);
         }
     }
 }
@@ -444,73 +467,110 @@ static void dir_flip_weights(const conv_dims *d, int64_t Cpad, const float *w, f
 }
 #endif
 
+/* What every chunk of one conv2d backward pass shares. */
+typedef struct conv_bwd {
+    mf_node *n;
+    const conv_dims *d;
+    const conv_scratch *s;
+    int64_t k0, k1;              /* rows [k0,k1) of the transposed [weight | bias] gradient */
+    int need_dw, need_db, direct, wdirect;
+#ifdef MFI_CONV_DIRECT
+    dir_conv f, c2;              /* the forward geometry; the backward-to-x one */
+#endif
+} conv_bwd;
+
+/* One sample's output gradient made whole: the fused pool's gradient scattered into it and
+ * the fused relu's mask applied, in place, just before the passes below read it (in cache). */
+static void conv_grad_in(const conv_bwd *c, int64_t b)
+{
+    mf_node *n = c->n;
+    const int64_t O = c->d->O, onel = O * c->d->P;
+    if (!n->relu_fused)
+        return;
+    if (n->fused_pool)
+        mfi_max_pool_backward_planes(n->fused_pool, b * O, (b + 1) * O,
+                                     (int)n->fused_pool->pool_fresh);
+    mask_grad(n->grad + b * onel, n->value + b * onel, onel);
+}
+
+// the chunk's samples [b0,b1): their share of the weight gradient into part (KB,ldp), and
+// their input gradients
+static void conv_backward_chunk(const conv_bwd *c, int64_t ch, int64_t b0, int64_t b1)
+{
+    mf_node *n = c->n, *x = n->in[0], *w = n->in[1];
+    const conv_dims *d = c->d;
+    const conv_scratch *s = c->s;
+    const int64_t inel = d->C * d->H * d->W, onel = d->O * d->P, k0 = c->k0, k1 = c->k1;
+    float *cols = s->cols + ch * s->cols_stride;
+    float *part = k1 > k0 ? s->part + ch * s->part_stride : NULL;
+    float *dcols = x->grad ? s->dcols + ch * s->dcols_stride : NULL; // dcols is (CK,P)
+    if (k1 > k0 && !c->wdirect)
+        cols_init(d, cols);
+#ifdef MFI_CONV_DIRECT
+    float *gp = c->direct ? s->xp + ch * s->xp_stride : NULL; // gp is gb padded
+    if (gp)
+        memset(gp, 0, (size_t)c->c2.len * sizeof(float));
+    // xp (len) one sample padded, gt (P,O16) its gradient transposed
+    float *xp = c->wdirect ? s->dw + ch * s->dw_stride : NULL, *gt = xp ? xp + c->f.len : NULL;
+    if (xp) {
+        memset(xp, 0, (size_t)c->f.len * sizeof(float)); /* the border; interiors rewritten */
+        memset(part, 0, (size_t)d->KB * s->ldp * sizeof(float));
+    }
+#endif
+    for (int64_t b = b0; b < b1; b++) {
+        conv_grad_in(c, b);
+        const float *gb = n->grad + b * onel; // gb is (O,P)
+#ifdef MFI_CONV_DIRECT
+        if (xp) {
+            if (c->need_dw)
+                mfi_dir_pad(&c->f, x->value + b * inel, xp);
+            mfi_dir_transpose_grad(&c->f, gb, s->O16, gt);
+            mfi_dir_dw_sample(&c->f, xp, gt, s->O16, c->need_dw, c->need_db, part);
+        }
+        if (gp) {
+            mfi_dir_pad(&c->c2, gb, gp);
+            mfi_dir_conv_sample(&c->c2, gp, s->wpack, NULL, DIR_ADD, x->grad + b * inel);
+        }
+#endif
+        if (part && !c->wdirect) { // part[k0:k1] (k1-k0,O) (+)= cols[k0:k1] (k1-k0,P) · gbᵀ
+            if (c->need_dw)
+                im2col(d, x->value + b * inel, cols);
+            mfi_gemm(0, 1, k1 - k0, d->O, d->P, cols + k0 * d->P, d->P, gb, d->P,
+                     b == b0 ? 0.0f : 1.0f, part + k0 * d->O, d->O);
+        }
+        if (x->grad && !c->direct) { // dcols (CK,P) = wᵀ (CK,O) · gb (O,P), folded into dx
+            mfi_gemm(1, 0, d->CK, d->P, d->O, w->value, d->CK, gb, d->P, 0.0f, dcols, d->P);
+            col2im_add(d, dcols, x->grad + b * inel);
+        }
+    }
+}
+
 static void conv_backward(mf_node *n, const conv_dims *d, const conv_scratch *s)
 {
     mf_node *x = n->in[0], *w = n->in[1], *bias = n->iarg[2] ? n->in[2] : NULL;
-    const int64_t nc = s->nchunk, inel = d->C * d->H * d->W, onel = d->O * d->P;
-    const int need_dw = w->grad != NULL, need_db = bias && bias->grad;
-    /* rows [k0,k1) of the transposed [weight | bias] gradient (KB,O) are wanted */
-    const int64_t k0 = need_dw ? 0 : d->CK, k1 = need_db ? d->KB : d->CK;
-    const int par = conv_parallel(d, nc);
-    const int direct = x->grad && conv_direct(d, 1), wdirect = k1 > k0 && conv_direct(d, 2);
-    (void)direct; /* used by the direct kernels only */
+    const int64_t nc = s->nchunk;
+    conv_bwd c = {.n = n, .d = d, .s = s, .need_dw = w->grad != NULL,
+                  .need_db = bias && bias->grad};
+    c.k0 = c.need_dw ? 0 : d->CK;
+    c.k1 = c.need_db ? d->KB : d->CK;
+    c.direct = x->grad && conv_direct(d, 1);
+    c.wdirect = c.k1 > c.k0 && conv_direct(d, 2);
 #ifdef MFI_CONV_DIRECT
     /* dx is the convolution of the output gradient, padded by k-1-pad, with the flipped
      * weights */
-    dir_conv c2, f;
-    mfi_dir_conv_of(&f, d->C, d->H, d->W, d->pad, d->pad, d->O, d->kh, d->kw);
-    mfi_dir_conv_of(&c2, d->O, d->Ho, d->Wo, d->kh - 1 - d->pad, d->kw - 1 - d->pad, d->C, d->kh,
-                d->kw);
-    if (direct)
-        dir_flip_weights(d, c2.Copad, w->value, s->wpack);
+    mfi_dir_conv_of(&c.f, d->C, d->H, d->W, d->pad, d->pad, d->O, d->kh, d->kw);
+    mfi_dir_conv_of(&c.c2, d->O, d->Ho, d->Wo, d->kh - 1 - d->pad, d->kw - 1 - d->pad, d->C,
+                    d->kh, d->kw);
+    if (c.direct)
+        dir_flip_weights(d, c.c2.Copad, w->value, s->wpack);
 #endif
-    // chunks of samples are independent; each owns its column buffers and partial gradient
+    const int par = conv_parallel(d, nc);
+    // chunks of samples are independent; each owns its buffers and partial gradient
     MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
-    for (int64_t ch = 0; ch < nc; ch++) {
-        float *cols = s->cols + ch * s->cols_stride;
-        float *part = k1 > k0 ? s->part + ch * s->part_stride : NULL; // part is (KB,ldp)
-        float *dcols = x->grad ? s->dcols + ch * s->dcols_stride : NULL; // dcols is (CK,P)
-        const int64_t b0 = d->B * ch / nc, b1 = d->B * (ch + 1) / nc;
-        if (k1 > k0 && !wdirect)
-            cols_init(d, cols);
-#ifdef MFI_CONV_DIRECT
-        float *gp = direct ? s->xp + ch * s->xp_stride : NULL; // gp is gb padded
-        if (gp)
-            memset(gp, 0, (size_t)c2.len * sizeof(float));
-        if (wdirect) { // xp (len) one sample padded, gt (P,O16) its gradient transposed
-            float *xp = s->dw + ch * s->dw_stride, *gt = xp + f.len;
-            memset(xp, 0, (size_t)f.len * sizeof(float)); /* the border; interiors rewritten */
-            memset(part, 0, (size_t)d->KB * s->ldp * sizeof(float));
-            for (int64_t b = b0; b < b1; b++) {
-                if (need_dw)
-                    mfi_dir_pad(&f, x->value + b * inel, xp);
-                mfi_dir_transpose_grad(&f, n->grad + b * onel, s->O16, gt);
-                mfi_dir_dw_sample(&f, xp, gt, s->O16, need_dw, need_db, part);
-            }
-        }
-#endif
-        for (int64_t b = b0; b < b1; b++) {
-            const float *gb = n->grad + b * onel; // gb is (O,P)
-            if (need_dw && !wdirect)
-                im2col(d, x->value + b * inel, cols);
-            if (part && !wdirect) // part[k0:k1] (k1-k0,O) (+)= cols[k0:k1] (k1-k0,P) · gbᵀ (P,O)
-                mfi_gemm(0, 1, k1 - k0, d->O, d->P, cols + k0 * d->P, d->P, gb, d->P,
-                         b == b0 ? 0.0f : 1.0f, part + k0 * d->O, d->O);
-#ifdef MFI_CONV_DIRECT
-            if (gp) {
-                mfi_dir_pad(&c2, gb, gp);
-                mfi_dir_conv_sample(&c2, gp, s->wpack, NULL, 1, x->grad + b * inel);
-                continue;
-            }
-#endif
-            if (x->grad) { // dcols (CK,P) = wᵀ (CK,O) · gb (O,P), folded into dx
-                mfi_gemm(1, 0, d->CK, d->P, d->O, w->value, d->CK, gb, d->P, 0.0f, dcols, d->P);
-                col2im_add(d, dcols, x->grad + b * inel);
-            }
-        }
-    }
+    for (int64_t ch = 0; ch < nc; ch++)
+        conv_backward_chunk(&c, ch, d->B * ch / nc, d->B * (ch + 1) / nc);
     // the chunks' partial sums, added in chunk order
-    if (need_dw)
+    if (c.need_dw)
         for (int64_t o = 0; o < d->O; o++)
             for (int64_t k = 0; k < d->CK; k++) {
                 float acc = 0.0f;
@@ -518,7 +578,7 @@ static void conv_backward(mf_node *n, const conv_dims *d, const conv_scratch *s)
                     acc += s->part[ch * s->part_stride + k * s->ldp + o];
                 w->grad[o * d->CK + k] += acc;
             }
-    if (need_db)
+    if (c.need_db)
         for (int64_t o = 0; o < d->O; o++) {
             float acc = 0.0f;
             for (int64_t ch = 0; ch < nc; ch++)

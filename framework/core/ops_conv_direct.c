@@ -63,9 +63,10 @@ static void dir_tile(const dir_conv *c, const float *xp, const float *wt, const 
     }
 }
 
-// out (Co,Ho,Wo) (=, or += when add) the convolution of the padded sample xp
+// out (Co,Ho,Wo) =, += or = max(0, ·) (mode DIR_STORE, DIR_ADD, DIR_STORE_RELU) the
+// convolution of the padded sample xp
 void mfi_dir_conv_sample(const dir_conv *c, const float *xp, const float *wt, const float *bias,
-                         int add, float *out)
+                         int mode, float *out)
 {
     float tile[DIR_MR * DIR_NR];
     const int64_t P = c->Ho * c->Wo;
@@ -81,10 +82,14 @@ void mfi_dir_conv_sample(const dir_conv *c, const float *xp, const float *wt, co
                 for (int64_t i = 0; i < mo; i++) {
                     const float *t = tile + i * DIR_NR + (q - q0);
                     float *dst = out + (o0 + i) * P + oh * c->Wo + ow;
-                    if (add) {
+                    if (mode == DIR_ADD) {
                         MFI_OMP(omp simd)
                         for (int64_t j = 0; j < nv; j++)
                             dst[j] += t[j];
+                    } else if (mode == DIR_STORE_RELU) {
+                        MFI_OMP(omp simd)
+                        for (int64_t j = 0; j < nv; j++)
+                            dst[j] = t[j] > 0.0f ? t[j] : 0.0f;
                     } else {
                         MFI_OMP(omp simd)
                         for (int64_t j = 0; j < nv; j++)
@@ -100,16 +105,23 @@ void mfi_dir_conv_sample(const dir_conv *c, const float *xp, const float *wt, co
 
 /* The 16×16 transpose by four rounds of block swaps: round b (8, 4, 2, 1) swaps the
  * off-diagonal b×b blocks of every 2b×2b block, rows i and i+b exchanging their halves
- * through one two-source permute each. */
-static void transpose16(__m512 r[16])
+ * through one two-source permute each: row i takes its own lane l, or row i+b's lane l-b
+ * (TR_LO); row i+b takes row i's lane l+b, or its own lane l (TR_HI). */
+#define TR_LO(b, l) (((l) & (b)) ? 16 + (l) - (b) : (l))
+#define TR_HI(b, l) (((l) & (b)) ? 16 + (l) : (l) + (b))
+#define TR_ROW(F, b)                                                                         \
+    {F(b, 0), F(b, 1), F(b, 2), F(b, 3), F(b, 4), F(b, 5), F(b, 6), F(b, 7),                 \
+     F(b, 8), F(b, 9), F(b, 10), F(b, 11), F(b, 12), F(b, 13), F(b, 14), F(b, 15)}
+static const int32_t tr_index[4][2][16] = {
+    {TR_ROW(TR_LO, 8), TR_ROW(TR_HI, 8)}, {TR_ROW(TR_LO, 4), TR_ROW(TR_HI, 4)},
+    {TR_ROW(TR_LO, 2), TR_ROW(TR_HI, 2)}, {TR_ROW(TR_LO, 1), TR_ROW(TR_HI, 1)}};
+
+static inline void transpose16(__m512 r[16])
 {
-    for (int b = 8; b >= 1; b /= 2) {
-        int lo[16], hi[16];
-        for (int l = 0; l < 16; l++) {
-            lo[l] = (l & b) ? 16 + l - b : l; /* row i: its own lane l, or row i+b's l-b */
-            hi[l] = (l & b) ? 16 + l : l + b; /* row i+b: row i's lane l+b, or its own l */
-        }
-        const __m512i ilo = _mm512_loadu_si512(lo), ihi = _mm512_loadu_si512(hi);
+    for (int round = 0; round < 4; round++) {
+        const int b = 8 >> round;
+        const __m512i ilo = _mm512_loadu_si512(tr_index[round][0]);
+        const __m512i ihi = _mm512_loadu_si512(tr_index[round][1]);
         for (int i = 0; i < 16; i++)
             if (!(i & b)) {
                 const __m512 a = r[i], c = r[i + b];

@@ -360,9 +360,13 @@ void mfi_op_relu(mf_node *n, int action)
         n->shape = a->shape;
         return;
     case MFI_FORWARD:
+        if (n->relu_fused) /* the conv2d below wrote its output rectified */
+            return;
         UNARY_MAP(x > 0.0f ? x : 0.0f, CHEAP);
         return;
     case MFI_BACKWARD:
+        if (n->relu_fused) /* the conv2d below masks the gradient as it reads it */
+            return;
         if (n->inplace) { /* grad is in[0]'s grad too: mask it where the input was cut */
             float *restrict G_ = n->grad;
             const float *restrict Y_ = n->value;

@@ -12,7 +12,8 @@
  *   per row pair). When told dx holds garbage (n->fresh) it stores whole windows instead (dy
  *   at the max, 0 elsewhere), but graph.c does not list max_pool2d in mfi_writes_fresh: in
  *   cnn-late that store took 1.05 ms a step against 0.49 for the scatter, more than the
- *   memset it saves (its stores miss the cache; the memset's do not).
+ *   memset it saves (its stores miss the cache; the memset's do not). A pool fused into the
+ *   conv2d below it (graph.c) does take the store: there each chunk is in cache.
  * Measured (1 thread, warm cache, minimum of 201 calls, busy 2-core EPYC): forward
  * (128,16,28,28) 2.2 → 0.27 ms (eval) and 2.5 → 0.28 ms (with argmax); (128,32,14,14)
  * 2.5 → 0.18 and 3.0 → 0.19 ms; backward 0.29 / 0.16 ms (the old int32 scatter: 0.25 /
@@ -242,74 +243,121 @@ static void max_pool_plane(const float *xp, int64_t W, int64_t Ho, int64_t Wo, i
         }
 }
 
+/* The geometry of a max_pool2d node. */
+typedef struct max_pool_dims {
+    int64_t H, W, Ho, Wo, P;
+    int k, s, two;
+} max_pool_dims;
+
+static max_pool_dims max_pool_dims_of(const mf_node *n)
+{
+    const mf_node *x = n->in[0];
+    max_pool_dims d = {.H = x->shape.dim[2], .W = x->shape.dim[3], .Ho = n->shape.dim[2],
+                       .Wo = n->shape.dim[3], .k = n->iarg[0], .s = n->iarg[1]};
+    d.P = d.Ho * d.Wo;
+    d.two = d.k == 2 && d.s == 2;
+    return d;
+}
+
+static void max_pool_forward_plane(const mf_node *n, const max_pool_dims *d, int64_t pl)
+{
+    const float *xp = n->in[0]->value + pl * d->H * d->W;
+    float *op = n->value + pl * d->P;
+    if (d->two) {
+        uint8_t *ap = n->scratch ? (uint8_t *)n->scratch + pl * d->P : NULL;
+        for (int64_t i = 0; i < d->Ho; i++)
+            max2_rows(xp + 2 * i * d->W, xp + (2 * i + 1) * d->W, d->Wo, op + i * d->Wo,
+                      ap ? ap + i * d->Wo : NULL);
+    } else {
+        int32_t *ap = n->scratch ? (int32_t *)n->scratch + pl * d->P : NULL;
+        max_pool_plane(xp, d->W, d->Ho, d->Wo, d->k, d->s, op, ap);
+    }
+}
+
+// within a plane, overlapping windows add in order; when dx holds garbage (fresh), every
+// element of it is written
+static void max_pool_backward_plane(const mf_node *n, const max_pool_dims *d, int64_t pl,
+                                    int fresh)
+{
+    const int64_t H = d->H, W = d->W, Ho = d->Ho, Wo = d->Wo, P = d->P;
+    float *dx = n->in[0]->grad + pl * H * W;
+    const float *dy = n->grad + pl * P;
+    if (d->two) {
+        const uint8_t *ap = (const uint8_t *)n->scratch + pl * P;
+        if (!fresh) {
+            max2_add_plane(dx, W, Ho, Wo, dy, ap);
+            return;
+        }
+        for (int64_t i = 0; i < Ho; i++) {
+            float *d0 = dx + 2 * i * W;
+            max2_store(d0, d0 + W, Wo, dy + i * Wo, ap + i * Wo);
+            if (W > 2 * Wo) /* the column no window covers */
+                d0[W - 1] = d0[2 * W - 1] = 0.0f;
+        }
+        if (H > 2 * Ho)
+            memset(dx + 2 * Ho * W, 0, (size_t)W * sizeof(float));
+    } else {
+        const int32_t *ap = (const int32_t *)n->scratch + pl * P;
+        if (fresh)
+            memset(dx, 0, (size_t)(H * W) * sizeof(float));
+        for (int64_t p = 0; p < P; p++)
+            dx[ap[p]] += dy[p];
+    }
+}
+
+void mfi_max_pool_forward_planes(mf_node *n, int64_t pl0, int64_t pl1)
+{
+    const max_pool_dims d = max_pool_dims_of(n);
+    for (int64_t pl = pl0; pl < pl1; pl++)
+        max_pool_forward_plane(n, &d, pl);
+}
+
+void mfi_max_pool_backward_planes(mf_node *n, int64_t pl0, int64_t pl1, int fresh)
+{
+    const max_pool_dims d = max_pool_dims_of(n);
+    for (int64_t pl = pl0; pl < pl1; pl++)
+        max_pool_backward_plane(n, &d, pl, fresh);
+}
+
 void mfi_op_max_pool2d(mf_node *n, int action)
 {
     // x is (B,C,H,W), out is (B,C,Ho,Wo): the max of each k×k window, every `stride` pixels.
     // Training keeps the argmax in scratch: for 2×2 stride 2 a uint8 window index per output,
-    // else the int32 plane offset.
+    // else the int32 plane offset. Fused into the conv2d below it (n->pool_fused), the conv
+    // runs these passes per chunk of samples (mfi_max_pool_*_planes).
     mf_node *x = n->in[0];
-    const int k = n->iarg[0], s = n->iarg[1], two = k == 2 && s == 2;
     if (action == MFI_SHAPE) {
         pool_shape(n, "max_pool2d");
         return;
     }
-    const int64_t planes = n->shape.dim[0] * n->shape.dim[1], H = x->shape.dim[2],
-                  W = x->shape.dim[3], Ho = n->shape.dim[2], Wo = n->shape.dim[3];
-    const int64_t P = Ho * Wo;
+    const max_pool_dims d = max_pool_dims_of(n);
+    const int64_t planes = n->shape.dim[0] * n->shape.dim[1];
     // the 2×2 passes stream over x; the general ones visit k·k inputs per output
-    const int par = (two ? x->numel : n->numel * k * k) >= MFI_POOL_PAR_MIN;
+    const int par = (d.two ? x->numel : n->numel * d.k * d.k) >= MFI_POOL_PAR_MIN;
     switch (action) {
     case MFI_SCRATCH:
-        n->scratch_bytes = n->graph->training ? (size_t)n->numel * (two ? 1 : sizeof(int32_t)) : 0;
+        n->scratch_bytes =
+            n->graph->training ? (size_t)n->numel * (d.two ? 1 : sizeof(int32_t)) : 0;
         return;
     case MFI_FORWARD:
+        if (n->pool_fused)
+            return;
         MFI_PARALLEL_FOR(par,
-        for (int64_t pl = 0; pl < planes; pl++) {
-            const float *xp = x->value + pl * H * W;
-            float *op = n->value + pl * P;
-            if (two) {
-                uint8_t *ap = n->scratch ? (uint8_t *)n->scratch + pl * P : NULL;
-                for (int64_t i = 0; i < Ho; i++)
-                    max2_rows(xp + 2 * i * W, xp + (2 * i + 1) * W, Wo, op + i * Wo,
-                              ap ? ap + i * Wo : NULL);
-            } else {
-                int32_t *ap = n->scratch ? (int32_t *)n->scratch + pl * P : NULL;
-                max_pool_plane(xp, W, Ho, Wo, k, s, op, ap);
-            }
-        });
+        for (int64_t pl = 0; pl < planes; pl++)
+            max_pool_forward_plane(n, &d, pl););
         return;
     case MFI_BACKWARD: {
         if (!x->grad)
             return;
-        // planes are independent; within a plane, overlapping windows add in order. When
-        // dx holds garbage (fresh), every element of it is written.
         const int fresh = n->fresh & 1u;
+        if (n->pool_fused) { /* the conv2d below scatters, as it reads its gradient */
+            n->pool_fresh = (unsigned)fresh;
+            return;
+        }
+        // planes are independent
         MFI_PARALLEL_FOR(par,
-        for (int64_t pl = 0; pl < planes; pl++) {
-            float *dx = x->grad + pl * H * W;
-            const float *dy = n->grad + pl * P;
-            if (two) {
-                const uint8_t *ap = (const uint8_t *)n->scratch + pl * P;
-                if (!fresh) {
-                    max2_add_plane(dx, W, Ho, Wo, dy, ap);
-                    continue;
-                }
-                for (int64_t i = 0; i < Ho; i++) {
-                    float *d0 = dx + 2 * i * W;
-                    max2_store(d0, d0 + W, Wo, dy + i * Wo, ap + i * Wo);
-                    if (W > 2 * Wo) /* the column no window covers */
-                        d0[W - 1] = d0[2 * W - 1] = 0.0f;
-                }
-                if (H > 2 * Ho)
-                    memset(dx + 2 * Ho * W, 0, (size_t)W * sizeof(float));
-            } else {
-                const int32_t *ap = (const int32_t *)n->scratch + pl * P;
-                if (fresh)
-                    memset(dx, 0, (size_t)(H * W) * sizeof(float));
-                for (int64_t p = 0; p < P; p++)
-                    dx[ap[p]] += dy[p];
-            }
-        });
+        for (int64_t pl = 0; pl < planes; pl++)
+            max_pool_backward_plane(n, &d, pl, fresh););
         return;
     }
     default:
