@@ -22,6 +22,7 @@
  * read just their rows, as contiguous files do.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,7 @@ typedef struct rowset {
 typedef struct hdf5_state {
     char *file;      /* the resolved path, in messages */
     hid_t fid;
+    int advise_fd;   /* HDF5's own descriptor of the file (sec2 driver), for read-ahead; 0: none */
     int n_modalities, n_rows; /* rows: the modalities, then /target for regression */
     rowset *rows;
     mf_modality_info *modality;
@@ -836,6 +838,10 @@ static int hdf5_open(mf_dataset *self, const mf_config *cfg, mf_dataset_info *in
         H5Pset_cache(fapl, 0, 12421, (size_t)cache_mb << 20, 0.75);
         H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
         st->fid = H5Fopen(st->file, H5F_ACC_RDONLY, fapl);
+        void *handle = NULL;
+        if (st->fid >= 0 && H5Pget_driver(fapl) == H5FD_SEC2 &&
+            H5Fget_vfd_handle(st->fid, fapl, &handle) >= 0 && handle)
+            st->advise_fd = *(int *)handle + 1;
         H5Pclose(fapl);
         if (st->fid < 0) {
             st->fid = 0;
@@ -1018,6 +1024,35 @@ static int read_cached(hdf5_state *st, rowset *r, int64_t n, int64_t u, float *d
     return 0;
 }
 
+/* Ask the kernel to start reading every chunk of r this batch will load (read as stored,
+ * not in the cache), all at once, so that the loads wait on reads already in flight. Each
+ * 2 MB chunk's own read had run the kernel's read-ahead piece after piece: data wait 30 % at
+ * 1 thread on a 4.3 GB file read from disk, whose disk reads 1.6–2.1 GB/s. */
+static void advise_chunks(const hdf5_state *st, const rowset *r, int64_t u)
+{
+#if H5_VERSION_GE(1, 10, 5) && defined(POSIX_FADV_WILLNEED)
+    const int64_t cr = r->chunk_rows;
+    if (!st->advise_fd || !r->cache || !r->direct)
+        return;
+    for (int64_t i = 0; i < u; i++) {
+        const int64_t c = st->unique[i] / cr;
+        int64_t k = 0;
+        if (i > 0 && c == st->unique[i - 1] / cr)
+            continue;
+        while (k < r->n_cache && r->cache[k].chunk != c)
+            k++;
+        hsize_t offset[MF_MAX_DIMS + 1] = {(hsize_t)(c * cr)}, size = 0;
+        unsigned mask = 0;
+        haddr_t addr = HADDR_UNDEF;
+        if (k == r->n_cache && H5Dget_chunk_info_by_coord(r->id, offset, &mask, &addr, &size) >= 0 &&
+            addr != HADDR_UNDEF && size > 0)
+            (void)posix_fadvise(st->advise_fd - 1, (off_t)addr, (off_t)size, POSIX_FADV_WILLNEED);
+    }
+#else
+    (void)st, (void)r, (void)u;
+#endif
+}
+
 /* The batch's rows of r (not preloaded) into dst: each row read once, in file order. */
 static int read_rowset(hdf5_state *st, rowset *r, int64_t n, int64_t u, float *dst,
                        mf_error *err)
@@ -1066,6 +1101,13 @@ static int hdf5_read(mf_dataset *self, int64_t n, const int64_t *idx,
             return -1;
         }
     int64_t u = -1; /* rows sorted when a dataset is read from the file */
+    for (int r = 0; r < st->n_rows && n > 0; r++) { /* every modality's chunks in flight first */
+        if (st->rows[r].data)
+            continue;
+        if (u < 0 && sort_batch(st, n, idx, &u, err))
+            return -1;
+        advise_chunks(st, &st->rows[r], u);
+    }
     for (int r = 0; r < st->n_rows && n > 0; r++) {
         rowset *rs = &st->rows[r];
         float *dst = r < st->n_modalities ? out->modality[r] : out->targets;
