@@ -2,11 +2,11 @@
  *
  * Stride-1 convolutions (pad < kernel) run a direct AVX-512 kernel when the build has
  * AVX-512 (see "direct stride-1 kernel" below): forward and the pass to x when there are at
- * least 32 taps per output, the weight gradient always. Why: OpenBLAS picks its Haswell
- * (AVX2) kernel on this machine's AVX-512 cores, and each small per-sample product also pays
- * for packing its columns (itcopy/oncopy, ~10 %), for the im2col copy (~12 %) and for the
- * memset that a beta = 0 product runs over C; the direct kernel reads a zero-padded copy of
- * the sample in place. Measured in CPU time per call (B = 128, interleaved with the sgemm
+ * least 32 taps per output, the weight gradient always. Why: each small per-sample product
+ * pays for packing its columns (itcopy/oncopy, ~10 %), for the im2col copy (~12 %) and for
+ * the memset that a beta = 0 product runs over C, and OpenBLAS may run its AVX2 kernel on an
+ * AVX-512 core (some machines force it with OPENBLAS_CORETYPE); the direct kernel reads a
+ * zero-padded copy of the sample in place. Measured in CPU time per call (B = 128, interleaved with the sgemm
  * build, medians of 40; `mmfuse bench` wall times are in the issue 11 report):
  * Conv(16→32, 3×3) on 14×14 forward 3.6–3.7 → 1.7–2.0 ms, backward 7.3–7.5 → 5.8–6.3 ms.
  * Conv(1→16) keeps im2col + sgemm forward (9 taps: the kernel's write-back of 8×32 tiles
