@@ -1021,6 +1021,34 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* brief bigdata: will_read is a hint — chunks asked of the kernel ahead, out-of-range
+ * indices and empty batches ignored (read names them), and the batch then reads as always */
+START_TEST(will_read_hint)
+{
+    make_h5_tmp();
+    write_counting("w.h5", 300);
+    preload = 0;
+    opened o;
+    mf_error err;
+    ck_assert_msg(open_h5(&o, "w.h5", &err) != NULL, "%s", err.msg);
+    int64_t idx[] = {299, 0, 120, 51, 50, 120}, bad[] = {3, 300, -1};
+    mf_dataset_will_read(o.ds, 6, idx);
+    mf_dataset_will_read(o.ds, 3, bad);
+    mf_dataset_will_read(o.ds, 0, NULL);
+    float a[6];
+    float *bufs[1] = {a};
+    int32_t labels[6];
+    mf_batch_buffers out = {sizeof out, bufs, labels, NULL};
+    ck_assert_msg(mf_dataset_read(o.ds, 6, idx, &out, &err) == 0, "%s", err.msg);
+    for (int i = 0; i < 6; i++) {
+        ck_assert_float_eq(a[i], (float)idx[i]);
+        ck_assert_int_eq(labels[i], (int)(idx[i] % 3));
+    }
+    close_h5(&o);
+    remove_tmp();
+}
+END_TEST
+
 START_TEST(shuffle_by_chunks)
 {
     make_h5_tmp();
@@ -1159,6 +1187,7 @@ int main(void)
     tcase_add_test(tc, import_command);
     tcase_add_test(tc, satellite_matches_its_csv);
     tcase_add_loop_test(tc, shuffle_by_chunks, 0, 2); /* brief bigdata */
+    tcase_add_test(tc, will_read_hint);
     tcase_add_test(tc, data_wait_is_a_share_of_training);
     suite_add_tcase(s, tc);
     return mf_test_run(s);

@@ -138,8 +138,14 @@ static int read_batch(mfi_loader *l, int64_t b, double *seconds, mf_error *err)
     slot->n = l->n - first < l->batch_size ? l->n - first : l->batch_size;
     slot->index = l->order + first;
     mf_batch_buffers out = {sizeof out, slot->modality, slot->labels, slot->targets};
+    /* the batch read n_slots batches from now, announced so that a file reader can have its
+     * bytes in flight by then (its own reads start only when the ring has room) */
+    const int64_t ahead = (b + l->n_slots) * l->batch_size;
     pthread_mutex_lock(&read_lock);
     int rc = mf_dataset_read(l->ds, slot->n, slot->index, &out, err);
+    if (!rc && l->prefetch && ahead < l->n)
+        mf_dataset_will_read(l->ds, l->n - ahead < l->batch_size ? l->n - ahead : l->batch_size,
+                             l->order + ahead);
     pthread_mutex_unlock(&read_lock);
     *seconds = now() - t0;
     return rc;

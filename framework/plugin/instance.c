@@ -337,6 +337,13 @@ int mf_dataset_read(mf_dataset *ds, int64_t n, const int64_t *idx, const mf_batc
     return ops->read(ds, n, idx, out, err);
 }
 
+void mf_dataset_will_read(mf_dataset *ds, int64_t n, const int64_t *idx)
+{
+    const mf_dataset_ops *ops = ds && ds->plugin ? ds->plugin->ops : NULL;
+    if (ops && n > 0 && MFI_HAS_MEMBER(ops, mf_dataset_ops, will_read) && ops->will_read)
+        ops->will_read(ds, n, idx);
+}
+
 static const char *const dtype_names[] = {"float32", "float64", "uint8", "int8", "uint16",
                                           "int16", "int32", "int64", "token"};
 _Static_assert(sizeof dtype_names / sizeof dtype_names[0] == MF_DTYPE_COUNT,

@@ -98,6 +98,11 @@ typedef struct mf_dataset_ops {
                 mf_error *err);
     /* Release what open allocated. Optional. */
     void (*close)(mf_dataset *self);
+    /* ABI 1.1 (appended): samples idx[0..n) will be read a few batches from now. Start
+     * fetching them — a reader of a file larger than memory asks the kernel for their bytes
+     * (posix_fadvise) — and return at once. Optional and only a hint: read() must not rely on
+     * it. Called from the thread that calls read, never during a read. */
+    void (*will_read)(mf_dataset *self, int64_t n, const int64_t *idx);
 } mf_dataset_ops;
 
 #ifdef __cplusplus

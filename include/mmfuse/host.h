@@ -71,6 +71,8 @@ MF_API mf_dataset *mf_dataset_open(const mf_plugin *plugin, const mf_config *cfg
 MF_API const mf_dataset_info *mf_dataset_get_info(const mf_dataset *ds);
 MF_API int mf_dataset_read(mf_dataset *ds, int64_t n, const int64_t *idx,
                            const mf_batch_buffers *out, mf_error *err);
+/* Tell the reader that samples idx[0..n) come soon (its will_read; nothing when it has none). */
+MF_API void mf_dataset_will_read(mf_dataset *ds, int64_t n, const int64_t *idx);
 MF_API void mf_dataset_close(mf_dataset *ds);
 
 /* ---------------------------------------------------------------- experiments */

@@ -1089,6 +1089,37 @@ static int read_rowset(hdf5_state *st, rowset *r, int64_t n, int64_t u, float *d
     return 0;
 }
 
+/* Every modality's missing chunks of samples idx[0..n) in flight (sorted into st->unique,
+ * *u of them, when any dataset is read from the file); -1 when sorting failed. */
+static int advise_batch(hdf5_state *st, int64_t n, const int64_t *idx, int64_t *u,
+                        mf_error *err)
+{
+    for (int r = 0; r < st->n_rows && n > 0; r++) {
+        if (st->rows[r].data)
+            continue;
+        if (*u < 0 && sort_batch(st, n, idx, u, err))
+            return -1;
+        advise_chunks(st, &st->rows[r], *u);
+    }
+    return 0;
+}
+
+/* A batch the loader will read a few batches from now: its chunks asked of the kernel now,
+ * so that they are in the page cache when it comes (indices out of range are left to read,
+ * which names them). */
+static void hdf5_will_read(mf_dataset *self, int64_t n, const int64_t *idx)
+{
+    hdf5_state *st = mf_dataset_state(self);
+    for (int64_t i = 0; i < n; i++)
+        if (idx[i] < 0 || idx[i] >= st->n)
+            return;
+    mf_error ignored;
+    mf_error_clear(&ignored);
+    int64_t u = -1;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    (void)advise_batch(st, n, idx, &u, &ignored);
+}
+
 static int hdf5_read(mf_dataset *self, int64_t n, const int64_t *idx,
                      const mf_batch_buffers *out, mf_error *err)
 {
@@ -1101,13 +1132,8 @@ static int hdf5_read(mf_dataset *self, int64_t n, const int64_t *idx,
             return -1;
         }
     int64_t u = -1; /* rows sorted when a dataset is read from the file */
-    for (int r = 0; r < st->n_rows && n > 0; r++) { /* every modality's chunks in flight first */
-        if (st->rows[r].data)
-            continue;
-        if (u < 0 && sort_batch(st, n, idx, &u, err))
-            return -1;
-        advise_chunks(st, &st->rows[r], u);
-    }
+    if (advise_batch(st, n, idx, &u, err))
+        return -1;
     for (int r = 0; r < st->n_rows && n > 0; r++) {
         rowset *rs = &st->rows[r];
         float *dst = r < st->n_modalities ? out->modality[r] : out->targets;
@@ -1131,6 +1157,7 @@ static const mf_dataset_ops hdf5_ops = {
     .open = hdf5_open,
     .read = hdf5_read,
     .close = hdf5_close,
+    .will_read = hdf5_will_read,
 };
 
 static const mf_plugin hdf5_plugin = {
