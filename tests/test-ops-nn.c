@@ -339,6 +339,25 @@ START_TEST(test_conv_relu_pool_fused)
 }
 END_TEST
 
+/* A backward pass that starts at the fused relu, after one that went through the pool: the
+ * pool's gradient of the earlier pass must not be scattered again (the conv runs the fused
+ * pool's backward only in a pass that reached the pool). */
+START_TEST(test_conv_pool_fused_partial_backward)
+{
+    const conv_case k = {3, 4, 8, 7, 4, 3, 3, 1, 1, 1};
+    mf_graph *g = mf_graph_new(1);
+    mf_node *x, *w, *bias;
+    mf_node *r = mf_relu(g, conv_of(g, &k, &x, &w, &bias, 0));
+    mf_node *loss = mf_sum_all(g, mf_max_pool2d(g, r, 2, 2));
+    ck_assert_ptr_nonnull(loss);
+    compile_fill(g);
+    mf_graph_forward(g);
+    mf_graph_backward(g, loss); /* through the pool */
+    gradcheck_ok(g, r);         /* then from the relu alone */
+    mf_graph_free(g);
+}
+END_TEST
+
 /* brief conv: on the "same" path (stride 1, Wo = W) a chunk's column buffer is zeroed once
  * and each sample writes only its taps' runs, so samples after the first in a chunk rely on
  * the padding staying zero; and the backward pass keeps the columns' gradient in a buffer of
@@ -1091,6 +1110,7 @@ static Suite *ops_nn_suite(void)
     tcase_add_loop_test(tc, test_grad_conv, 0, N_CONV_CASES);
     tcase_add_test(tc, test_conv_relu_fused);
     tcase_add_test(tc, test_conv_relu_pool_fused);
+    tcase_add_test(tc, test_conv_pool_fused_partial_backward);
     tcase_add_test(tc, test_grad_conv_stack);
     tcase_add_test(tc, test_conv_same_chunk_reuse); /* brief conv */
     tcase_add_test(tc, test_grad_conv_bias_only);   /* brief conv */

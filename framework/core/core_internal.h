@@ -183,8 +183,11 @@ struct mf_node {
                           * nothing to do */
     mf_node *fused_pool; /* conv2d: the max_pool2d reading its fused relu, which it runs per
                           * chunk of samples while they are in cache (set at compile) */
-    int pool_fused;      /* max_pool2d: run by the conv2d below; its own calls only keep... */
-    unsigned pool_fresh; /* ...the fresh bit of its backward, for the conv2d's */
+    int pool_fused;      /* max_pool2d: run by the conv2d below; its own backward only notes
+                          * that it is due (pool_due) and whether its input's gradient
+                          * holds garbage (pool_fresh), for the conv2d's backward */
+    int pool_due;
+    unsigned pool_fresh;
     unsigned mark;       /* reachability epoch during backward */
     unsigned gepoch;     /* base only: the backward epoch its grad was last initialised in */
     unsigned fresh;      /* during MFI_BACKWARD: bit k, in[k]->grad holds garbage (overwrite) */

@@ -487,7 +487,7 @@ static void conv_grad_in(const conv_bwd *c, int64_t b)
     const int64_t O = c->d->O, onel = O * c->d->P;
     if (!n->relu_fused)
         return;
-    if (n->fused_pool)
+    if (n->fused_pool && n->fused_pool->pool_due) /* a pass that went through the pool */
         mfi_max_pool_backward_planes(n->fused_pool, b * O, (b + 1) * O,
                                      (int)n->fused_pool->pool_fresh);
     mask_grad(n->grad + b * onel, n->value + b * onel, onel);
@@ -569,6 +569,9 @@ static void conv_backward(mf_node *n, const conv_dims *d, const conv_scratch *s)
     MFI_OMP(omp parallel for schedule(static) if (mfi_par(par)))
     for (int64_t ch = 0; ch < nc; ch++)
         conv_backward_chunk(&c, ch, d->B * ch / nc, d->B * (ch + 1) / nc);
+    if (n->fused_pool) /* its gradient is scattered: a later pass that starts below it must
+                        * not scatter it again */
+        n->fused_pool->pool_due = 0;
     // the chunks' partial sums, added in chunk order
     if (c.need_dw)
         for (int64_t o = 0; o < d->O; o++)

@@ -352,6 +352,7 @@ void mfi_op_max_pool2d(mf_node *n, int action)
         const int fresh = n->fresh & 1u;
         if (n->pool_fused) { /* the conv2d below scatters, as it reads its gradient */
             n->pool_fresh = (unsigned)fresh;
+            n->pool_due = 1;
             return;
         }
         // planes are independent
