@@ -990,6 +990,15 @@ static int64_t load_chunk(hdf5_state *st, rowset *r, int64_t c, int64_t row, uin
     return k;
 }
 
+/* The cache slot holding chunk c of r, or r->n_cache when none does. */
+static int64_t cached_slot(const rowset *r, int64_t c)
+{
+    int64_t k = 0;
+    while (k < r->n_cache && r->cache[k].chunk != c)
+        k++;
+    return k;
+}
+
 /* The batch's rows of r from whole cached chunks; 1 when they span more chunks than the
  * cache holds (the caller reads the rows themselves), 0, or -1 with a message. */
 static int read_cached(hdf5_state *st, rowset *r, int64_t n, int64_t u, float *dst,
@@ -1005,9 +1014,7 @@ static int read_cached(hdf5_state *st, rowset *r, int64_t n, int64_t u, float *d
     for (int64_t i = 0, k = -1; i < u; i++) {
         const int64_t c = st->unique[i] / cr;
         if (i == 0 || c != st->unique[i - 1] / cr) { /* a new chunk: cached, or read now */
-            for (k = 0; k < r->n_cache && r->cache[k].chunk != c; k++)
-                ;
-            if (k < r->n_cache)
+            if ((k = cached_slot(r, c)) < r->n_cache)
                 r->cache[k].used = now;
             else if ((k = load_chunk(st, r, c, st->unique[i], now, err)) < 0)
                 return -1;
@@ -1036,15 +1043,12 @@ static void advise_chunks(const hdf5_state *st, const rowset *r, int64_t u)
         return;
     for (int64_t i = 0; i < u; i++) {
         const int64_t c = st->unique[i] / cr;
-        int64_t k = 0;
-        if (i > 0 && c == st->unique[i - 1] / cr)
+        if ((i > 0 && c == st->unique[i - 1] / cr) || cached_slot(r, c) < r->n_cache)
             continue;
-        while (k < r->n_cache && r->cache[k].chunk != c)
-            k++;
         hsize_t offset[MF_MAX_DIMS + 1] = {(hsize_t)(c * cr)}, size = 0;
         unsigned mask = 0;
         haddr_t addr = HADDR_UNDEF;
-        if (k == r->n_cache && H5Dget_chunk_info_by_coord(r->id, offset, &mask, &addr, &size) >= 0 &&
+        if (H5Dget_chunk_info_by_coord(r->id, offset, &mask, &addr, &size) >= 0 &&
             addr != HADDR_UNDEF && size > 0)
             (void)posix_fadvise(st->advise_fd - 1, (off_t)addr, (off_t)size, POSIX_FADV_WILLNEED);
     }
@@ -1110,6 +1114,11 @@ static int advise_batch(hdf5_state *st, int64_t n, const int64_t *idx, int64_t *
 static void hdf5_will_read(mf_dataset *self, int64_t n, const int64_t *idx)
 {
     hdf5_state *st = mf_dataset_state(self);
+    int from_file = 0;
+    for (int r = 0; r < st->n_rows; r++)
+        from_file |= st->rows[r].data == NULL;
+    if (!from_file || !st->advise_fd) /* preloaded: nothing to fetch */
+        return;
     for (int64_t i = 0; i < n; i++)
         if (idx[i] < 0 || idx[i] >= st->n)
             return;
