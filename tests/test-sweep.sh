@@ -44,13 +44,16 @@ check "the point's config is a plain experiment" has "^sweep: {}" $sw/mlp_16_16-
 check "the point ran its seed" has '"seed": 2' $sw/identity-1.0e-3-s2/result.json
 check "summary.md written" test -s $sw/summary.md
 check "summary.csv written" test -s $sw/summary.csv
-check "summary.md: 4 configuration rows" test "$(grep -c '^| [0-9]' $sw/summary.md)" -eq 4
+# the ranked table: the lines before the table of every test metric
+ranked() { sed '/^## Every test metric/q' "$1"; }
+check "summary.md: 4 configuration rows" test "$(ranked $sw/summary.md | grep -c '^| [0-9]')" -eq 4
+check "summary.md: every test metric, 4 rows" test "$(grep -c '^| [0-9]' $sw/summary.md)" -eq 8
 check "summary.csv: header + 4 rows" test "$(wc -l < $sw/summary.csv)" -eq 5
 check "mean ± std cells" grep -Eq '^\| 1 \| \{type: (mlp, hidden: \[16\], out: 16|identity)\} \| [0-9.e-]+ \| 2 \| 0\.[0-9]{4} ± 0\.[0-9]{4} \| 0\.[0-9]{4} ± 0\.[0-9]{4} \| [0-9.]+ ± [0-9.]+ \|$' $sw/summary.md
 check "the table is printed" has "| rank | model.encoders.a | optim.lr | n | val acc | test acc | seconds |" out1
 check "csv header" has "^rank,model.encoders.a,optim.lr,n,failed,best_val_accuracy_mean,best_val_accuracy_std,test_accuracy_mean" $sw/summary.csv
 # ranked on validation: the val means of the table never increase
-check "ranked by validation accuracy" sh -c "grep '^| [0-9]' $sw/summary.md | cut -d'|' -f6 | cut -d' ' -f2 | sort -c -r -n"
+check "ranked by validation accuracy" sh -c "sed '/^## Every/q' $sw/summary.md | grep '^| [0-9]' | cut -d'|' -f6 | cut -d' ' -f2 | sort -c -r -n"
 
 echo "--- the same sweep again resumes: nothing runs"
 sum_before=$(cat $sw/*/result.json | cksum)
@@ -73,7 +76,7 @@ echo "--- --jobs 2"
 check "--jobs 2 exits 0" test $? -eq 0
 check "--jobs 2 runs 2 at a time" has "running 8 points, 2 at a time" out4
 check "--jobs 2: eight results" test "$(grep -l '"status": "done"' runs/j2/sweep/*/result.json | wc -l)" -eq 8
-check "--jobs 2: summary" test "$(grep -c '^| [0-9]' runs/j2/sweep/summary.md)" -eq 4
+check "--jobs 2: summary" test "$(ranked runs/j2/sweep/summary.md | grep -c '^| [0-9]')" -eq 4
 
 echo "--- a bad value: nothing runs"
 "$exe" sweep exp.yaml -o name=bad -o 'sweep.model.fusion.type=[concat, nope]' > out5 2> err5
@@ -102,6 +105,46 @@ check "the finished configuration is ranked" grep -q '^| 1 | {type: identity} | 
 "$exe" sweep exp.yaml -o name=diverge -o 'sweep.optim.lr=[1.0e-3, 1.0e39]' -o 'sweep.model.encoders.a=[{type: identity}]' > out9 2> err9
 check "re-run of a failed sweep: exit 1 again" test $? -eq 1
 check "re-run skips the finished, retries the failed" sh -c "grep -q 'skipping 2 finished points' out9 && grep -q 'running 2 points' out9"
+
+echo "--- named cases: several settings changed together (one modality alone beside both)"
+cat > cases.yaml <<'EOF'
+name: c
+seed: 1
+data: {reader: synthetic, samples: 1500, batch_size: 64}
+model:
+  encoders:
+    a: {type: mlp, hidden: [16], out: 16}
+    b: {type: mlp, hidden: [16], out: 16}
+  fusion: {type: concat}
+  head: {type: mlp, hidden: [16]}
+loss: {type: cross_entropy}
+train: {epochs: 2}
+eval: {robustness: {drop: [all]}}
+sweep:
+  cases:
+    a only:
+      data.modalities: [a]
+      model.encoders: {a: {type: mlp, hidden: [16], out: 16}}
+    both: {}
+    sum: {model.fusion: {type: sum, dim: 16}}
+  seed: [1, 2]
+EOF
+"$exe" sweep cases.yaml --jobs 2 > out11 2> err11
+check "cases: exit 0" test $? -eq 0
+check "cases: 3 configurations × 2 seeds" has "6 points (3 configurations × 2 seeds)" out11
+check "cases: a point labelled by its case" has "point 1 (cases=a only, seed=1) done" out11
+check "cases: folder named from the case" test -f runs/c/sweep/a_only-s1/result.json
+check "cases: a case's settings all applied" sh -c "grep -q '^  modalities: \[a\]' runs/c/sweep/a_only-s2/config.yaml && ! grep -q '^    b:' runs/c/sweep/a_only-s2/config.yaml"
+check "cases: the other case keeps the file's modalities" has '^    b:' runs/c/sweep/both-s1/config.yaml
+check "cases: sweep.json lists a case's overrides" has '"model.encoders={a: {type: mlp, hidden: \[16\], out: 16}}"' runs/c/sweep/sweep.json
+check "cases: summary column" has "| rank | cases | n | val acc | test acc | seconds |" runs/c/sweep/summary.md
+check "cases: every test metric tabled" has "| rank | cases | test.accuracy | test.loss | test.macro_f1 | robustness.drop.a | robustness.drop.b |" runs/c/sweep/summary.md
+check "cases: a metric a case lacks is –" grep -Eq '^\| [0-9] \| a only \| 0\.[0-9]{4} ± 0\.[0-9]{4} \| [0-9.]+ ± [0-9.]+ \| [0-9.]+ ± [0-9.]+ \| 0\.[0-9]{4} ± 0\.[0-9]{4} \| – \|$' runs/c/sweep/summary.md
+check "cases: csv has every metric" has ",test.macro_f1_mean,test.macro_f1_std,robustness.drop.a_mean,robustness.drop.a_std,robustness.drop.b_mean,robustness.drop.b_std$" runs/c/sweep/summary.csv
+sed 's/    both: {}/    both: [1]/' cases.yaml > badcase.yaml
+"$exe" sweep badcase.yaml > out12 2> err12
+check "cases: a case that is not a map exits 2" test $? -eq 2
+check "cases: … reported at its place" has "^badcase.yaml:18:11: sweep.cases.both: expected the case's settings as a map of key paths to values, like {model.fusion.type: sum} ({} for the file as it is)" err12
 
 echo "--- usage"
 "$exe" sweep exp.yaml --jobs 0 > /dev/null 2> err10

@@ -437,9 +437,10 @@ static int take_key(builder *b, const yaml_event_t *ev)
         fail_at(b, &mark, path, "merge keys ('<<: *name') are not supported; write the keys out");
         return -1;
     }
-    /* a sweep's grid and optim.lr_scale are keyed by key paths ("model.fusion.type",
-     * "model.encoders.rgb"): dots allowed there only */
+    /* a sweep's grid, its cases and optim.lr_scale are keyed by key paths
+     * ("model.fusion.type", "model.encoders.rgb"): dots allowed there only */
     const int grid = (b->depth == 2 && strcmp(path, "sweep") == 0) ||
+                     (b->depth == 4 && strncmp(path, "sweep.cases.", 12) == 0) ||
                      (b->depth == 3 && strcmp(path, "optim.lr_scale") == 0);
     const char *bad = strpbrk(key, grid ? "[]=" : ".[]=");
     if (bad) {
