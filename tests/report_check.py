@@ -5,6 +5,7 @@
                   [--text STRING]... [--auto RUN_DIR]
 
 --expect   the <svg data-chart=CHART> exists and holds exactly these data-series, in order
+           (separated by ";" instead when a name holds a comma)
 --cells    the chart has N heat-map cells (rect.cell)
 --bars     each series of the chart has N bars (rect.bar)
 --text     the page's visible text contains STRING (so escaping kept it)
@@ -120,7 +121,8 @@ def main(argv):
             continue
         name, _, rest = val.partition("=")
         if opt == "--expect":
-            expect[name] = rest.split(",")
+            # series names holding commas ("{type: gated, hidden: [32]}") are split on ";"
+            expect[name] = rest.split(";" if ";" in rest else ",")
         elif opt == "--cells":
             cells[name] = int(rest)
         elif opt == "--bars":

@@ -51,8 +51,8 @@ printf '{"status": "done", "best_epoch": 2, "best_step": 15}\n' > steps/result.j
 "$exe" report steps > /dev/null 2>&1
 check "steps on the x axis" has 'text-anchor="middle">step</text>' steps/report.html
 check "the best step marked" has 'data-mark="best"' steps/report.html
-# steps 5…20 get ticks of 2 from 4 to 20 drawn over x = 64…544: step 15 at 64 + 11/16·480
-check "the mark at step 15, not at the end of epoch 2" has '<line class="mark" x1="394.0"' steps/report.html
+# steps 5…20 get ticks of 2 from 4 to 20 drawn over x = 64…534: step 15 at 64 + 11/16·470
+check "the mark at step 15, not at the end of epoch 2" has '<line class="mark" x1="387.1"' steps/report.html
 
 echo "--- 100 classes"
 mkdir big
@@ -115,6 +115,47 @@ check "the run exits 0" test $? -eq 0
 "$exe" report real > out 2> err
 check "its report" test -s real/report.html
 
+echo "--- a real sweep: charts across its points, and each chart as an SVG file"
+cat > sw.yaml <<'EOF'
+name: sw
+seed: 1
+data: {reader: synthetic, samples: 1000, batch_size: 64}
+model:
+  encoders:
+    a: {type: mlp, hidden: [16], out: 16}
+    b: {type: mlp, hidden: [16], out: 16}
+  fusion: {type: concat}
+  head: {type: mlp, hidden: [16]}
+loss: {type: cross_entropy}
+train: {epochs: 2}
+eval: {robustness: {noise: [0, 0.5, 1]}}
+sweep:
+  cases:
+    both: {}
+    sum: {model.fusion: {type: sum, dim: 8}}
+  optim.lr: [1.0e-3, 3.0e-3]
+  seed: [1, 2]
+EOF
+"$exe" sweep sw.yaml --jobs 2 > out 2> err
+check "the sweep exits 0" test $? -eq 0
+"$exe" report runs/sw/sweep --curve train_loss --curve val_accuracy --svg charts --svg-prefix sw- > out 2> err
+check "report --svg exits 0" test $? -eq 0
+check "report --svg says where" has '^charts: charts/sw-\*.svg$' out
+for c in sweep by-optim.lr noise-a noise-b curve-train_loss curve-val_accuracy; do
+    check "chart file sw-$c.svg" test -s charts/sw-$c.svg
+done
+check "no chart file for a key of words (cases)" test ! -e charts/sw-by-cases.svg
+check "every chart file is a standalone SVG document" python3 -c "
+import sys, xml.etree.ElementTree as ET
+for f in sys.argv[1:]:
+    r = ET.parse(f).getroot()
+    assert r.tag == '{http://www.w3.org/2000/svg}svg', f
+    assert r.find('{http://www.w3.org/2000/svg}style') is not None, f
+" charts/*.svg
+"$exe" report runs/sw/sweep --svg-prefix x > out 2> err
+check "--svg-prefix alone: exit 2" test $? -eq 2
+check "--svg-prefix alone: said" has "svg-prefix without --svg" err
+
 # CHROMIUM: another browser binary (the DevTools protocol over a pipe is all it needs)
 export CHROMIUM=${CHROMIUM:-chromium}
 if ! command -v "$CHROMIUM" > /dev/null 2>&1; then
@@ -125,7 +166,7 @@ if ! command -v "$CHROMIUM" > /dev/null 2>&1; then
 fi
 
 echo "--- in headless Chromium"
-pages="fx/run-full/report.html fx/run-partial/report.html big/report.html fx/sweep/summary.html real/report.html"
+pages="fx/run-full/report.html fx/run-partial/report.html big/report.html fx/sweep/summary.html real/report.html runs/sw/sweep/summary.html"
 # one browser for every page: PAGE.dom (the DOM after load), PAGE.console (its messages)
 python3 "$src/tests/report_browser.py" "$tmp/profile" $pages
 check "Chromium loads the pages" test $? -eq 0
@@ -148,7 +189,11 @@ look fx/run-partial/report.html --auto fx/run-partial --expect loss=train_loss,v
     --expect r@1=val_r@1
 look big/report.html --auto big --cells confusion-test=10000
 look fx/sweep/summary.html --expect sweep=best_val_accuracy,test_accuracy --bars sweep=3 \
+    --expect "by-optim.lr={type: concat};{type: gated, hidden: [32]}" \
     --text 'Sweep of fixture <sweep>.yaml' --text '{type: gated, hidden: [32]}'
+look runs/sw/sweep/summary.html --expect sweep=best_val_accuracy,test_accuracy \
+    --expect by-optim.lr=both,sum --expect "noise-a=both · 1.0e-3,both · 3.0e-3,sum · 1.0e-3,sum · 3.0e-3" --expect "noise-b=both · 1.0e-3,both · 3.0e-3,sum · 1.0e-3,sum · 3.0e-3" \
+    --expect "curve-train_loss=both · 1.0e-3,both · 3.0e-3,sum · 1.0e-3,sum · 3.0e-3" --expect "curve-val_accuracy=both · 1.0e-3,both · 3.0e-3,sum · 1.0e-3,sum · 3.0e-3"
 look real/report.html --auto real --expect loss=train_loss,val_loss \
     --expect accuracy=train_accuracy,val_accuracy
 

@@ -16,6 +16,9 @@
 int mfi_report_run(const char *run_dir, mf_error *err);
 /* sweep_dir/summary.html from summary.csv (and sweep.json for links to the points). */
 int mfi_report_sweep(const char *sweep_dir, mf_error *err);
+/* The same, charting these metrics.csv columns across the points (val_<metric> when none). */
+int mfi_report_sweep_with(const char *sweep_dir, const char *const *curves, int n_curves,
+                          mf_error *err);
 
 enum { MFI_REPORT_NONE, MFI_REPORT_RUN, MFI_REPORT_SWEEP };
 /* What `dir` holds, by its files: a sweep (summary.csv), a run (metrics.csv or result.json). */
@@ -92,5 +95,22 @@ typedef struct mfi_bar_chart {
 } mfi_bar_chart;
 
 void mfi_svg_bars(mfi_html *h, const mfi_bar_chart *c);
+
+/* ---------------------------------------------------------------- a sweep's comparisons
+ * (report_sweep_charts.c) */
+struct json_t;
+/* Test value against each swept key whose values are all numbers (summary.csv t: the keys in
+ * columns key0 …, the test mean in column test). */
+void mfi_sweep_key_charts(mfi_html *h, const mfi_csv *t, int key0, int n_keys, int test,
+                          const char *metric);
+/* From the points' folders (sweep.json sw): noise curves per modality, and the curves of
+ * these metrics.csv columns, one line per configuration (mean over seeds). */
+void mfi_sweep_point_charts(mfi_html *h, const char *dir, const struct json_t *sw,
+                            const char *metric, const char *const *curves, int n_curves);
+
+/* Each <svg data-chart="NAME"> of a written page (dir/page) as a standalone file
+ * svg_dir/<prefix>NAME.svg, with the page's style sheet inside. */
+int mfi_report_export_svg(const char *dir, const char *page, const char *svg_dir,
+                          const char *prefix, mf_error *err);
 
 #endif

@@ -63,6 +63,15 @@ int mfi_report_json(const char *dir, const char *file, json_t **out, mf_error *e
 
 int mf_report_write(const char *dir, const char **page, mf_error *err)
 {
+    return mf_report_write_with(dir, NULL, page, err);
+}
+
+int mf_report_write_with(const char *dir, const mf_report_options *opts, const char **page,
+                         mf_error *err)
+{
+    mf_report_options none = {.struct_size = sizeof none};
+    if (!opts || opts->struct_size < sizeof *opts)
+        opts = &none;
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         mf_error_set(err, "mmfuse report: '%s' is not a folder", dir);
@@ -81,8 +90,14 @@ int mf_report_write(const char *dir, const char **page, mf_error *err)
     if (page)
         *page = kind == MFI_REPORT_RUN ? "report.html" : "summary.html";
     /* it could write, so unreadable inputs are to blame */
-    const int rc = kind == MFI_REPORT_RUN ? mfi_report_run(dir, err) : mfi_report_sweep(dir, err);
-    return rc ? MF_EXIT_BAD_INPUT : MF_EXIT_OK;
+    const char *file = kind == MFI_REPORT_RUN ? "report.html" : "summary.html";
+    int rc = kind == MFI_REPORT_RUN ? mfi_report_run(dir, err)
+                                    : mfi_report_sweep_with(dir, opts->curves, opts->n_curves, err);
+    if (rc)
+        return MF_EXIT_BAD_INPUT;
+    if (opts->svg_dir && mfi_report_export_svg(dir, file, opts->svg_dir, opts->svg_prefix, err))
+        return MF_EXIT_FAILED;
+    return MF_EXIT_OK;
 }
 
 int mfi_report_kind(const char *dir)
@@ -191,3 +206,71 @@ int mfi_report_write(const char *dir, const char *file, mfi_html *h, mf_error *e
 const char mfi_report_head[] = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                                 "<link rel=\"icon\" href=\"data:,\">";
 
+
+/* ---------------------------------------------------------------- charts as files */
+/* A chart's name as a file name: [A-Za-z0-9._-] kept, anything else '_'. */
+static void chart_file_name(char *out, size_t size, const char *prefix, const char *id, size_t len)
+{
+    size_t n = (size_t)snprintf(out, size, "%s", prefix);
+    for (size_t i = 0; i < len && n + 5 < size; i++) {
+        char c = id[i];
+        out[n++] = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_", c) ? c : '_';
+    }
+    snprintf(out + n, size - n, ".svg");
+}
+
+/* One chart (the text from "<svg " to its "</svg>") as a standalone SVG document: the XML
+ * namespace, the page's style sheet inside (CDATA: it is CSS, not markup). */
+static int write_chart(const char *svg_dir, const char *file, const char *start, size_t len,
+                       mf_error *err)
+{
+    const char *open_end = memchr(start, '>', len);
+    if (!open_end)
+        return 0;
+    mfi_text b = {0};
+    size_t style_len = strlen(mfi_report_style) - strlen("<style>") - strlen("</style>");
+    mfi_text_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                      "<svg xmlns=\"http://www.w3.org/2000/svg\"");
+    mfi_text_add(&b, start + 4, (size_t)(open_end - start - 4) + 1);
+    mfi_text_puts(&b, "<style><![CDATA[");
+    mfi_text_add(&b, mfi_report_style + strlen("<style>"), style_len);
+    mfi_text_puts(&b, "]]></style>");
+    mfi_text_add(&b, open_end + 1, len - (size_t)(open_end + 1 - start));
+    mfi_text_puts(&b, "\n");
+    char path[MFI_REPORT_PATH];
+    mfi_report_path(path, svg_dir, file);
+    int rc = -1;
+    if (b.oom)
+        mf_error_set(err, "%s: out of memory", path);
+    else
+        rc = mf_write_file_atomic(path, b.s, b.len, err);
+    free(b.s);
+    return rc;
+}
+
+int mfi_report_export_svg(const char *dir, const char *page, const char *svg_dir,
+                          const char *prefix, mf_error *err)
+{
+    char *html = mfi_report_read(dir, page);
+    if (!html) {
+        mf_error_set(err, "%s/%s: cannot be read", dir, page);
+        return -1;
+    }
+    if (mf_make_dirs(svg_dir, err)) {
+        free(html);
+        return -1;
+    }
+    static const char open_tag[] = "<svg class=\"chart\" data-chart=\"";
+    int rc = 0;
+    for (char *p = strstr(html, open_tag); p && !rc; p = strstr(p + 1, open_tag)) {
+        const char *id = p + strlen(open_tag), *id_end = strchr(id, '"'),
+                   *end = strstr(p, "</svg>");
+        if (!id_end || !end)
+            break;
+        char file[512];
+        chart_file_name(file, sizeof file, prefix ? prefix : "", id, (size_t)(id_end - id));
+        rc = write_chart(svg_dir, file, p, (size_t)(end + strlen("</svg>") - p), err);
+    }
+    free(html);
+    return rc;
+}

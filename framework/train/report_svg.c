@@ -192,7 +192,7 @@ void mfi_svg_lines(mfi_html *h, const mfi_line_chart *c)
     int drawable = axis_fit(&ax, xlo, xhi, 6, integer_x) && axis_fit(&ay, ylo, yhi, 5, 0);
     svg_open(h, c->id, w, height, c->title);
     legend(h, names, nn, w);
-    ax.p0 = 64, ax.p1 = w - 16;
+    ax.p0 = 64, ax.p1 = w - 26; /* room for half the last tick label */
     ay.p0 = height - 46, ay.p1 = top + 8;
     if (drawable) {
         draw_axis(h, &ay, 1, ax.p0, ax.p1);

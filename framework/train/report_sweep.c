@@ -211,6 +211,11 @@ static void points(mfi_html *h, const char *dir, const json_t *sw)
 
 int mfi_report_sweep(const char *dir, mf_error *err)
 {
+    return mfi_report_sweep_with(dir, NULL, 0, err);
+}
+
+int mfi_report_sweep_with(const char *dir, const char *const *curves, int n_curves, mf_error *err)
+{
     char path[MFI_REPORT_PATH];
     mfi_report_path(path, dir, "summary.csv");
     char *text = mfi_report_read(dir, "summary.csv");
@@ -258,8 +263,13 @@ int mfi_report_sweep(const char *dir, mf_error *err)
     mfi_html_text(&h, s.metric);
     mfi_text_puts(&h, " (the test value is reported, never used to rank); error bars and ± are "
                       "the sample standard deviation over the configuration's seeds.</p>\n");
-    if (t.rows > 1)
+    if (t.rows > 1) {
+        mfi_text_puts(&h, "<div class=\"charts\">\n");
         bars(&h, &s);
+        mfi_sweep_key_charts(&h, &t, s.key0, s.n_keys, s.test, s.metric);
+        mfi_sweep_point_charts(&h, dir, sw, s.metric, curves, n_curves);
+        mfi_text_puts(&h, "</div>\n");
+    }
     table(&h, &s);
     points(&h, dir, sw);
     mfi_text_puts(&h, "<p class=\"sub\">Written by mmfuse " MF_VERSION_STRING

@@ -136,12 +136,15 @@ static int write_sweep_json(const sweep *sw, mf_error *err)
     for (int i = 0; i < sw->opts->n_overrides; i++)
         json_array_append_new(global, json_string(sw->opts->overrides[i]));
     for (int i = 0; i < sw->n_points; i++) {
-        json_t *o = json_array();
-        for (int k = 0; k < sw->points[i].n_assign; k++)
-            json_array_append_new(o, json_string(sw->points[i].assign[k]));
-        json_array_append_new(points, json_pack("{s:i, s:s, s:i, s:o}", "point", i + 1, "folder",
-                                                sw->points[i].name, "configuration",
-                                                sw->points[i].config + 1, "overrides", o));
+        const sweep_point *p = &sw->points[i];
+        json_t *o = json_array(), *values = json_array();
+        for (int k = 0; k < p->n_assign; k++)
+            json_array_append_new(o, json_string(p->assign[k]));
+        for (int k = 0; k < sw->n_keys; k++)
+            json_array_append_new(values, json_string(sw->keys[k].text[p->choice[k]]));
+        json_array_append_new(points, json_pack("{s:i, s:s, s:i, s:o, s:o}", "point", i + 1,
+                                                "folder", p->name, "configuration",
+                                                p->config + 1, "values", values, "overrides", o));
     }
     json_object_set_new(j, "file", json_string(sw->path));
     json_object_set_new(j, "overrides", global);

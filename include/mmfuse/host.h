@@ -193,6 +193,18 @@ MF_API int mf_experiment_infer(const mf_infer_options *opts, mf_error *err);
  * cannot be written. */
 MF_API int mf_report_write(const char *dir, const char **page, mf_error *err);
 
+typedef struct mf_report_options {
+    size_t struct_size;          /* sizeof(mf_report_options) */
+    const char *const *curves;   /* a sweep: metrics.csv columns charted across its points */
+    int n_curves;                /* (0: the selected validation metric) */
+    const char *svg_dir;         /* also write each chart as svg_dir/<svg_prefix><chart>.svg */
+    const char *svg_prefix;
+} mf_report_options;
+
+/* mf_report_write with options (NULL: as mf_report_write). */
+MF_API int mf_report_write_with(const char *dir, const mf_report_options *opts,
+                                const char **page, mf_error *err);
+
 /* Write a dataset file in the layout the `hdf5` reader takes (docs/datasets.md) from a CSV
  * file (RFC 4180; the first row names the columns unless no_header). Columns are listed as
  * 1-based numbers or header names, ranges A-B and stepped ranges A-B/S ("1-33/4,2-34/4").
