@@ -115,6 +115,14 @@ check "the run exits 0" test $? -eq 0
 "$exe" report real > out 2> err
 check "its report" test -s real/report.html
 
+echo "--- cases named by a number (mlp-lf0 …): a chart against the number, a line per name"
+mkdir lf
+printf 'rank,cases,n,failed,best_val_accuracy_mean,best_val_accuracy_std,test_accuracy_mean,test_accuracy_std,epochs_mean,epochs_std,seconds_mean,seconds_std\n1,mlp-lf1,2,0,0.9,0.01,0.89,0.01,5,0,1,0\n2,mbt-lf0,2,0,0.88,0.01,0.87,0.01,5,0,1,0\n3,mlp-lf0,2,0,0.86,0.01,0.85,0.01,5,0,1,0\n4,mbt-lf1,2,0,0.85,0.01,0.84,0.01,5,0,1,0\n5,late-lf3,2,0,0.8,0.01,0.8,0.01,5,0,1,0\n' > lf/summary.csv
+"$exe" report lf > out 2> err
+check "numbered cases: report exits 0" test $? -eq 0
+check "numbered cases: a chart by the number" has 'data-chart="by-cases"' lf/summary.html
+check "numbered cases: a line per name" sh -c "grep -o 'data-series=\"[a-z-]*\"' lf/summary.html | sort -u | tr '\n' ' ' | grep -qx 'data-series=\"late-lf\" data-series=\"mbt-lf\" data-series=\"mlp-lf\" '"
+
 echo "--- a real sweep: charts across its points, and each chart as an SVG file"
 cat > sw.yaml <<'EOF'
 name: sw

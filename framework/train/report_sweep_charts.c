@@ -2,8 +2,9 @@
  * study's write-up shows):
  *
  *   by-<key>        the test value of the selected metric against a swept key whose values
- *                   are all numbers (a width, a batch size, a fusion layer, numbered cases),
- *                   one line per combination of the other swept values (summary.csv)
+ *                   are all numbers (a width, a batch size, a fusion layer) or names ending
+ *                   in one (cases mlp-lf0 … mlp-lf3, mbt-lf0 … : x the number, a line per
+ *                   name), one line per combination of the other swept values (summary.csv)
  *   noise-<m>       the metric under Gaussian noise on modality m, one line per
  *                   configuration, the mean over its seeds (each point's result.json)
  *   curve-<column>  a metrics.csv column over training (val_<metric> by default; the
@@ -32,6 +33,22 @@ static int is_number(const char *s, double *v)
     return *end == '\0' && isfinite(*v);
 }
 
+/* A value on a numeric axis: a number (prefix length 0), or a name ending in one
+ * ("mlp-lf2": x 2, prefix "mlp-lf", the rest of the series' name). */
+static int axis_value(const char *s, double *v, size_t *prefix)
+{
+    *prefix = 0;
+    if (is_number(s, v))
+        return 1;
+    size_t n = strlen(s), k = n;
+    while (k > 0 && s[k - 1] >= '0' && s[k - 1] <= '9')
+        k--;
+    if (k == n || k == 0)
+        return 0;
+    *prefix = k;
+    return is_number(s + k, v);
+}
+
 /* ---------------------------------------------------------------- by a numeric key */
 typedef struct line {
     char *name;
@@ -49,10 +66,15 @@ static void lines_free(line *l, int n)
     free(l);
 }
 
-/* The other keys' values of row r, "v1 · v2" (the series a row belongs to). */
-static char *others(const mfi_csv *t, int key0, int n_keys, int skip, int r)
+/* The series row r belongs to: the name part of its axis value (prefix bytes), then the
+ * other keys' values, "mlp-lf · v1 · v2". */
+static char *others(const mfi_csv *t, int key0, int n_keys, int skip, int r, size_t prefix)
 {
     mfi_html b = {0};
+    const char *own = mfi_csv_at(t, r, key0 + skip);
+    while (prefix > 0 && strchr("-_= ", own[prefix - 1]))
+        prefix--;
+    mfi_text_add(&b, own, prefix);
     for (int k = 0; k < n_keys; k++)
         if (k != skip)
             mfi_text_printf(&b, "%s%s", b.len ? " · " : "", mfi_csv_at(t, r, key0 + k));
@@ -80,9 +102,10 @@ static void by_key_chart(mfi_html *h, const mfi_csv *t, int key0, int n_keys, in
     int n = 0;
     for (int r = 1; l && r <= rows; r++) {
         double x;
-        if (!is_number(mfi_csv_at(t, r, key0 + k), &x))
+        size_t prefix;
+        if (!axis_value(mfi_csv_at(t, r, key0 + k), &x, &prefix))
             continue;
-        char *name = others(t, key0, n_keys, k, r);
+        char *name = others(t, key0, n_keys, k, r, prefix);
         int s = 0;
         while (s < n && name && strcmp(l[s].name, name) != 0)
             s++;
@@ -129,8 +152,9 @@ void mfi_sweep_key_charts(mfi_html *h, const mfi_csv *t, int key0, int n_keys, i
     for (int k = 0; k < n_keys; k++) {
         int numeric = 1, distinct = 0;
         double first = NAN, v;
+        size_t prefix;
         for (int r = 1; r < t->rows && numeric; r++) {
-            numeric = is_number(mfi_csv_at(t, r, key0 + k), &v);
+            numeric = axis_value(mfi_csv_at(t, r, key0 + k), &v, &prefix);
             if (numeric && r == 1)
                 first = v;
             distinct |= numeric && v != first;
