@@ -277,6 +277,127 @@ START_TEST(modality_dropout_helps_missing_modalities)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- data.augment */
+/* the batch assembly is private: its unit (and the loader it uses), compiled in */
+#include "../framework/data/assemble.c"
+#include "../framework/data/loader.c"
+
+/* The reference, one operation after another on a copy (numpy's fliplr, flipud, rot90). */
+static void reference_augment(const float *in, float *out, int c, int n, unsigned code)
+{
+    float a[64], b[64];
+    for (int p = 0; p < c; p++) {
+        memcpy(a, in + p * n * n, sizeof(float) * (size_t)(n * n));
+        for (int y = 0; y < n; y++)
+            for (int x = 0; x < n; x++)
+                b[y * n + x] = code & MFI_AUGMENT_HFLIP ? a[y * n + n - 1 - x] : a[y * n + x];
+        for (int y = 0; y < n; y++)
+            for (int x = 0; x < n; x++)
+                a[y * n + x] = code & MFI_AUGMENT_VFLIP ? b[(n - 1 - y) * n + x] : b[y * n + x];
+        for (unsigned k = 0; k < ((code >> 2) & 3u); k++) { // rot90(A)[y][x] = A[x][n-1-y]
+            for (int y = 0; y < n; y++)
+                for (int x = 0; x < n; x++)
+                    b[y * n + x] = a[x * n + n - 1 - y];
+            memcpy(a, b, sizeof a);
+        }
+        memcpy(out + p * n * n, a, sizeof(float) * (size_t)(n * n));
+    }
+}
+
+/* Every flip and turn of a (2,3,3) sample matches the reference; the 8 codes of hflip × 4
+ * turns give the 8 symmetries of the square (all different); code 0 and non-images are left
+ * alone; a view is carved first. */
+START_TEST(augment_flips_and_turns)
+{
+    mf_modality_info mod = {.name = "x", .shape = {.ndim = 3, .dim = {2, 3, 3}}};
+    mf_dataset_info info = {.struct_size = sizeof info, .n_modalities = 1, .modalities = &mod};
+    float src[16 * 18], dst[16 * 18], want[18], scratch[18];
+    int64_t index[16];
+    uint8_t codes[16];
+    for (int i = 0; i < 16; i++) {
+        index[i] = i;
+        codes[i] = (uint8_t)i; /* every code: hflip, vflip, 0-3 turns */
+        for (int j = 0; j < 18; j++)
+            src[i * 18 + j] = (float)(j + 1); /* the same sample 16 times */
+    }
+    mfi_batch b = {.n = 16, .modality = {src}, .index = index};
+    mfi_input in = {.name = "x", .source = 0, .axis = -1, .shape = mod.shape, .scratch = scratch};
+    mfi_assemble(&in, &info, &b, dst, codes, NULL);
+    for (int i = 0; i < 16; i++) {
+        reference_augment(src, want, 2, 3, codes[i]);
+        for (int j = 0; j < 18; j++)
+            ck_assert_msg(dst[i * 18 + j] == want[j], "code %d, value %d: %g, want %g", i, j,
+                          (double)dst[i * 18 + j], (double)want[j]);
+    }
+    for (int j = 0; j < 18; j++)
+        ck_assert(dst[j] == src[j]); /* code 0 */
+    for (int t = 0; t < 8; t++)      /* hflip × turns: all 8 symmetries, each different */
+        for (int u = 0; u < t; u++) {
+            const int ct = (t & 1) | (t >> 1) << 2, cu = (u & 1) | (u >> 1) << 2;
+            ck_assert_msg(memcmp(dst + ct * 18, dst + cu * 18, 18 * sizeof(float)) != 0,
+                          "codes %d and %d give the same sample", ct, cu);
+        }
+    /* a (18) vector is not an image: unchanged whatever the code */
+    mfi_input flat = {.name = "x", .source = 0, .axis = -1, .shape = {.ndim = 1, .dim = {18}},
+                      .scratch = scratch};
+    mfi_assemble(&flat, &info, &b, dst, codes, NULL);
+    for (int i = 0; i < 16; i++)
+        ck_assert(memcmp(dst + i * 18, src, 18 * sizeof(float)) == 0);
+    /* a view (channel 1 alone) is carved, then turned */
+    mfi_input view = {.name = "v", .source = 0, .scratch = scratch};
+    mf_error err;
+    mf_error_clear(&err);
+    ck_assert_int_eq(mfi_input_view(&view, &mod.shape, 0, 1, 1, &err), 0);
+    mfi_assemble(&view, &info, &b, dst, codes, NULL);
+    reference_augment(src + 9, want, 1, 3, MFI_AUGMENT_TURNS(1));
+    for (int j = 0; j < 9; j++)
+        ck_assert(dst[4 * 9 + j] == want[j]); /* sample 4: one turn */
+}
+END_TEST
+
+/* data.augment trains on flipped and turned satellite neighbourhoods: the same seed gives
+ * the same numbers, the augmentation changes them; bad settings are refused at their key. */
+START_TEST(augment_in_training)
+{
+    static const char *const plain[] = {"train.epochs=3"};
+    static const char *const aug[] = {"train.epochs=3", "data.augment={hflip: 0.5, rot90: true}"};
+    mf_run_result p = run("experiments/satellite.yaml", 1, plain);
+    mf_run_result a1 = run("experiments/satellite.yaml", 2, aug);
+    mf_run_result a2 = run("experiments/satellite.yaml", 2, aug);
+    printf("satellite, 3 epochs: plain %.4f, augmented %.4f, %.4f\n", p.test_accuracy,
+           a1.test_accuracy, a2.test_accuracy);
+    ck_assert(a1.test_accuracy == a2.test_accuracy && a1.best_val_metric == a2.best_val_metric);
+    ck_assert(a1.best_val_metric != p.best_val_metric || a1.test_accuracy != p.test_accuracy);
+    ck_assert_double_ge(a1.test_accuracy, 0.80); /* still learns: the classes are symmetric */
+
+    static const struct {
+        const char *file, *override, *message;
+    } bad[] = {
+        {"experiments/quickstart.yaml", "data.augment={hflip: 0.5}",
+         "-o data.augment={hflip: 0.5}:1:14: data.augment: flips and turns apply to images, "
+         "(C,H,W) per sample, and no modality in use is one ('a' is (16))"},
+        {"experiments/satellite.yaml", "data.augment={rot90: true}",
+         "-o data.augment={rot90: true}:1:22: data.augment.rot90: a quarter turn needs square "
+         "images, but 'left' is (2,3,2) per sample (C,H,W)"},
+        {"experiments/satellite.yaml", "data.augment={hflip: 2}",
+         "-o data.augment={hflip: 2}:1:22: data.augment.hflip: expected a number between 0 and 1, got 2"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        const char *o[] = {bad[i].override, "data.views={left: {from: visible, axis: 2, length: 2}}",
+                           "data.modalities=[left]",
+                           "model.encoders={left: {type: mlp, hidden: [8], out: 8}}"};
+        int n = i == 1 ? 4 : 1;
+        mf_run_options opts = {.struct_size = sizeof opts, .n_overrides = n, .overrides = o,
+                               .log = stdout, .quiet = 1, .no_save = 1};
+        mf_error err;
+        mf_error_clear(&err);
+        ck_assert_int_eq(mf_experiment_run(source_path(bad[i].file), &opts, NULL, &err),
+                         MF_EXIT_BAD_INPUT);
+        ck_assert_str_eq(err.msg, bad[i].message);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("experiment");
@@ -291,6 +412,8 @@ int main(void)
     tcase_add_test(tc, standardization_fitted_on_training_split);
     tcase_add_test(tc, views_carve_modalities);
     tcase_add_test(tc, modality_dropout_helps_missing_modalities);
+    tcase_add_test(tc, augment_flips_and_turns);
+    tcase_add_test(tc, augment_in_training);
     suite_add_tcase(s, tc);
     return mf_test_run(s);
 }

@@ -345,6 +345,97 @@ START_TEST(siglip_fixed_scale_and_bias)
 }
 END_TEST
 
+/* normalize: false — raw dot products. References in double: the formulas of docs/losses.md
+ * without the L2 normalisation (torch: the same functions without F.normalize). */
+static double raw_dot(const float *a, const float *b, int i, int j)
+{
+    double d = 0;
+    for (int k = 0; k < 4; k++)
+        d += (double)a[i * 4 + k] * b[j * 4 + k];
+    return d;
+}
+
+static double raw_clip_loss(double s)
+{
+    double l[3][3], loss = 0;
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+            l[i][j] = exp(s) * raw_dot(emb_a, emb_b, i, j);
+    for (int i = 0; i < 3; i++) { // rows (a → b) and columns (b → a), pair i the class
+        double zr = 0, zc = 0;
+        for (int j = 0; j < 3; j++)
+            zr += exp(l[i][j]), zc += exp(l[j][i]);
+        loss += (log(zr) - l[i][i]) + (log(zc) - l[i][i]);
+    }
+    return loss / 3 / 2;
+}
+
+static double raw_siglip_loss(double t, double bias)
+{
+    double loss = 0;
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) {
+            const double x = exp(t) * raw_dot(emb_a, emb_b, i, j) + bias, z = i == j ? 1 : -1;
+            loss += log1p(exp(-z * x)); // softplus(-z·x)
+        }
+    return loss / 3;
+}
+
+START_TEST(clip_raw_dot_products)
+{
+    const mf_shape emb[2] = {mf_shape1(4), mf_shape1(4)};
+    mf_loss_build_args args = pair_args(emb, NULL, 2);
+    fixture f;
+    build_ok(&f, "loss:\n  type: clip\n  normalize: false\n", &args);
+    mf_param *s = param(&f, "loss.logit_scale");
+    mf_graph *g = mf_graph_new(1);
+    mf_node *a, *b, *loss = contrastive_graph(&f, g, &a, &b);
+    mf_param_value(s)[0] = 1.0f;
+    float l = run(&f, g, loss);
+    const double want = raw_clip_loss(1.0);
+    expect_close("clip loss, raw dot products, s = 1", &l, &want, 1);
+    ck_assert(fabs(l - clip_loss[0]) > 0.1); /* not the cosine loss */
+    gradcheck_ok(g, loss); /* both embeddings and s */
+    /* rows of unit length: the raw loss is the cosine one, PyTorch's number */
+    float unit_a[12], unit_b[12];
+    for (int i = 0; i < 3; i++) {
+        const double na = sqrt(raw_dot(emb_a, emb_a, i, i)), nb = sqrt(raw_dot(emb_b, emb_b, i, i));
+        for (int k = 0; k < 4; k++)
+            unit_a[i * 4 + k] = (float)(emb_a[i * 4 + k] / na),
+            unit_b[i * 4 + k] = (float)(emb_b[i * 4 + k] / nb);
+    }
+    set(a, unit_a);
+    set(b, unit_b);
+    l = run(&f, g, loss);
+    expect_close("clip loss, raw, unit rows", &l, clip_loss, 1);
+    mf_graph_free(g);
+    fixture_free(&f);
+}
+END_TEST
+
+START_TEST(siglip_raw_dot_products)
+{
+    const mf_shape emb[2] = {mf_shape1(4), mf_shape1(4)};
+    mf_loss_build_args args = pair_args(emb, NULL, 2);
+    fixture f;
+    build_ok(&f, "loss:\n  type: siglip\n  normalize: false\n", &args);
+    mf_param *t = param(&f, "loss.logit_scale"), *bias = param(&f, "loss.logit_bias");
+    mf_graph *g = mf_graph_new(1);
+    mf_node *a, *b, *loss = contrastive_graph(&f, g, &a, &b);
+    float l0 = run(&f, g, loss);
+    const double want0 = raw_siglip_loss(log(10.0), -10.0);
+    expect_close("siglip loss at init, raw dot products", &l0, &want0, 1);
+    mf_param_value(t)[0] = 0.5f;
+    mf_param_value(bias)[0] = -1.0f;
+    float l = run(&f, g, loss);
+    const double want = raw_siglip_loss(0.5, -1.0);
+    expect_close("siglip loss, raw dot products, t = 0.5, bias = -1", &l, &want, 1);
+    gradcheck_ok(g, loss); /* both embeddings, t and the bias */
+    mf_graph_free(g);
+    fixture_free(&f);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- on the head's logits */
 /* Builds `yaml` for logits (K) and the given target, runs logits x (B,K) → loss, compares
  * value and d/dx with PyTorch's, gradient-checks. */
@@ -559,6 +650,8 @@ static Suite *losses_suite(void)
     tcase_add_test(t, clip_picks_listed_modalities);
     tcase_add_test(t, siglip_matches_torch);
     tcase_add_test(t, siglip_fixed_scale_and_bias);
+    tcase_add_test(t, clip_raw_dot_products);
+    tcase_add_test(t, siglip_raw_dot_products);
     suite_add_tcase(s, t);
     t = tcase_create("head");
     tcase_add_test(t, cross_entropy_matches_torch);

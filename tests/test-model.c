@@ -224,6 +224,64 @@ START_TEST(shared_encoder_has_one_set_of_parameters)
 }
 END_TEST
 
+/* model.normalize: the fusion (concat of a's and b's 32-wide embeddings) sees unit rows. */
+typedef struct norm_probe {
+    int normalize_nodes, concat_rows;
+    double worst; /* largest |‖half‖ - 1| over the concat's rows and halves */
+} norm_probe;
+
+static int probe_norms(void *user, const mf_train_state *st, mf_error *err)
+{
+    norm_probe *p = user;
+    if (st->step != 0)
+        return 0;
+    for (int i = 0; i < mf_graph_size(st->graph); i++) {
+        mf_node *n = mf_graph_node(st->graph, i);
+        const mf_shape *sh = mf_node_shape(n);
+        p->normalize_nodes += strcmp(mf_node_op_name(n), "l2_normalize") == 0;
+        if (strcmp(mf_node_op_name(n), "concat") || sh->ndim != 2 || sh->dim[1] != 64)
+            continue;
+        const float *v = mf_node_value(n);
+        for (int64_t r = 0; r < sh->dim[0]; r++, p->concat_rows++)
+            for (int half = 0; half < 2; half++) {
+                double ss = 0;
+                for (int k = 0; k < 32; k++)
+                    ss += (double)v[r * 64 + half * 32 + k] * v[r * 64 + half * 32 + k];
+                p->worst = fmax(p->worst, fabs(sqrt(ss) - 1));
+            }
+    }
+    return 0;
+}
+
+START_TEST(normalize_gives_unit_embeddings)
+{
+    const char *on[] = {"train.epochs=1", "data.samples=600", "model.normalize=true"};
+    const char *off[] = {"train.epochs=1", "data.samples=600"};
+    norm_probe p = {0, 0, 0};
+    mf_train_hooks hooks = {sizeof hooks, &p, probe_norms, NULL, NULL};
+    mf_run_result a = run_ok(3, on, &hooks);
+    ck_assert_int_eq(p.normalize_nodes, 2); /* one per encoder */
+    ck_assert_int_eq(p.concat_rows, 64);   /* one batch */
+    ck_assert_msg(p.worst < 1e-5, "a row's norm is off by %g", p.worst);
+    printf("model.normalize: rows of unit norm within %.2g; test accuracy %.4f\n", p.worst,
+           a.test_accuracy);
+    norm_probe q = {0, 0, 0};
+    hooks.user = &q;
+    mf_run_result b = run_ok(2, off, &hooks);
+    ck_assert_int_eq(q.normalize_nodes, 0); /* the default leaves embeddings alone */
+    ck_assert(q.worst > 0.1);
+    ck_assert(a.final_train_loss != b.final_train_loss);
+    /* shared encoders are normalised too; a sequence output is refused (bad_model_...) */
+    const char *shared[] = {"train.epochs=1", "data.samples=600", "model.normalize=true",
+                            "model.encoders.b={share: a}"};
+    norm_probe r = {0, 0, 0};
+    hooks.user = &r;
+    run_ok(4, shared, &hooks);
+    ck_assert_int_eq(r.normalize_nodes, 2);
+    ck_assert(r.worst < 1e-5);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- bad configurations */
 START_TEST(bad_model_configurations)
 {
@@ -252,6 +310,17 @@ START_TEST(bad_model_configurations)
     ck_assert_str_eq(bad(1, share_unknown),
                      "-o model.encoders.b={share: c}:1:26: model.encoders.b.share: no other modality "
                      "in use is named 'c' (did you mean 'a'?)");
+    /* model.normalize needs vectors: a caption transformer without pooling is a sequence */
+    const char *seq[] = {"model.normalize=true",
+                         "model.encoders.caption={type: transformer, width: 16, layers: 1, "
+                         "heads: 2, pool: none}"};
+    outcome o = run_with("experiments/shapes-clip.yaml", 2, seq, NULL);
+    ck_assert_int_eq(o.status, MF_EXIT_BAD_INPUT);
+    ck_assert_str_eq(o.err.msg,
+                     "-o model.normalize=true:1:17: model.normalize: L2 normalisation needs one "
+                     "vector per sample, but the encoder of 'caption' outputs a sequence (12,16); "
+                     "give it a pooled vector output (e.g. pool: mean) or set model.normalize: "
+                     "false");
 }
 END_TEST
 
@@ -326,9 +395,9 @@ START_TEST(module_faults_name_the_plugin)
 END_TEST
 
 /* ---------------------------------------------------------------- retrieval */
-/* Ranks (from 1) of each query's own match among n candidates by cosine similarity, counted
- * here in double precision, independently of metrics.c. */
-static void naive_ranks(const float *q, const float *c, int n, int d, int *rank)
+/* Ranks (from 1) of each query's own match among n candidates by cosine similarity (or the
+ * raw dot product), counted here in double precision, independently of metrics.c. */
+static void naive_ranks(const float *q, const float *c, int n, int d, int cosine, int *rank)
 {
     for (int i = 0; i < n; i++) {
         double own = 0, nq = 0, nc_own = 0;
@@ -337,7 +406,8 @@ static void naive_ranks(const float *q, const float *c, int n, int d, int *rank)
             nq += (double)q[i * d + k] * q[i * d + k];
             nc_own += (double)c[i * d + k] * c[i * d + k];
         }
-        own /= sqrt(nq * nc_own);
+        if (cosine)
+            own /= sqrt(nq * nc_own);
         rank[i] = 1;
         for (int j = 0; j < n; j++) {
             double dot = 0, nc = 0;
@@ -345,7 +415,7 @@ static void naive_ranks(const float *q, const float *c, int n, int d, int *rank)
                 dot += (double)q[i * d + k] * c[j * d + k];
                 nc += (double)c[j * d + k] * c[j * d + k];
             }
-            rank[i] += dot / sqrt(nq * nc) > own + 1e-9;
+            rank[i] += (cosine ? dot / sqrt(nq * nc) : dot) > own + 1e-9 * (cosine ? 1 : fabs(own) + 1);
         }
     }
 }
@@ -395,6 +465,17 @@ static int read_test_split(float **a, float **b)
     return n;
 }
 
+/* The three ways retrieval can rank (eval.similarity): the loss's cosine, the raw dot products
+ * a loss with `normalize: false` trained on, and cosine asked for over such a loss. */
+static const struct {
+    const char *loss, *similarity;
+    int cosine;
+} ranking[3] = {
+    {"loss={type: clip, learn_scale: false}", "eval.similarity=auto", 1},
+    {"loss={type: clip, learn_scale: false, normalize: false}", "eval.similarity=auto", 0},
+    {"loss={type: clip, learn_scale: false, normalize: false}", "eval.similarity=cosine", 1},
+};
+
 START_TEST(retrieval_metrics_match_a_naive_count)
 {
     /* identity encoders and no fusion: the embeddings are the data itself, so the ranks can
@@ -402,8 +483,8 @@ START_TEST(retrieval_metrics_match_a_naive_count)
     const char *o[] = {"train.epochs=1", "data.samples=600", "data.seed=7", "data.standardize=false",
                        "model.encoders={a: {type: identity}, b: {type: identity}}",
                        "model.fusion=none", "model.head=none",
-                       "loss={type: clip, learn_scale: false}"};
-    mf_run_result r = run_ok(8, o, NULL);
+                       ranking[_i].loss, ranking[_i].similarity};
+    mf_run_result r = run_ok(9, o, NULL);
     ck_assert_str_eq(r.select, "val.r@1");
     float *a, *b;
     const int n = read_test_split(&a, &b);
@@ -412,7 +493,7 @@ START_TEST(retrieval_metrics_match_a_naive_count)
     static const char *const dirs[2] = {"a_to_b", "b_to_a"};
     static const int ks[3] = {1, 5, 10};
     for (int dir = 0; dir < 2; dir++) {
-        naive_ranks(dir ? b : a, dir ? a : b, n, 16, rank);
+        naive_ranks(dir ? b : a, dir ? a : b, n, 16, ranking[_i].cosine, rank);
         for (int k = 0; k < 3; k++) {
             int hits = 0;
             for (int i = 0; i < n; i++)
@@ -432,8 +513,9 @@ START_TEST(retrieval_metrics_match_a_naive_count)
     ck_assert_double_eq_tol(metric(&r, "r@1"), mean_r[0], 1e-9);
     ck_assert_double_eq_tol(metric(&r, "r@10"), mean_r[2], 1e-9);
     ck_assert_double_eq_tol(metric(&r, "median_rank"), mean_median, 1e-9);
-    printf("retrieval on raw synthetic data (%d test samples): r@1 %.4f, r@10 %.4f, median "
-           "rank %.1f\n", n, mean_r[0], mean_r[2], mean_median);
+    printf("retrieval on raw synthetic data (%d test samples, %s): r@1 %.4f, r@10 %.4f, median "
+           "rank %.1f\n", n, ranking[_i].cosine ? "cosine" : "dot", mean_r[0], mean_r[2],
+           mean_median);
     ck_assert(mean_r[0] < 1.0 && mean_median > 1.0); /* not a trivial case */
     free(rank);
     free(a);
@@ -473,12 +555,13 @@ int main(void)
     tcase_add_test(t, early_stopping_on_the_selected_metric);
     tcase_add_test(t, regression_path_is_real);
     tcase_add_test(t, shared_encoder_has_one_set_of_parameters);
+    tcase_add_test(t, normalize_gives_unit_embeddings);
     tcase_add_test(t, bad_model_configurations);
     tcase_add_test(t, tokens_reach_encoders_with_vocabulary_and_mask);
     tcase_add_test(t, token_outside_the_vocabulary_is_an_error);
     tcase_add_test(t, token_inputs_cannot_go_missing);
     tcase_add_test(t, module_faults_name_the_plugin);
-    tcase_add_test(t, retrieval_metrics_match_a_naive_count);
+    tcase_add_loop_test(t, retrieval_metrics_match_a_naive_count, 0, 3);
     tcase_add_test(t, dual_encoders_retrieve_above_chance);
     suite_add_tcase(s, t);
     return mf_test_run(s);

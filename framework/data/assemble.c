@@ -27,8 +27,31 @@ int mfi_input_view(mfi_input *in, const mf_shape *source, int axis, int64_t star
     return 0;
 }
 
+/* s (C,H,W) → d, each plane flipped as `code` says, then turned (square planes). */
+static void augment_planes(const float *s, float *d, const mf_shape *shape, unsigned code)
+{
+    const int64_t h = shape->dim[1], w = shape->dim[2];
+    const unsigned turns = (code >> 2) & 3u;
+    for (int64_t c = 0; c < shape->dim[0]; c++, s += h * w, d += h * w)
+        for (int64_t y = 0; y < h; y++)
+            for (int64_t x = 0; x < w; x++) {
+                int64_t sy = y, sx = x;
+                // undo the turns: rot90(A)[y][x] = A[x][n-1-y]
+                for (unsigned k = 0; k < turns; k++) {
+                    const int64_t t = sy;
+                    sy = sx;
+                    sx = w - 1 - t;
+                }
+                if (code & MFI_AUGMENT_VFLIP)
+                    sy = h - 1 - sy;
+                if (code & MFI_AUGMENT_HFLIP)
+                    sx = w - 1 - sx;
+                d[y * w + x] = s[sy * w + sx];
+            }
+}
+
 void mfi_assemble(const mfi_input *in, const mf_dataset_info *info, const mfi_batch *b, float *dst,
-                  mf_rng *rng)
+                  const uint8_t *augment, mf_rng *rng)
 {
     const mf_shape *src_shape = &info->modalities[in->source].shape;
     const int64_t src_numel = mf_shape_numel(src_shape), numel = mf_shape_numel(&in->shape);
@@ -48,6 +71,10 @@ void mfi_assemble(const mfi_input *in, const mf_dataset_info *info, const mfi_ba
             const int64_t run = in->length * inner, full = src_shape->dim[in->axis] * inner;
             for (int64_t o = 0; o < outer; o++)
                 memcpy(d + o * run, s + o * full + in->start * inner, (size_t)run * sizeof(float));
+        }
+        if (augment && augment[i] && in->scratch && in->shape.ndim == 3) {
+            memcpy(in->scratch, d, (size_t)numel * sizeof(float));
+            augment_planes(in->scratch, d, &in->shape, augment[i]);
         }
         if (in->mean)
             for (int64_t j = 0; j < numel; j++)
@@ -106,7 +133,7 @@ int mfi_fit_standardization(mfi_input *inputs, int n_inputs, const mf_dataset_in
             raw.mean = raw.inv_std = NULL;
             raw.drop = 0;
             raw.noise = 0;
-            mfi_assemble(&raw, info, b, tmp[k], NULL);
+            mfi_assemble(&raw, info, b, tmp[k], NULL, NULL);
             const int64_t numel = mf_shape_numel(&inputs[k].shape);
             for (int64_t i = 0; i < n; i++)
                 for (int64_t j = 0; j < numel; j++) {
@@ -151,5 +178,6 @@ void mfi_input_free(mfi_input *in)
 {
     free(in->mean);
     free(in->inv_std);
-    in->mean = in->inv_std = NULL;
+    free(in->scratch);
+    in->mean = in->inv_std = in->scratch = NULL;
 }

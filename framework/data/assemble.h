@@ -18,16 +18,26 @@ typedef struct mfi_input {
     /* robustness at evaluation */
     int drop;             /* missing for the whole pass: the model's missing value replaces it */
     float noise;          /* add N(0, noise²) after standardisation */
+    float *scratch;       /* numel(shape) floats when training batches are augmented */
 } mfi_input;
+
+/* A training sample's augmentation (data.augment), as one code: bit 0 flips each (H,W)
+ * plane left-right, bit 1 top-bottom, bits 2-3 then turn it k quarter turns counter-clockwise
+ * (numpy's rot90; square planes only). 0 leaves the sample as it is. */
+#define MFI_AUGMENT_HFLIP 1u
+#define MFI_AUGMENT_VFLIP 2u
+#define MFI_AUGMENT_TURNS(k) ((unsigned)(k) << 2)
 
 /* The per-sample shape of a view; -1 with a sentence when axis/start/length do not fit. */
 int mfi_input_view(mfi_input *in, const mf_shape *source, int axis, int64_t start,
                    int64_t length, mf_error *err);
 
 /* Write input `in` of a batch's n samples to dst (n × numel(in->shape) floats); rng draws
- * the noise (NULL when in->noise is 0). */
+ * the noise (NULL when in->noise is 0). With `augment` (one MFI_AUGMENT_* code per sample;
+ * NULL: none) an image input — (C,H,W) per sample — is flipped and turned before it is
+ * standardised, so each position keeps its own mean and std. */
 void mfi_assemble(const mfi_input *in, const mf_dataset_info *info, const mfi_batch *b, float *dst,
-                  mf_rng *rng);
+                  const uint8_t *augment, mf_rng *rng);
 
 /* Fit mean and 1/std per feature of every input that standardises, over all of `loader`'s
  * samples (the training split), in double precision. A constant feature gets 1/std = 1.

@@ -316,6 +316,7 @@ static void read_settings(experiment *e)
     mf_config_bool(t, "checkpoint", &e->checkpoint, NULL);
     mf_config_float(t, "checkpoint_every", &e->checkpoint_every, NULL);
     mf_config_enum(mfi_section(e, "model"), "missing", "zeros|learned", &e->learned_missing, NULL);
+    mf_config_bool(mfi_section(e, "model"), "normalize", &e->normalize, NULL);
     mf_rng_seed_stream(&e->dropout_rng, (uint64_t)e->seed, UINT64_C(0x6d6f64)); /* "mod" */
     /* the kind sizes the optimiser state the model allocates; the rest of optim is read by
      * mfi_optim_configure once the parameters exist (lr_scale names them) */
@@ -353,6 +354,8 @@ static void describe(experiment *e)
     for (int m = 0; m < e->n_mod; m++)
         fprintf(e->log, " %s=%s%s", e->mod_name[m], e->shares[m] >= 0 ? "shared:" : "",
                 e->shares[m] >= 0 ? e->mod_name[e->shares[m]] : e->encoder_plugin[m]->name);
+    if (e->normalize)
+        fprintf(e->log, " (L2-normalised)");
     fprintf(e->log, ", fusion %s, head %s, loss", e->fusion_plugin ? e->fusion_plugin->name : "none",
             e->head_plugin ? e->head_plugin->name : "none");
     for (int i = 0; i < e->n_losses; i++)
@@ -376,6 +379,7 @@ void mfi_experiment_free(experiment *e)
     mf_params_free(e->params);
     for (int m = 0; m < e->n_mod; m++)
         mfi_input_free(&e->input[m]);
+    mfi_augment_free(e);
     mfi_splits_free(&e->splits);
     free(e->target_mean);
     free(e->target_std);

@@ -279,5 +279,5 @@ int mfi_open_data(experiment *e, mf_error *err)
         mf_error_set(err, "%s: the '%s' data has no training samples", e->path, e->reader->name);
         return -1;
     }
-    return check_robustness(e, err);
+    return check_robustness(e, err) || mfi_augment_setup(e, err) ? -1 : 0;
 }

@@ -34,7 +34,7 @@
 extern const mf_param_spec mfi_top_specs[], mfi_plugins_specs[], mfi_data_specs[],
     mfi_view_specs[], mfi_eval_specs[], mfi_robustness_specs[], mfi_model_specs[],
     mfi_module_specs[], mfi_encoder_specs[], mfi_loss_specs[], mfi_optim_specs[],
-    mfi_train_specs[];
+    mfi_train_specs[], mfi_augment_specs[];
 
 /* ---------------------------------------------------------------- metrics (metrics.c) */
 /* The numbers one pass over a split gives, by name ("loss", "accuracy", "r@1", …). */
@@ -109,12 +109,19 @@ typedef struct experiment {
     const char *select;               /* "val.accuracy", … */
     double modality_dropout;
     int learned_missing, with_missing; /* model.missing; whether graphs take missing masks */
+    int normalize;                     /* model.normalize: encoders' outputs L2-normalised */
     mf_param *marker[MAX_MODALITIES];  /* learned missing markers, numel(input) each */
     mf_module *markers;                /* their owner ("model.missing") */
     mf_rng dropout_rng;
+    struct {                           /* data.augment (augment.c) */
+        double hflip, vflip;
+        int rot90, on;
+        uint8_t *codes;                /* a batch's MFI_AUGMENT_* codes */
+    } augment;
     double val_fraction;
     mf_optim optim;
     int retrieval[2];                  /* modalities compared by retrieval metrics, or -1 */
+    int retrieval_dot;                 /* rank by raw dot products (eval.similarity), not cosine */
     mf_loss_metrics loss_metrics[MAX_LOSSES];
     json_t *details;                   /* result.json's sections beyond the scalar metrics
                                           (confusion matrix, per class, robustness) */
@@ -163,6 +170,11 @@ int mfi_section_is_none(const mf_config *n);
 
 /* experiment_data.c */
 int mfi_open_data(experiment *e, mf_error *err);
+/* augment.c: data.augment read and checked against the inputs (after mfi_open_data); the
+ * codes of a training batch of n samples drawn from (seed, forwards); NULL when off. */
+int mfi_augment_setup(experiment *e, mf_error *err);
+const uint8_t *mfi_augment_draw(experiment *e, int64_t n, uint64_t forwards);
+void mfi_augment_free(experiment *e);
 /* Token ids of every token input in [0, vocab) (-1 naming the dataset, sample, position);
  * fills the padding masks. */
 int mfi_check_tokens(experiment *e, const mfi_batch *batch, model_graph *mg, mf_error *err);
@@ -226,9 +238,10 @@ int mfi_resume_open(experiment *e, mfi_run_dir *run, const char *dir, mf_error *
 int mfi_train(experiment *e, mf_run_result *res, mf_error *err);
 
 /* trainer.c: batches. */
-/* The graph's inputs, missing masks and targets from a batch (token ids checked). */
+/* The graph's inputs, missing masks and targets from a batch (token ids checked); augment:
+ * a training batch's data.augment codes (mfi_augment_draw), or NULL. */
 int mfi_fill_batch(experiment *e, model_graph *mg, const mfi_batch *batch, int training,
-                   mf_rng *rng, mf_error *err);
+                   const uint8_t *augment, mf_rng *rng, mf_error *err);
 /* One evaluation pass over a split; the meter holds its metrics. `rng` draws evaluation
  * noise (the robustness transforms), NULL otherwise. */
 int mfi_run_pass(mfi_pass *p, mfi_loader *loader, int training, mf_rng *rng, mf_error *err);

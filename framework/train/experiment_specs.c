@@ -47,6 +47,9 @@ const mf_param_spec mfi_data_specs[] = {
      "Samples per training batch."},
     {"val_fraction", MF_TYPE_FLOAT, "0.1", MF_PARAM_MIN | MF_PARAM_MAX, 0, 0.9, NULL,
      "Share of the training split held out for validation when the data has no validation split."},
+    {"augment", MF_TYPE_MAP, "{}", 0, 0, 0, NULL,
+     "Random flips and quarter turns of the image inputs of each training sample, the same "
+     "for every modality of the sample (see data.augment)."},
     {"views", MF_TYPE_MAP, "{}", 0, 0, 0, NULL,
      "Modalities carved out of a reader's modality: name → {from, axis, start, length} "
      "(channels of an image, a band range, image halves)."},
@@ -89,6 +92,11 @@ const mf_param_spec mfi_eval_specs[] = {
      "Two modalities whose embeddings are matched against each other over a whole split "
      "(R@1/5/10 both ways, median rank); [] picks the two modalities of a model without "
      "fusion, when their embeddings are vectors of one width."},
+    {"similarity", MF_TYPE_ENUM, "auto", 0, 0, 0, "auto|cosine|dot",
+     "What retrieval ranks candidates by: cosine similarity, or the raw dot product of the "
+     "embeddings; auto follows the losses: dot when a loss has `normalize: false` (clip, "
+     "siglip trained on raw dot products), else cosine. (Under model.normalize both are "
+     "the same.)"},
     {"top_k", MF_TYPE_INT_LIST, "[]", MF_PARAM_MIN, 1, 0, NULL,
      "Top-k accuracies to measure besides accuracy (top-1), each k below the class count: "
      "[5] adds the metric top5 (the true class among the 5 best scores)."},
@@ -125,6 +133,10 @@ const mf_param_spec mfi_model_specs[] = {
      "What the encoders see for a missing (dropped) modality: zeros (the training mean), or a "
      "learned marker per modality (model.missing.<modality>, trained by "
      "train.modality_dropout)."},
+    {"normalize", MF_TYPE_BOOL, "false", 0, 0, 0, NULL,
+     "L2-normalise each encoder's output, a vector (D) per sample, to unit length (x / "
+     "max(‖x‖, 1e-12), torch.nn.functional.normalize) before the fusion, or before the loss "
+     "without one; encoders must output vectors. What eval.retrieval and mmfuse embed see too."},
     MF_PARAM_END,
 };
 const mf_param_spec mfi_module_specs[] = {
@@ -266,6 +278,12 @@ static const mf_section_doc sections[] = {
                           "per-sample axis. List it in data.modalities (or leave that empty: "
                           "then the views are used, when there are any).",
      mfi_view_specs},
+    {"data.augment", "Training-time augmentation of image inputs, (C,H,W) per sample: the "
+                     "same random flips and quarter turn for every modality of a sample (so "
+                     "co-registered bands stay registered), drawn from the seed and the count "
+                     "of training steps, applied before standardisation; validation and test "
+                     "data are never augmented.",
+     mfi_augment_specs},
     {"eval", "What is measured on the test split after training.", mfi_eval_specs},
     {"eval.robustness", "Each modality dropped, and each noise level added to each modality, "
                         "one at a time: the selected metric on the test split for each, the "

@@ -144,6 +144,17 @@ static int pick_retrieval(experiment *e, mf_error *err)
     }
     e->retrieval[0] = pick[0];
     e->retrieval[1] = pick[1];
+    /* eval.similarity: rank by what the loss compared (open_clip's retrieval ranks by the
+     * loss's own logits); auto takes dot products when a loss was told `normalize: false` */
+    int sim = 0, raw = 0;
+    mf_config_enum(mfi_section(e, "eval"), "similarity", "auto|cosine|dot", &sim, NULL);
+    for (int i = 0; sim == 0 && i < e->n_losses; i++) {
+        int on = 1;
+        if (e->loss_cfg[i] && mf_config_has(e->loss_cfg[i], "normalize") &&
+            mf_config_bool(e->loss_cfg[i], "normalize", &on, NULL) == 0 && !on)
+            raw = 1;
+    }
+    e->retrieval_dot = sim == 2 || (sim == 0 && raw);
     return 0;
 }
 
@@ -334,7 +345,7 @@ static int compare_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Ranks (from 1) of each query's own match among all n candidates, q and c unit rows:
+/* Ranks (from 1) of each query's own match among all n candidates (unit rows for cosine):
  * 1 + the candidates scoring strictly higher. Blocks of queries keep the scores small. */
 static void ranks(const float *q, const float *c, int64_t n, int64_t d, int64_t *rank, float *scores,
                   int64_t block)
@@ -365,8 +376,10 @@ static int retrieval(mfi_meter *m, double out[2][4])
         free(scores);
         return -1;
     }
-    normalize_rows(m->ra, n, d);
-    normalize_rows(m->rb, n, d);
+    if (!m->e->retrieval_dot) { /* cosine: unit rows; eval.similarity dot: as they are */
+        normalize_rows(m->ra, n, d);
+        normalize_rows(m->rb, n, d);
+    }
     for (int dir = 0; dir < 2; dir++) {
         ranks(dir ? m->rb : m->ra, dir ? m->ra : m->rb, n, d, rank, scores, block);
         int64_t hits[3] = {0, 0, 0};

@@ -29,6 +29,20 @@ static int build_encoders(experiment *e, mf_error *err)
             e->emb_shape[m] = e->emb_shape[e->shares[m]];
             e->emb_flags[m] = e->emb_flags[e->shares[m]];
         }
+    /* model.normalize: unit rows (B,D), so every encoder must output one vector per sample */
+    for (int m = 0; e->normalize && m < e->n_mod; m++) {
+        const int seq = (e->emb_flags[m] & MF_IO_SEQUENCE) != 0;
+        if (seq || e->emb_shape[m].ndim != 1) {
+            char s[64];
+            mf_config_error(err, mf_config_get(mfi_section(e, "model"), "normalize"),
+                            "L2 normalisation needs one vector per sample, but the encoder "
+                            "of '%s' outputs %s%s; give it a pooled vector output (e.g. "
+                            "pool: mean) or set model.normalize: false", e->mod_name[m],
+                            seq ? "a sequence " : "",
+                            mf_shape_str(&e->emb_shape[m], s, sizeof s));
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -191,6 +205,8 @@ static void forward_model(experiment *e, model_graph *mg, int64_t batch)
         mf_node *x = model_input(e, mg, m, batch);
         mf_module *enc = e->encoder[e->shares[m] >= 0 ? e->shares[m] : m];
         mg->emb[m] = x ? mf_module_forward(enc, g, 1, &x) : NULL;
+        if (e->normalize && mg->emb[m]) // (B,D) → unit rows, as F.normalize(x, dim=-1)
+            mg->emb[m] = mf_l2_normalize(g, mg->emb[m], 1e-12f);
     }
     mg->fused = e->fusion ? mf_module_forward(e->fusion, g, e->n_mod, mg->emb) : NULL;
     mg->logits = e->head && mg->fused ? mf_module_forward(e->head, g, 1, &mg->fused)

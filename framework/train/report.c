@@ -92,7 +92,7 @@ static void settings(mfi_html *h, const mf_config *cfg)
         snprintf(label, sizeof label, "encoder %s", mf_config_key_at(enc, i));
         setting_row(h, label, mf_config_at(enc, i));
     }
-    static const char *const keys[] = {"model.fusion", "model.head", "model.missing", "loss",
+    static const char *const keys[] = {"model.fusion", "model.head", "model.missing", "model.normalize", "loss",
                                        "optim", "schedule", "train", "seed", NULL};
     for (int i = 0; keys[i]; i++)
         setting_row(h, strchr(keys[i], '.') ? strchr(keys[i], '.') + 1 : keys[i],

@@ -303,8 +303,9 @@ static void finished(sweep *sw, sweep_point *p, int wstatus, int done_so_far, in
         fprintf(sw->log, "[%d/%d] point %d (%s) %s\n", done_so_far, to_run, idx, p->label, why);
         mf_error_set(err, "point %d (%s) %s", idx, p->label, why);
     } else {
-        fprintf(sw->log, "[%d/%d] point %d (%s) done: val acc %.4f, test acc %.4f (%.2f s)\n",
-                done_so_far, to_run, idx, p->label, p->val, p->test, p->seconds);
+        const char *m = mfi_sweep_metric_label();
+        fprintf(sw->log, "[%d/%d] point %d (%s) done: val %s %.4f, test %s %.4f (%.2f s)\n",
+                done_so_far, to_run, idx, p->label, m, p->val, m, p->test, p->seconds);
     }
     fflush(sw->log);
 }

@@ -60,6 +60,9 @@ void mfi_sweep_free(sweep *sw);
 /* sweep_summary.c */
 /* 1 when the point's result.json says done (its numbers read into p), else 0; -1 out of memory. */
 int mfi_sweep_read_result(sweep *sw, sweep_point *p);
+/* The selected metric as the progress lines name it ("acc", "r@1", "mse"): the last result
+ * read says. */
+const char *mfi_sweep_metric_label(void);
 /* summary.md, summary.csv and summary.html in the sweep's folder. */
 int mfi_sweep_summarise(sweep *sw, mf_error *err);
 

@@ -22,6 +22,11 @@ static double number(const json_t *j, const char *key)
 static char ranked_metric[64] = "accuracy";
 static int ranked_higher = 1;
 
+const char *mfi_sweep_metric_label(void)
+{
+    return strcmp(ranked_metric, "accuracy") == 0 ? "acc" : ranked_metric;
+}
+
 /* The index of a metric's name in the sweep's list, added when new; -1 out of memory. */
 static int metric_index(sweep *sw, const char *name)
 {

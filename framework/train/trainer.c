@@ -56,10 +56,10 @@ static void fill_missing(experiment *e, model_graph *mg, int m, int64_t b, int t
 }
 
 int mfi_fill_batch(experiment *e, model_graph *mg, const mfi_batch *batch, int training,
-                      mf_rng *rng, mf_error *err)
+                   const uint8_t *augment, mf_rng *rng, mf_error *err)
 {
     for (int m = 0; m < e->n_mod; m++) {
-        mfi_assemble(&e->input[m], e->info, batch, mf_node_value(mg->input[m]), rng);
+        mfi_assemble(&e->input[m], e->info, batch, mf_node_value(mg->input[m]), augment, rng);
         if (mg->missing[m])
             fill_missing(e, mg, m, batch->n, training);
     }
@@ -180,7 +180,8 @@ int mfi_train_batches(mfi_pass *p, mfi_loader *loader, mf_error *err)
         model_graph *mg = mfi_graph_for(e, b, 1, err);
         const mfi_batch *batch;
         if (!mg || mfi_loader_next(loader, &batch, err) < 0 ||
-            mfi_fill_batch(e, mg, batch, 1, NULL, err))
+            mfi_fill_batch(e, mg, batch, 1,
+                           mfi_augment_draw(e, batch->n, (uint64_t)p->pos.forwards), NULL, err))
             return -MF_EXIT_BAD_INPUT;
         if (p->group_left == 0)
             start_group(p, loader);
@@ -223,7 +224,7 @@ int mfi_eval_batches(experiment *e, mfi_loader *loader, mf_rng *rng, mfi_batch_f
         model_graph *mg = mfi_graph_for(e, b, 0, err);
         const mfi_batch *batch;
         if (!mg || mfi_loader_next(loader, &batch, err) < 0 ||
-            mfi_fill_batch(e, mg, batch, 0, rng, err))
+            mfi_fill_batch(e, mg, batch, 0, NULL, rng, err))
             return MF_EXIT_BAD_INPUT;
         mf_graph_forward(mg->g);
         const float loss = mf_node_value(mg->loss)[0];

@@ -1,5 +1,6 @@
 /* clip — symmetric InfoNCE between two modalities' embeddings (Radford et al. 2021; open_clip's
- * ClipLoss). Each row L2-normalised, a (B,D) and b (B,D):
+ * ClipLoss). Each row L2-normalised (unless normalize: false: raw dot products), a (B,D) and
+ * b (B,D):
  *   logits = exp(s)·a·bᵀ                 (B,B), pair i sits on the diagonal
  *   loss   = (CE(logits, arange B) + CE(logitsᵀ, arange B)) / 2
  * s is a learned logit scale started at ln(1/0.07), kept in [0, ln 100] as open_clip clamps it,
@@ -10,6 +11,7 @@
 typedef struct clip_state {
     int a, b;             /* the two modalities' indices in the data's order */
     mf_logit_scale scale; /* s; learned unless learn_scale is off             */
+    int normalize;        /* cosine similarities (rows L2-normalised), else dot products */
 } clip_state;
 
 static const mf_param_spec clip_params[] = {
@@ -19,6 +21,9 @@ static const mf_param_spec clip_params[] = {
      "s at the start: logits are exp(s)·cosine similarity; ln(1/0.07) as in CLIP."},
     {"learn_scale", MF_TYPE_BOOL, "true", 0, 0, 0, NULL,
      "Learn s (kept within [0, ln 100]); false holds it at init_scale."},
+    {"normalize", MF_TYPE_BOOL, "true", 0, 0, 0, NULL,
+     "L2-normalise both embeddings' rows (cosine similarities, as CLIP); false: raw dot "
+     "products a·bᵀ, times the same scale (retrieval then ranks by them too)."},
     MF_PARAM_END,
 };
 
@@ -27,7 +32,8 @@ static int clip_build_model(mf_module *self, const mf_config *cfg, const mf_loss
 {
     clip_state *s = mf_module_state(self);
     int idx[2];
-    if (mf_loss_pick_modalities(cfg, args, "clip contrasts", 2, idx, err) ||
+    if (mf_config_bool(cfg, "normalize", &s->normalize, err) ||
+        mf_loss_pick_modalities(cfg, args, "clip contrasts", 2, idx, err) ||
         mf_loss_check_vectors(cfg, args, "clip", 2, idx, err) ||
         mf_logit_scale_config(&s->scale, self, cfg, err))
         return -1;
@@ -41,8 +47,10 @@ static mf_node *clip_forward(mf_module *self, mf_graph *g, const mf_loss_inputs 
     if (!in->embeddings[s->a] || !in->embeddings[s->b])
         return NULL;
     const int64_t B = mf_node_shape(in->embeddings[s->a])->dim[0];
-    mf_node *logits = mf_cosine_logits(g, in->embeddings[s->a], in->embeddings[s->b],
-                                       mf_logit_scale_forward(g, &s->scale)); // (B,B)
+    mf_node *ea = in->embeddings[s->a], *eb = in->embeddings[s->b]; // (B,D) each
+    mf_node *scale = mf_logit_scale_forward(g, &s->scale);
+    mf_node *logits = s->normalize ? mf_cosine_logits(g, ea, eb, scale)
+                                   : mf_mul(g, mf_matmul(g, ea, eb, 0, 1), scale); // (B,B)
     mf_node *diag = mf_arange(g, B); // (B) pair i is class i
     mf_node *la = mf_cross_entropy(g, logits, diag);
     mf_node *lb = mf_cross_entropy(g, mf_transpose(g, logits, 0, 1), diag);
@@ -75,7 +83,7 @@ static const mf_plugin clip_plugin = {
     MF_PLUGIN_HEADER,
     .kind = MF_KIND_LOSS,
     .name = "clip",
-    .version = "1.0.0",
+    .version = "1.1.0",
     .license = "MIT",
     .summary = "Symmetric InfoNCE (CLIP) between two modalities' embeddings, with a learned "
                "logit scale",

@@ -1,5 +1,5 @@
 /* siglip — pairwise sigmoid loss between two modalities' embeddings (Zhai et al. 2023). Each
- * row L2-normalised, a (B,D) and b (B,D):
+ * row L2-normalised (unless normalize: false: raw dot products), a (B,D) and b (B,D):
  *   logits = exp(t)·a·bᵀ + bias          (B,B)
  *   z      = +1 on the diagonal (matching pairs), -1 elsewhere
  *   loss   = -Σ_ij log σ(z_ij·logits_ij) / B = Σ_ij softplus(-z_ij·logits_ij) / B
@@ -14,6 +14,7 @@ typedef struct siglip_state {
     mf_logit_scale scale; /* t; learned unless learn_scale is off             */
     mf_param *bias;       /* (1); NULL when not learned                       */
     float init_bias;
+    int normalize;        /* cosine similarities (rows L2-normalised), else dot products */
 } siglip_state;
 
 static const mf_param_spec siglip_params[] = {
@@ -27,6 +28,9 @@ static const mf_param_spec siglip_params[] = {
      "Learn t (kept within [0, ln 100]); false holds it at init_scale."},
     {"learn_bias", MF_TYPE_BOOL, "true", 0, 0, 0, NULL,
      "Learn the bias; false holds it at init_bias."},
+    {"normalize", MF_TYPE_BOOL, "true", 0, 0, 0, NULL,
+     "L2-normalise both embeddings' rows (cosine similarities, as SigLIP); false: raw dot "
+     "products a·bᵀ, times the same scale, plus the bias (retrieval then ranks by them too)."},
     MF_PARAM_END,
 };
 
@@ -38,6 +42,7 @@ static int siglip_build_model(mf_module *self, const mf_config *cfg,
     int learn_bias, idx[2];
     if (mf_config_float(cfg, "init_bias", &bias, err) ||
         mf_config_bool(cfg, "learn_bias", &learn_bias, err) ||
+        mf_config_bool(cfg, "normalize", &s->normalize, err) ||
         mf_loss_pick_modalities(cfg, args, "siglip contrasts", 2, idx, err) ||
         mf_loss_check_vectors(cfg, args, "siglip", 2, idx, err) ||
         mf_logit_scale_config(&s->scale, self, cfg, err))
@@ -59,9 +64,11 @@ static mf_node *siglip_forward(mf_module *self, mf_graph *g, const mf_loss_input
     const int64_t B = mf_node_shape(in->embeddings[s->a])->dim[0];
     mf_node *bias = s->bias ? mf_param_node(g, s->bias)
                             : mf_constant(g, mf_shape1(1), s->init_bias); // (1)
-    mf_node *logits = mf_add(g, mf_cosine_logits(g, in->embeddings[s->a], in->embeddings[s->b],
-                                                 mf_logit_scale_forward(g, &s->scale)),
-                             bias);                                        // (B,B)
+    mf_node *ea = in->embeddings[s->a], *eb = in->embeddings[s->b]; // (B,D) each
+    mf_node *scale = mf_logit_scale_forward(g, &s->scale);
+    mf_node *sim = s->normalize ? mf_cosine_logits(g, ea, eb, scale)
+                                : mf_mul(g, mf_matmul(g, ea, eb, 0, 1), scale); // (B,B)
+    mf_node *logits = mf_add(g, sim, bias);                                // (B,B)
     mf_node *z = mf_add_scalar(g, mf_scale(g, mf_eye(g, B), 2), -1);       // (B,B) ±1
     mf_node *nll = mf_softplus(g, mf_scale(g, mf_mul(g, z, logits), -1));  // -log σ(z·l)
     return mf_scale(g, mf_sum_all(g, nll), 1.0f / (float)B);
@@ -95,7 +102,7 @@ static const mf_plugin siglip_plugin = {
     MF_PLUGIN_HEADER,
     .kind = MF_KIND_LOSS,
     .name = "siglip",
-    .version = "1.0.0",
+    .version = "1.1.0",
     .license = "MIT",
     .summary = "Pairwise sigmoid loss (SigLIP) between two modalities' embeddings, with a "
                "learned scale and bias",
