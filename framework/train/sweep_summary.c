@@ -284,14 +284,19 @@ static config_row *gather_rows(const sweep *sw, stat_acc **block)
     return rows;
 }
 
-/* The swept values of a row's configuration, as markdown cells and CSV fields. */
-static void row_keys(const sweep *sw, const config_row *r, mfi_text *md, mfi_text *csv)
+/* A row's start: its rank ("–" when none of its seeds finished) and its swept values. */
+static void row_start(const sweep *sw, const config_row *r, int rank, mfi_text *md, mfi_text *csv)
 {
+    char cell[32];
+    snprintf(cell, sizeof cell, "%d", rank);
+    mfi_text_puts(md, "|");
+    md_cell(md, r->done ? cell : "–");
+    if (csv)
+        csv_cell(csv, r->done ? cell : "", 1);
     const sweep_point *p = &sw->points[r->first];
     for (int k = 0; k < sw->n_keys; k++)
         if (!sw->keys[k].is_seed) {
-            if (md)
-                md_cell(md, sw->keys[k].text[p->choice[k]]);
+            md_cell(md, sw->keys[k].text[p->choice[k]]);
             if (csv)
                 csv_cell(csv, sw->keys[k].text[p->choice[k]], 0);
         }
@@ -333,11 +338,7 @@ static void ranked_table(const sweep *sw, const config_row *rows, mfi_text *tabl
     for (int c = 0; c < sw->n_configs; c++) {
         const config_row *r = &rows[c];
         char cell[64];
-        snprintf(cell, sizeof cell, r->done ? "%d" : "–", c + 1);
-        mfi_text_puts(table, "|");
-        md_cell(table, cell);
-        csv_cell(csv, r->done ? cell : "", 1);
-        row_keys(sw, r, table, csv);
+        row_start(sw, r, c + 1, table, csv);
         if (r->failed)
             snprintf(cell, sizeof cell, "%d (%d failed)", r->done, r->failed);
         else
@@ -378,11 +379,7 @@ static void metrics_table(const sweep *sw, const config_row *rows, mfi_text *md)
     free(rule.s);
     for (int c = 0; c < sw->n_configs; c++) {
         const config_row *r = &rows[c];
-        char cell[64];
-        snprintf(cell, sizeof cell, r->done ? "%d" : "–", c + 1);
-        mfi_text_puts(md, "|");
-        md_cell(md, cell);
-        row_keys(sw, r, md, NULL);
+        row_start(sw, r, c + 1, md, NULL);
         for (int m = 0; m < sw->n_metrics; m++)
             md_stat(md, r->metric[m], 4);
         mfi_text_puts(md, "\n");
