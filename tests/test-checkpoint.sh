@@ -8,6 +8,8 @@
 #     --init-from with nothing to match — exit 2, one sentence naming the file, the folder
 #     left as it was;
 #   - --init-from loads what matches by module path and names the rest;
+#   - a checkpoint written by another build of a plugin the model uses: refused naming the
+#     plugin and both hashes (eval, resume), loaded with a warning under --force;
 #   - divergence: a non-finite gradient and a non-finite loss stop the run naming the step and
 #     the tensor, exit 1, status "diverged", the last good checkpoint kept.
 set -u
@@ -196,6 +198,58 @@ check "… and names the ones of another shape" \
     --init-from "$MMFUSE_SOURCE_ROOT/experiments/data/satellite.h5" > e5 2>&1
 check "--init-from a file that is not a checkpoint: exit 2" test $? -eq 2
 check "… naming it" has "satellite.h5: an HDF5 file, but not an mmfuse checkpoint" e5
+# ---------------------------------------------------------------- plugins changed
+# issue 13: a checkpoint records its run's plugins (manifest.json); one written by another
+# build of a plugin the model uses is refused naming it, unless --force
+"$exe" new-plugin fusion labf lab/labf > /dev/null
+(cd lab/labf && cc -shared -fPIC -O0 -I"$MMFUSE_SOURCE_ROOT/include" labf.c -o labf.so) || echo "FAIL: cc labf" >&2
+export MMFUSE_PLUGIN_PATH="$tmp/lab/labf"
+"$exe" run base.yaml --run-dir labrun -q -o train.epochs=2 -o model.fusion.type=labf > /dev/null 2>&1
+check "a run with a lab fusion plugin" test -f labrun/checkpoints/last.h5
+old=$(sha256sum lab/labf/labf.so | cut -c1-12)
+(cd lab/labf && cc -shared -fPIC -O2 -I"$MMFUSE_SOURCE_ROOT/include" labf.c -o labf.so)
+new=$(sha256sum lab/labf/labf.so | cut -c1-12)
+"$exe" eval labrun > e7 2>&1
+check "eval with the plugin rebuilt: exit 2" test $? -eq 2
+check "… naming the plugin, both builds and the way out" has "^labrun/checkpoints/best.h5 was written with other plugins than this experiment's: the fusion 'labf' was 0.1.0 (sha256 $old…, $tmp/lab/labf/labf.so), now 0.1.0 (sha256 $new…, $tmp/lab/labf/labf.so); give --force to load it anyway$" e7
+"$exe" eval labrun --force > e8 2>&1
+check "eval --force: exit 0" test $? -eq 0
+check "… with a warning" has "^mmfuse: warning: labrun/checkpoints/best.h5 was written with other plugins (loaded anyway, --force): the fusion 'labf'" e8
+rm labrun/result.json
+"$exe" run --resume labrun -q > e9 2>&1
+check "resume with the plugin rebuilt: exit 2" test $? -eq 2
+check "… naming it" has "^labrun/checkpoints/last.h5 was written with other plugins than this experiment's: the fusion 'labf'" e9
+"$exe" run --resume labrun -q --force > e10 2>&1
+check "resume --force: trains on" has "^test accuracy" e10
+"$exe" run base.yaml --no-save -q -o train.epochs=1 -o model.fusion.type=labf \
+    --init-from ref/checkpoints/best.h5 > e11 2>&1
+check "--init-from a run of other plugins (concat): the shared ones match, loaded" has "^test accuracy" e11
+unset MMFUSE_PLUGIN_PATH
+
+# ---------------------------------------------------------------- checksums
+# issue 13: every array of a checkpoint carries a Fletcher-32 checksum; a flipped byte in a
+# parameter is refused naming it, not loaded as a wrong number
+check "every array dataset of last.h5 and best.h5 has fletcher32" $py -c "
+import h5py
+for f in ('ref/checkpoints/last.h5', 'ref/checkpoints/best.h5'):
+    bad = []
+    h5py.File(f, 'r').visititems(lambda n, o: bad.append(n) if isinstance(o, h5py.Dataset) and o.shape and not o.fletcher32 else None)
+    assert not bad, (f, bad)"
+cp -r ref refc
+$py - refc/checkpoints/best.h5 <<'EOF'
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as f:
+    at = f["params/model.head.fc0.weight"].id.get_chunk_info(0).byte_offset
+with open(sys.argv[1], "r+b") as raw:
+    raw.seek(at + 5)
+    b = raw.read(1)
+    raw.seek(at + 5)
+    raw.write(bytes([b[0] ^ 0x40]))
+EOF
+"$exe" eval refc > e12 2>&1
+check "a flipped byte in a parameter: exit 2" test $? -eq 2
+check "… naming the file and the dataset" has "^refc/checkpoints/best.h5: /params/model.head.fc0.weight cannot be read: the file is corrupt (its checksum does not match) or truncated$" e12
+
 # ---------------------------------------------------------------- divergence
 sed -e 's/^name: ckpt/name: diverge/' -e '/^model:/,$d' base.yaml > grad.yaml
 cat >> grad.yaml <<'EOF'

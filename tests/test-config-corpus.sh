@@ -72,6 +72,15 @@ check "huge.yaml through a pipe" 2 \
     "/dev/stdin: too large (more than 16777216 bytes; the limit is 16 MiB)" \
     bash -c 'cat "$1" | "$2" validate /dev/stdin' - "$tmp/huge.yaml" "$exe"
 check "a folder" 2 "cannot open '$dir': Is a directory" "$exe" validate "$dir"
+# a FIFO that no program writes to: refused after 5 s, never waited on (issue 13); one that
+# is written is read like a file, as a pipe is
+mkfifo "$tmp/nobody.yaml"
+check "a FIFO without a writer" 2 "cannot open '$tmp/nobody.yaml': it is a FIFO that no program writes to (waited 5 s)" \
+    timeout 30 "$exe" validate "$tmp/nobody.yaml"
+mkfifo "$tmp/written.yaml"
+(sleep 1; printf '%s\n' 'data: {reader: synthetic}' 'model: {encoders: {a: {type: identity}, b: {type: identity}}, fusion: {type: concat}, head: {type: mlp}}' 'loss: {type: cross_entropy}' > "$tmp/written.yaml") &
+check "a FIFO written a moment later" 0 "" timeout 30 "$exe" validate "$tmp/written.yaml"
+wait
 check "a missing file" 2 "cannot open '$dir/none.yaml': No such file or directory" \
     "$exe" validate "$dir/none.yaml"
 

@@ -208,6 +208,11 @@ START_TEST(test_parse_errors)
                        "backslash, or use single quotes)");
     assert_parse_error("a: !!int 3\n", "q.yaml:1:4: the tag '!!int' is not supported; write the value without it");
     assert_parse_error("a.b: 1\n", "q.yaml:1:1: key 'a.b' contains '.', which key paths (a.b[1]=…) reserve");
+    /* issue 13: a colon without its space, said (a:{…} reads as the key "a:{x.y") */
+    assert_parse_error("sweep:\n  cases:\n    a:{x.y: 1}\n",
+                       "q.yaml:3:5: sweep.cases: key 'a:{x.y' contains '.', which key paths "
+                       "(a.b[1]=…) reserve (YAML starts a value only after a colon and a space: "
+                       "write 'a: {x.y')");
     assert_parse_error("a: &x 1\nb: *y\n", "q.yaml:2:4: undefined alias '*y' (define it first with '&y')");
     assert_parse_error("a: &x [1, *x]\n", "q.yaml:1:11: alias '*x' refers to a value that contains it");
     assert_parse_error("base: &b {x: 1}\nrun:\n  <<: *b\n",
@@ -656,6 +661,30 @@ START_TEST(test_type_names)
 END_TEST
 
 /* ---------------------------------------------------------------- overrides */
+/* issue 13: an override of a sweep key the file spells dotted replaces it, not a second
+ * spelling beside it (which the sweep refused as "swept twice") */
+START_TEST(test_override_dotted_key)
+{
+    mf_config *root = parse_ok("sweep:\n  model.fusion: [{type: concat}, {type: sum}]\n"
+                               "  model.encoders.a.hidden: [[8], [16]]\n  seed: [1, 2]\n");
+    override_ok(root, "sweep.model.fusion=[{type: mean}]");
+    const mf_config *sweep = mf_config_get(root, "sweep");
+    ck_assert_int_eq(mf_config_length(sweep), 3);
+    ck_assert_str_eq(mf_config_key_at(sweep, 0), "model.fusion");
+    ck_assert_int_eq(mf_config_length(mf_config_at(sweep, 0)), 1);
+    ck_assert_str_eq(mf_config_file(mf_config_at(sweep, 0)), "-o sweep.model.fusion=[{type: mean}]");
+    /* a longer path steps into the dotted entry's value */
+    override_ok(root, "sweep.model.encoders.a.hidden=[[4]]");
+    ck_assert_int_eq(mf_config_length(sweep), 3);
+    ck_assert_int_eq(mf_config_length(mf_config_at(sweep, 1)), 1);
+    /* a new key still nests */
+    override_ok(root, "sweep.optim.lr=[0.1]");
+    ck_assert_int_eq(mf_config_length(sweep), 4);
+    ck_assert_str_eq(mf_config_key_at(sweep, 3), "optim");
+    mf_config_free(root);
+}
+END_TEST
+
 START_TEST(test_overrides)
 {
     mf_config *root = parse_ok("seed: 1\n"
@@ -1193,6 +1222,7 @@ static Suite *config_suite(void)
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("config");
     tcase_add_test(tc, test_marks_and_paths);
+    tcase_add_test(tc, test_override_dotted_key);
     tcase_add_test(tc, test_parse_errors);
     tcase_add_test(tc, test_parse_accepts);
     tcase_add_test(tc, test_aliases_are_copies);

@@ -586,8 +586,8 @@ START_TEST(refuses_nan_and_inf)
 }
 END_TEST
 
-/* A compressed chunk that does not inflate: the batch read names the first sample in it
- * (preloading fails quietly and leaves the dataset to the batch reads). */
+/* A compressed chunk that does not inflate: the batch read names the first sample of the
+ * batch in it; preloading finds it at open and names the chunk's first sample. */
 START_TEST(refuses_unreadable_samples)
 {
     make_h5_tmp();
@@ -624,7 +624,8 @@ START_TEST(refuses_unreadable_samples)
     int64_t idx[] = {0, 12, 3, 12};
     assert_read_error("bad-chunk.h5", 4, idx, "%s: /modalities/x: sample 12 cannot be read: the "
                                               "file is truncated or corrupt");
-    preload = 1;
+    /* read batch by batch, the other rows still read */
+    preload = 0;
     opened o;
     mf_error err;
     ck_assert_msg(open_h5(&o, "bad-chunk.h5", &err) != NULL, "%s", err.msg);
@@ -632,13 +633,216 @@ START_TEST(refuses_unreadable_samples)
     float *bufs[1] = {buf};
     int32_t labels[4];
     mf_batch_buffers out = {sizeof out, bufs, labels, NULL};
-    ck_assert_int_eq(mf_dataset_read(o.ds, 4, idx, &out, &err), -1);
-    ck_assert_str_eq(err.msg, with_path("%s: /modalities/x: sample 12 cannot be read: the file "
-                                        "is truncated or corrupt", tmp_path("bad-chunk.h5")));
     int64_t fine[] = {19, 0, 9};
     ck_assert_msg(mf_dataset_read(o.ds, 3, fine, &out, &err) == 0, "%s", err.msg);
     ck_assert_float_eq(buf[0], 76);
     close_h5(&o);
+    /* preloaded (issue 13): refused at open, so `validate` fails, naming the chunk's first
+     * sample — no longer left quietly to the batch reads */
+    preload = 1;
+    assert_open_error("bad-chunk.h5", "%s: /modalities/x: sample 10 cannot be read: the file is "
+                                      "truncated or corrupt");
+    remove_tmp();
+}
+END_TEST
+
+/* ---------------------------------------------------------------- issue 13 */
+/* A chunked (N,4) float32 /modalities/x of 10·i + j, chunks of 5 rows, through `dcpl`'s
+ * filters, and /label; *addr, *size: where the chunk of rows 10 to 14 is stored. */
+static void write_filtered(const char *name, hid_t dcpl, haddr_t *addr, hsize_t *size)
+{
+    enum { N = 20 };
+    double x[N * 4], y[N] = {0};
+    for (int i = 0; i < N * 4; i++)
+        x[i] = i;
+    hid_t f = h5_new(name), lcpl = H5Pcreate(H5P_LINK_CREATE);
+    hsize_t dims[2] = {N, 4}, chunk[2] = {5, 4}, offset[2];
+    H5Pset_chunk(dcpl, 2, chunk);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t space = H5Screate_simple(2, dims, NULL);
+    hid_t d = H5Dcreate2(f, "/modalities/x", H5T_IEEE_F32LE, space, lcpl, dcpl, H5P_DEFAULT);
+    ck_assert_int_ge(d, 0);
+    ck_assert_int_ge(H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x), 0);
+    unsigned mask;
+    ck_assert_int_ge(H5Dget_chunk_info(d, space, 2, offset, &mask, addr, size), 0);
+    ck_assert_int_eq(offset[0], 10);
+    H5Dclose(d);
+    H5Sclose(space);
+    H5Pclose(lcpl);
+    h5_put1(f, "/label", H5T_STD_I32LE, N, y);
+    H5Fclose(f);
+}
+
+/* Integrity: one byte of a fletcher32 chunk flipped is a checksum failure, named with the
+ * file, the dataset and the sample — at open when preloaded (so `validate` exits 2), at the
+ * batch read otherwise; the other chunks still read. */
+START_TEST(refuses_fletcher32_mismatch)
+{
+    make_h5_tmp();
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_fletcher32(dcpl);
+    haddr_t addr;
+    hsize_t size;
+    write_filtered("sum.h5", dcpl, &addr, &size);
+    H5Pclose(dcpl);
+    opened o;
+    mf_error err;
+    ck_assert_msg(open_h5(&o, "sum.h5", &err) != NULL, "%s", err.msg); /* intact: reads */
+    close_h5(&o);
+    FILE *fp = fopen(tmp_path("sum.h5"), "r+b");
+    ck_assert_ptr_nonnull(fp);
+    ck_assert_int_eq(fseek(fp, (long)addr + 7, SEEK_SET), 0);
+    int c = fgetc(fp);
+    ck_assert_int_eq(fseek(fp, (long)addr + 7, SEEK_SET), 0);
+    fputc(c ^ 0x01, fp);
+    fclose(fp);
+    assert_open_error("sum.h5", "%s: /modalities/x: the chunk holding sample 10 fails its "
+                                "fletcher32 checksum: the file is corrupt");
+    int64_t idx[] = {3, 13, 0};
+    assert_read_error("sum.h5", 3, idx, "%s: /modalities/x: the chunk holding sample 13 fails "
+                                        "its fletcher32 checksum: the file is corrupt");
+
+    /* labels (read whole at open, as mmfuse import csv writes them: with fletcher32) */
+    double x[8] = {0}, y[8] = {0, 1, 0, 1, 0, 1, 0, 1};
+    hid_t f = h5_new("labels.h5");
+    h5_put1(f, "/modalities/a", H5T_IEEE_F32LE, 8, x);
+    hsize_t n = 8, chunk = 8;
+    hid_t lcpl = H5Pcreate(H5P_DATASET_CREATE), space = H5Screate_simple(1, &n, NULL);
+    H5Pset_chunk(lcpl, 1, &chunk);
+    H5Pset_fletcher32(lcpl);
+    hid_t d = H5Dcreate2(f, "/label", H5T_STD_I32LE, space, H5P_DEFAULT, lcpl, H5P_DEFAULT);
+    ck_assert_int_ge(H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, y), 0);
+    hsize_t offset;
+    unsigned mask;
+    ck_assert_int_ge(H5Dget_chunk_info(d, space, 0, &offset, &mask, &addr, &size), 0);
+    H5Dclose(d);
+    H5Sclose(space);
+    H5Pclose(lcpl);
+    H5Fclose(f);
+    fp = fopen(tmp_path("labels.h5"), "r+b");
+    ck_assert_int_eq(fseek(fp, (long)addr + 4, SEEK_SET), 0);
+    fputc(7, fp); /* label 1 of sample 1 becomes 7 */
+    fclose(fp);
+    assert_open_error("labels.h5", "%s: /label: samples 0 to 7 fail their fletcher32 checksum: "
+                                   "the file is corrupt");
+    remove_tmp();
+}
+END_TEST
+
+/* A filter that only the writer had: a test filter registered, used, then unregistered. */
+static size_t copy_filter(unsigned flags, size_t n_cd, const unsigned cd[], size_t nbytes,
+                          size_t *buf_size, void **buf)
+{
+    (void)flags, (void)n_cd, (void)cd, (void)buf_size, (void)buf;
+    return nbytes;
+}
+
+START_TEST(refuses_unavailable_filter)
+{
+    make_h5_tmp();
+    const H5Z_class2_t cls = {H5Z_CLASS_T_VERS, 32123, 1, 1, "mmfuse-test", NULL, NULL,
+                              copy_filter};
+    ck_assert_int_ge(H5Zregister(&cls), 0);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    ck_assert_int_ge(H5Pset_filter(dcpl, 32123, H5Z_FLAG_MANDATORY, 0, NULL), 0);
+    haddr_t addr;
+    hsize_t size;
+    write_filtered("lzf.h5", dcpl, &addr, &size);
+    H5Pclose(dcpl);
+    ck_assert_int_ge(H5Zunregister(32123), 0);
+    /* refused at open even when nothing is preloaded (the first read would fail) */
+    const char *want = "%s: /modalities/x is stored through HDF5 filter 32123 ('mmfuse-test'), "
+                       "which this libhdf5 does not have: install the filter's plugin "
+                       "(HDF5_PLUGIN_PATH) or rewrite the dataset without it (e.g. h5py's "
+                       "compression='gzip')";
+    assert_open_error("lzf.h5", want);
+    preload = 0;
+    assert_open_error("lzf.h5", want);
+    preload = 1;
+    remove_tmp();
+}
+END_TEST
+
+/* Classes without /classes are 0 … the largest label, which must be below 65536 and below
+ * max(1024, N): one stray label among 64 samples is refused naming it, not a 20001-class
+ * model; with /classes the names decide. */
+START_TEST(caps_unnamed_classes)
+{
+    make_h5_tmp();
+    enum { N = 64 };
+    double x[N] = {0}, y[N];
+    for (int i = 0; i < N; i++)
+        y[i] = i % 4;
+    y[37] = 20000;
+    hid_t f = h5_new("stray.h5");
+    h5_put1(f, "/modalities/a", H5T_IEEE_F32LE, N, x);
+    h5_put1(f, "/label", H5T_STD_I32LE, N, y);
+    H5Fclose(f);
+    assert_open_error("stray.h5", "%s: /label: sample 37 holds 20000, which would make 20001 "
+                                  "classes for 64 samples; number the classes from 0, or name "
+                                  "them in /classes");
+    y[37] = 2e9;
+    f = h5_new("huge.h5");
+    h5_put1(f, "/modalities/a", H5T_IEEE_F32LE, N, x);
+    h5_put1(f, "/label", H5T_STD_I64LE, N, y);
+    H5Fclose(f);
+    assert_open_error("huge.h5", "%s: /label: sample 37 holds 2000000000, above 65535, the "
+                                 "largest class index taken without /classes; name the classes "
+                                 "in /classes to use larger indices");
+    y[37] = 1023; /* below the floor of 1024 classes: taken */
+    f = h5_new("sparse.h5");
+    h5_put1(f, "/modalities/a", H5T_IEEE_F32LE, N, x);
+    h5_put1(f, "/label", H5T_STD_I32LE, N, y);
+    H5Fclose(f);
+    opened o;
+    mf_error err;
+    ck_assert_msg(open_h5(&o, "sparse.h5", &err) != NULL, "%s", err.msg);
+    ck_assert_int_eq(o.info->n_classes, 1024);
+    close_h5(&o);
+    remove_tmp();
+}
+END_TEST
+
+/* A FIFO with no writer is refused at once (it used to block open forever); the messages for
+ * datasets of too many axes say what shape is wanted. */
+START_TEST(refuses_fifos_and_bad_ranks)
+{
+    make_h5_tmp();
+    ck_assert_int_eq(mkfifo(tmp_path("pipe.h5"), 0600), 0);
+    opened o;
+    mf_error err;
+    alarm(20); /* a hang fails the test instead of the suite's timeout */
+    ck_assert_ptr_null(open_h5(&o, "pipe.h5", &err));
+    alarm(0);
+    char want[1024];
+    snprintf(want, sizeof want, "t.yaml:1:7: path: cannot open '%s': it is not a regular file "
+             "(a FIFO)", tmp_path("pipe.h5"));
+    ck_assert_str_eq(err.msg, want);
+    close_h5(&o);
+
+    double v[8] = {0, 1, 2, 0, 1, 2, 0, 1};
+    hsize_t d2[2] = {4, 2}, c2[2] = {2, 1}, l3[3] = {4, 1, 1};
+    static const char *const names[] = {"a", "b"};
+    hid_t f = h5_new("classes2d.h5");
+    h5_put(f, "/modalities/a", H5T_IEEE_F32LE, 2, d2, v);
+    h5_put1(f, "/label", H5T_STD_I32LE, 4, v);
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    hid_t space = H5Screate_simple(2, c2, NULL);
+    hid_t d = H5Dcreate2(f, "/classes", t, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    ck_assert_int_ge(H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, names), 0);
+    H5Dclose(d);
+    H5Sclose(space);
+    H5Tclose(t);
+    H5Fclose(f);
+    assert_open_error("classes2d.h5", "%s: /classes has 2 axes; it must be a list, one entry "
+                                      "per class");
+    f = h5_new("label3d.h5");
+    h5_put(f, "/modalities/a", H5T_IEEE_F32LE, 2, d2, v);
+    h5_put(f, "/label", H5T_STD_I32LE, 3, l3, v);
+    H5Fclose(f);
+    assert_open_error("label3d.h5", "%s: /label has 3 axes; it must hold one value per sample, "
+                                    "shape (N) or (N,1)");
     remove_tmp();
 }
 END_TEST
@@ -1182,6 +1386,10 @@ int main(void)
     tcase_add_test(tc, refuses_bad_layouts);
     tcase_add_test(tc, refuses_nan_and_inf);
     tcase_add_test(tc, refuses_unreadable_samples);
+    tcase_add_test(tc, refuses_fletcher32_mismatch); /* issue 13 */
+    tcase_add_test(tc, refuses_unavailable_filter);
+    tcase_add_test(tc, caps_unnamed_classes);
+    tcase_add_test(tc, refuses_fifos_and_bad_ranks);
     tcase_add_loop_test(tc, import_round_trip, 0, 2);
     tcase_add_test(tc, import_errors);
     tcase_add_test(tc, import_command);

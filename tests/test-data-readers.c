@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -235,7 +236,7 @@ START_TEST(idx_every_type)
         {0x0B, MF_DTYPE_I16, {-32768, -300, 1000, 32767}},
         {0x0C, MF_DTYPE_I32, {-16777216, -70000, 0, 16777215}},
         {0x0D, MF_DTYPE_F32, {1.5, -2.25, 1e-3, 3.0e8}},
-        {0x0E, MF_DTYPE_F64, {3.125, -0.5, 1e-300, 1e300}},
+        {0x0E, MF_DTYPE_F64, {3.125, -0.5, 1e-300, 1e30}}, /* 1e300: refused (issue 13) */
     };
     make_tmp("idx");
     idx_bytes lb;
@@ -452,6 +453,103 @@ START_TEST(idx_label_errors)
     ck_assert_str_eq(err.msg, "t.yaml:5:14: test_labels: give both test files or neither (\"\")");
     close_data(&o);
     remove_tmp();
+}
+END_TEST
+
+/* Issue 13: values that are not finite float32 (times scale) are refused naming the file,
+ * the item and the value; trailing bytes with both sizes; a FIFO at once; class labels far
+ * beyond the sample count; paths without "./" doubled. */
+START_TEST(idx_hardening)
+{
+    make_tmp("idx");
+    idx_bytes b;
+    idx_make(&b, 0x08, 1, (int[]){2}, (double[]){0, 1}, 2);
+    write_bytes("lab2", b.b, b.len);
+    idx_make(&b, 0x0D, 2, (int[]){2, 2}, (double[]){0, NAN, 1, 2}, 4);
+    write_bytes("nan", b.b, b.len);
+    expect_error("nan", "lab2", "scale: 1\n", msg("nan", "value 1 of item 0 is NaN"));
+    idx_make(&b, 0x0E, 2, (int[]){2, 2}, (double[]){0, 1, 2, -INFINITY}, 4);
+    write_gz("inf.gz", b.b, b.len);
+    expect_error("inf.gz", "lab2", "scale: 1\n", msg("inf.gz", "value 1 of item 1 is -Inf"));
+    idx_make(&b, 0x0E, 2, (int[]){2, 2}, (double[]){0, 1, 2, 1e300}, 4);
+    write_bytes("big", b.b, b.len);
+    expect_error("big", "lab2", "scale: 1\n",
+                 msg("big", "value 1 of item 1 is 1e+300, beyond float32's range"));
+    idx_make(&b, 0x0D, 2, (int[]){2, 2}, (double[]){0, 1e30, 2, 3}, 4);
+    write_bytes("scaled", b.b, b.len);
+    expect_error("scaled", "lab2", "scale: 1e10\n",
+                 msg("scaled", "value 1 of item 0, 1e+30, times scale 1e+10 is beyond "
+                               "float32's range"));
+    idx_make(&b, 0x08, 2, (int[]){2, 2}, (double[]){0, 1, 255, 3}, 4);
+    write_bytes("ubyte", b.b, b.len);
+    expect_error("ubyte", "lab2", "scale: 1e37\n",
+                 msg("ubyte", "value 0 of item 1, 255, times scale 1e+37 is beyond float32's "
+                              "range"));
+
+    /* trailing bytes: 3 images of (2,3) ubyte are 16 + 18 bytes */
+    write_pair("img", "lab", 3, 0, (int[]){0, 1, 2}, 0);
+    uint8_t buf[4096];
+    size_t n = read_bytes("img", buf, sizeof buf);
+    ck_assert_uint_eq(n, 34);
+    memcpy(buf + n, "xyz", 3);
+    write_bytes("long", buf, n + 3);
+    expect_error("long", "lab", "",
+                 msg("long", "37 bytes of data where its IDX header accounts for 34: the file "
+                             "has trailing bytes or a wrong header"));
+    write_gz("long.gz", buf, n + 3);
+    expect_error("long.gz", "lab", "",
+                 msg("long.gz", "37 bytes of data where its IDX header accounts for 34: the "
+                                "file has trailing bytes or a wrong header"));
+
+    /* a FIFO with no writer: refused at once, not a hang */
+    ck_assert_int_eq(mkfifo(tmp_path("pipe"), 0600), 0);
+    alarm(20);
+    expect_error("pipe", "lab", "",
+                 msg("pipe", "cannot be opened: it is not a regular file (a FIFO)"));
+    expect_error("img", "pipe", "",
+                 msg("pipe", "cannot be opened: it is not a regular file (a FIFO)"));
+    alarm(0);
+
+    /* a stray label: classes 0 … 2000 for 3 samples */
+    idx_make(&b, 0x0B, 1, (int[]){3}, (double[]){0, 2000, 1}, 3);
+    write_bytes("stray", b.b, b.len);
+    expect_error("img", "stray", "",
+                 msg("stray", "label 2000 of item 1 would make 2001 classes for 3 samples; "
+                              "number the classes from 0, or give class_names"));
+    idx_make(&b, 0x0B, 1, (int[]){3}, (double[]){0, 1023, 1}, 3);
+    write_bytes("sparse", b.b, b.len);
+    opened o;
+    mf_error err;
+    ck_assert_msg(open_data(&o, "idx", idx_yaml("img", "sparse", "", "", ""), &err), "%s",
+                  err.msg);
+    ck_assert_int_eq(o.info->n_classes, 1024);
+    close_data(&o);
+
+    /* "dir/./x", "dir//x": one path in messages */
+    char yaml[2048];
+    snprintf(yaml, sizeof yaml, "dir: '%s/.//./'\ntrain_images: './nope'\ntrain_labels: lab\n"
+             "test_images: ''\ntest_labels: ''\n", tmp);
+    ck_assert_ptr_null(open_data(&o, "idx", yaml, &err));
+    ck_assert_str_eq(err.msg, msg("nope", "cannot be opened: No such file or directory"));
+    close_data(&o);
+    remove_tmp();
+}
+END_TEST
+
+/* A sample index outside the data is named, not read out of bounds (issue 13). */
+START_TEST(synthetic_refuses_outside)
+{
+    opened o;
+    mf_error err;
+    ck_assert_msg(open_data(&o, "synthetic", "samples: 20\n", &err), "%s", err.msg);
+    float a[16], b[16], *x[2] = {a, b};
+    int32_t labels[1];
+    mf_batch_buffers out = {sizeof out, x, labels, NULL};
+    mf_error_clear(&err);
+    ck_assert_int_eq(mf_dataset_read(o.ds, 1, (int64_t[]){20}, &out, &err), -1);
+    ck_assert_str_eq(err.msg, "synthetic: sample 20 is outside 0 to 19");
+    ck_assert_int_eq(mf_dataset_read(o.ds, 1, (int64_t[]){19}, &out, &err), 0);
+    close_data(&o);
 }
 END_TEST
 
@@ -731,6 +829,8 @@ static Suite *suite(void)
     tcase_add_test(tc, idx_scale_and_names);
     tcase_add_test(tc, idx_bad_input);
     tcase_add_test(tc, idx_label_errors);
+    tcase_add_test(tc, idx_hardening);
+    tcase_add_test(tc, synthetic_refuses_outside);
     tcase_add_test(tc, idx_fashion_mnist);
     tcase_add_test(tc, shapes_deterministic);
     tcase_add_test(tc, shapes_captions_match_images);

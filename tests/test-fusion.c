@@ -633,7 +633,7 @@ START_TEST(located_refusals)
                    "sample, more than max_features (20); shrink the encoders' outputs or use "
                    "lowrank");
     assert_refused("fusion: {type: mean}", "fusion: {type: lowrank, rank: 0}",
-                   "6:33: model.fusion.rank: expected an integer >= 1, got 0");
+                   "6:33: model.fusion.rank: expected an integer between 1 and 16777216, got 0");
     assert_refused("fusion: {type: mean}", "fusion: {type: film, condition: bb}",
                    "6:35: model.fusion.condition: condition 'bb' is not one of the modalities "
                    "(a, b) (did you mean 'b'?)");

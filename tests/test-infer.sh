@@ -71,6 +71,11 @@ check "predict: exit 0" test $? -eq 0
 check "predict: says what it wrote" has "^sat: 2000 predictions (test split) in preds.csv$" pr.out
 "$exe" embed sat -o emb.h5 -q > /dev/null 2>&1
 check "embed: exit 0" test $? -eq 0
+check "embed: every array with a fletcher32 checksum (issue 13)" $py -c "
+import h5py
+bad = []
+h5py.File('emb.h5', 'r').visititems(lambda n, o: bad.append(n) if isinstance(o, h5py.Dataset) and not o.fletcher32 else None)
+assert not bad, bad"
 "$exe" predict nir -o nir.csv -q > /dev/null 2>&1
 check "predict on regression: exit 0" test $? -eq 0
 check "eval, predict and embed agree with the run and each other" $py agree.py

@@ -43,6 +43,20 @@ START_TEST(per_class_by_hand)
     mfi_class_stats s = mfi_class_stats_of(only_predicted, 2, 1);
     ck_assert(s.precision == 0 && s.recall == 0 && s.f1 == 0 && s.support == 0);
     ck_assert_double_eq_tol(mfi_macro_f1(only_predicted, 2), (2.0 / 3 + 0) / 2, 1e-12);
+    /* the meter keeps per-class counts (O(K), any class count): the same figures from them */
+    int64_t tp[4], truth[4] = {0}, pred[4] = {0};
+    for (int c = 0; c < 4; c++) {
+        tp[c] = confusion[c * 4 + c];
+        for (int o = 0; o < 4; o++) {
+            truth[c] += confusion[c * 4 + o];
+            pred[c] += confusion[o * 4 + c];
+        }
+        mfi_class_stats a = mfi_class_stats_of(confusion, 4, c);
+        mfi_class_stats b = mfi_class_stats_counts(tp[c], truth[c], pred[c]);
+        ck_assert(a.precision == b.precision && a.recall == b.recall && a.f1 == b.f1 &&
+                  a.support == b.support);
+    }
+    ck_assert(mfi_macro_f1_counts(tp, truth, pred, 4) == mfi_macro_f1(confusion, 4));
 }
 END_TEST
 

@@ -320,6 +320,47 @@ START_TEST(test_dropout_backward_and_replay)
 }
 END_TEST
 
+/* The mask of the dropout in scope "m.head" of a graph whose other nodes `extra` adds: none,
+ * or nodes in other scopes (a host's missing-modality masks, another module's dropout). */
+static void scoped_dropout_masks(int extra, float *first, float *second)
+{
+    mf_graph *g = mf_graph_new(1);
+    mf_graph_set_seed(g, 11);
+    mf_node *a = mf_input(g, "a", mf_shape2(8, 64));
+    mf_node *x = a, *m = NULL;
+    if (extra) { /* nodes outside the module: ids move, masks must not */
+        m = mf_input(g, "missing", mf_shape2(8, 64));
+        x = mf_sub(g, a, mf_mul(g, m, mf_sub(g, a, m)));
+        mf_graph_set_scope(g, "m.encoder");
+        mf_dropout(g, x, 0.5f);
+    }
+    mf_graph_set_scope(g, "m.head");
+    mf_node *d1 = mf_dropout(g, x, 0.5f), *d2 = mf_dropout(g, x, 0.5f);
+    mf_graph_set_scope(g, NULL);
+    compile_ok(g);
+    for (int i = 0; i < 512; i++)
+        mf_node_value(a)[i] = 1.0f;
+    if (m)
+        memset(mf_node_value(m), 0, 512 * sizeof(float));
+    mf_graph_forward(g);
+    memcpy(first, mf_node_value(d1), 512 * sizeof(float));
+    memcpy(second, mf_node_value(d2), 512 * sizeof(float));
+    mf_graph_free(g);
+}
+
+/* issue 13: masks were keyed by node id, so `eval.robustness.drop` (which adds nodes to the
+ * training graph) changed training. Keyed by module path and rank, they stay put. */
+START_TEST(test_dropout_keyed_by_scope)
+{
+    float plain1[512], plain2[512], more1[512], more2[512];
+    scoped_dropout_masks(0, plain1, plain2);
+    scoped_dropout_masks(1, more1, more2);
+    ck_assert_mem_eq(plain1, more1, sizeof plain1);
+    ck_assert_mem_eq(plain2, more2, sizeof plain2);
+    ck_assert(memcmp(plain1, plain2, sizeof plain1) != 0); /* two of one scope: two masks */
+}
+END_TEST
+
 START_TEST(test_grad_dropout)
 {
     /* mf_gradcheck runs every forward of the check with one forward count: the mask stays
@@ -1013,6 +1054,7 @@ static Suite *ops_tensor_suite(void)
     tcase_add_test(tc, test_dropout_eval_identity);
     tcase_add_test(tc, test_dropout_training);
     tcase_add_test(tc, test_dropout_backward_and_replay);
+    tcase_add_test(tc, test_dropout_keyed_by_scope);
     tcase_add_test(tc, test_grad_dropout);
     suite_add_tcase(s, tc);
 

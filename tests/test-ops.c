@@ -1078,6 +1078,46 @@ START_TEST(test_attention_threads_bitwise)
     mf_params_free(ps);
 }
 END_TEST
+/* issue 13: a product is cut into blocks by its shape, never by the thread count (OpenBLAS
+ * rounds a block product differently from the whole one), so 1, 2 and 3 threads give the
+ * same bits: a large product (split across the team even cold), a mid-sized one (split only
+ * while the team is warm: its blocks run one after another when cold) and a small one, in
+ * each transposition, values and gradients. */
+START_TEST(test_products_threads_bitwise)
+{
+    const int ta = _i & 1, tb = _i >> 1;
+    static const int64_t dims[][3] = {{256, 784, 256}, {128, 128, 64}, {96, 48, 40}};
+    for (int s = 0; s < 3; s++) {
+        const int64_t M = dims[s][0], K = dims[s][1], N = dims[s][2];
+        mf_graph *g = mf_graph_new(1);
+        mf_node *a = mf_variable(g, "a", ta ? mf_shape2(K, M) : mf_shape2(M, K));
+        mf_node *b = mf_variable(g, "b", tb ? mf_shape2(N, K) : mf_shape2(K, N));
+        mf_node *c = mf_matmul(g, a, b, ta, tb);
+        /* scaled so that tanh does not saturate: the gradients are not all zeros */
+        mf_node *loss = mf_sum_all(g, mf_tanh(g, mf_scale(g, c, 1.0f / (float)K)));
+        compile_fill(g);
+        const size_t nc = (size_t)(M * N), na = (size_t)(M * K), nb = (size_t)(K * N);
+        float *runs[3];
+        for (int r = 0; r < 3; r++) {
+            mf_set_threads(r + 1);
+            mf_graph_forward(g);
+            mf_graph_backward(g, loss);
+            runs[r] = malloc((nc + na + nb) * sizeof(float));
+            memcpy(runs[r], mf_node_value(c), nc * sizeof(float));
+            memcpy(runs[r] + nc, mf_node_grad(a), na * sizeof(float));
+            memcpy(runs[r] + nc + na, mf_node_grad(b), nb * sizeof(float));
+        }
+        mf_set_threads(1);
+        for (int r = 1; r < 3; r++)
+            ck_assert_msg(memcmp(runs[0], runs[r], (nc + na + nb) * sizeof(float)) == 0,
+                          "(%lld,%lld)x(%lld,%lld) ta %d tb %d: %d threads differ from 1",
+                          (long long)M, (long long)K, (long long)K, (long long)N, ta, tb, r + 1);
+        for (int r = 0; r < 3; r++)
+            free(runs[r]);
+        mf_graph_free(g);
+    }
+}
+END_TEST
 /* end brief graph */
 
 /* ---------------------------------------------------------------- suite */
@@ -1121,6 +1161,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_concat_one_view);
     tcase_add_test(tc, test_attention_heads_strided);
     tcase_add_test(tc, test_attention_threads_bitwise);
+    tcase_add_loop_test(tc, test_products_threads_bitwise, 0, 4);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("errors");

@@ -192,6 +192,49 @@ START_TEST(search_path_env_comes_first)
 }
 END_TEST
 
+/* Whether a file is mapped into this process. */
+static int mapped(const char *file_name)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[8192];
+    int found = 0;
+    while (f && !found && fgets(line, sizeof line, f))
+        found = strstr(line, file_name) != NULL;
+    if (f)
+        fclose(f);
+    return found;
+}
+
+START_TEST(only_named_files_are_loaded)
+{
+    /* scanned apart (issue 13 item 5): listing and describing load nothing; asking for a
+     * plugin loads its file alone */
+    mf_registry *reg = builtin_registry();
+    ck_assert(!mapped("/mmfuse-concat.so"));
+    ck_assert(!mapped("/mmfuse-mlp.so"));
+    int found = 0;
+    for (int i = 0; i < mf_registry_count(reg); i++) {
+        const char *file;
+        const mf_plugin *p = mf_registry_scanned(reg, i, &file);
+        if (strcmp(p->name, "mlp") != 0)
+            continue;
+        found = 1;
+        ck_assert_ptr_null(p->ops);
+        ck_assert_int_eq(p->kind, MF_KIND_ENCODER);
+        ck_assert_str_eq(p->params[0].name, "hidden");
+        ck_assert_ptr_nonnull(strstr(file, "/mmfuse-mlp.so"));
+    }
+    ck_assert(found);
+    ck_assert(!mapped("/mmfuse-mlp.so"));
+    const mf_plugin *p = mf_registry_find(reg, MF_KIND_FUSION, "concat", NULL);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_ptr_nonnull(p->ops);
+    ck_assert(mapped("/mmfuse-concat.so"));
+    ck_assert(!mapped("/mmfuse-mlp.so"));
+    mf_registry_free(reg);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- loadable fixtures */
 static const char *loadable_dir(void)
 {
@@ -372,6 +415,7 @@ int main(void)
     tcase_add_test(tc, refuses_duplicate_name_keeps_rest_of_bundle);
     tcase_add_test(tc, missing_file_and_folder);
     tcase_add_test(tc, search_path_env_comes_first);
+    tcase_add_test(tc, only_named_files_are_loaded);
     suite_add_tcase(s, tc);
     TCase *loadable = tcase_create("loadable");
     tcase_add_test(loadable, abi10_bundle_loads_checks_and_runs);

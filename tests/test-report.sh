@@ -115,6 +115,17 @@ check "the run exits 0" test $? -eq 0
 "$exe" report real > out 2> err
 check "its report" test -s real/report.html
 
+echo "--- 300 classes (issue 13): per-class figures, no K×K matrix past 256 classes"
+"$exe" run exp.yaml --run-dir many -q -o data.classes=300 -o data.samples=3000 -o train.epochs=1 \
+    -o 'eval={}' > out 2> err
+check "300 classes: the run exits 0" test $? -eq 0
+check "300 classes: per_class has 300 rows, no confusion" python3 -c "
+import json
+t = json.load(open('many/result.json'))['details']['test']
+assert len(t['per_class']) == 300 and 'confusion' not in t, t.keys()"
+"$exe" report many > out 2> err
+check "300 classes: its report" test -s many/report.html
+
 echo "--- cases named by a number (mlp-lf0 …): a chart against the number, a line per name"
 mkdir lf
 printf 'rank,cases,n,failed,best_val_accuracy_mean,best_val_accuracy_std,test_accuracy_mean,test_accuracy_std,epochs_mean,epochs_std,seconds_mean,seconds_std\n1,mlp-lf1,2,0,0.9,0.01,0.89,0.01,5,0,1,0\n2,mbt-lf0,2,0,0.88,0.01,0.87,0.01,5,0,1,0\n3,mlp-lf0,2,0,0.86,0.01,0.85,0.01,5,0,1,0\n4,mbt-lf1,2,0,0.85,0.01,0.84,0.01,5,0,1,0\n5,late-lf3,2,0,0.8,0.01,0.8,0.01,5,0,1,0\n' > lf/summary.csv

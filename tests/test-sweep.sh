@@ -85,6 +85,19 @@ check "the bad point is named" grep -qF "point 5 (model.encoders.a={type: mlp, h
 check "the points sharing the reason are listed" has "the same for points 6, 7, 8, 13, 14, 15, 16" err5
 check "nothing ran" test ! -e runs/bad
 
+echo "--- mmfuse validate checks every point of a sweep file"
+"$exe" validate exp.yaml -o name=vbad -o 'sweep.model.fusion.type=[concat, nope]' > out17 2> err17
+check "validate with a bad point: exit 2" test $? -eq 2
+check "… naming it" grep -qF "point 5 (model.encoders.a={type: mlp, hidden: [16], out: 16}, model.fusion.type=nope, optim.lr=1.0e-3, seed=1): -o model.fusion.type=nope:1:19: model.fusion.type: no fusion plugin named 'nope'" err17
+check "… and creating nothing" test ! -e runs/vbad
+"$exe" validate exp.yaml > out18 2> err18
+check "validate of a good sweep file: exit 0" test $? -eq 0
+check "… valid" has "^exp.yaml: valid$" out18
+# an override of a grid key the file spells dotted replaces it (issue 13)
+sed 's/^  optim: {lr: \[1.0e-3, 3.0e-3\]}/  optim.lr: [1.0e-3, 3.0e-3]/' exp.yaml > dotted.yaml
+"$exe" validate dotted.yaml -o 'sweep.optim.lr=[1.0e-3]' > out19 2> err19
+check "-o sweep.optim.lr on a file writing optim.lr: in its grid: accepted" test $? -eq 0
+
 echo "--- a value that is not a list"
 "$exe" sweep exp.yaml -o name=scalar -o 'sweep.optim.lr=0.1' > out6 2> err6
 check "non-list exits 2" test $? -eq 2
@@ -145,6 +158,47 @@ sed 's/    both: {}/    both: [1]/' cases.yaml > badcase.yaml
 "$exe" sweep badcase.yaml > out12 2> err12
 check "cases: a case that is not a map exits 2" test $? -eq 2
 check "cases: … reported at its place" has "^badcase.yaml:18:11: sweep.cases.both: expected the case's settings as a map of key paths to values, like {model.fusion.type: sum} ({} for the file as it is)" err12
+
+echo "--- killing a sweep stops its points; a re-run waits for them, never runs beside them"
+points() { pgrep -f "run-dir runs/$1/sweep/" | wc -l; }
+started() { # wait (up to 20 s) until N points of sweep $1 run
+    i=0; while [ "$(points $1)" -lt $2 ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
+}
+slow="-o train.epochs=100000 -o data.samples=3000"
+"$exe" sweep exp.yaml -o name=k9 $slow --jobs 2 > out13 2>&1 &
+sweep_pid=$!
+started k9 2
+check "two points run" test "$(points k9)" -eq 2
+kill -9 $sweep_pid
+wait $sweep_pid 2>/dev/null
+i=0; while [ "$(points k9)" -gt 0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+check "SIGKILL of the sweep: its points stop within 5 s" test "$(points k9)" -eq 0
+"$exe" sweep exp.yaml -o name=term $slow --jobs 2 > out14 2> err14 &
+sweep_pid=$!
+started term 2
+kill -TERM $sweep_pid
+wait $sweep_pid
+check "SIGTERM: the sweep exits 1" test $? -eq 1
+check "SIGTERM: no point left running" test "$(points term)" -eq 0
+check "SIGTERM: said, with what to do" has "^exp.yaml: stopped by SIGTERM: 2 running points were stopped, 6 not run; run the sweep again to finish them (finished points are kept)$" err14
+check "SIGTERM: the summary is written" test -s runs/term/sweep/summary.md
+# the lock of a dead sweep still held (by its points): the next sweep waits, then runs
+mkdir -p runs/wait/sweep && echo 999999 > runs/wait/sweep/.lock
+flock runs/wait/sweep/.lock sleep 2 &
+holder=$!
+sleep 0.3
+"$exe" sweep exp.yaml -o name=wait -o 'sweep.seed=[1]' -o 'sweep.optim.lr=[1.0e-3]' -o 'sweep.model.encoders.a=[{type: identity}]' > out15 2> err15
+check "a dead sweep's lock: waited for, then run" test $? -eq 0
+check "a dead sweep's lock: the wait is said" has "^waiting for the points of an earlier sweep in runs/wait/sweep to stop$" out15
+wait $holder
+# held by a live sweep: refused at once
+flock runs/wait/sweep/.lock sh -c 'echo $$ > runs/wait/sweep/.lock; sleep 2' &
+holder=$!
+sleep 0.3
+"$exe" sweep exp.yaml -o name=wait -o 'sweep.seed=[1]' > out16 2> err16
+check "a live sweep's lock: exit 2" test $? -eq 2
+check "a live sweep's lock: said" has "^exp.yaml: another mmfuse sweep is running in 'runs/wait/sweep'$" err16
+wait $holder
 
 echo "--- usage"
 "$exe" sweep exp.yaml --jobs 0 > /dev/null 2> err10

@@ -4,14 +4,18 @@
  * (manifest, reproducible config.yaml, plugin warnings, runs, compare) is test-tracking.sh. */
 #include <check.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <fcntl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mf_check.h"
+#include "assemble.h"
 #include "rundir.h"
 #include "tmpdir.h"
 
@@ -51,6 +55,74 @@ static int json_lines(const char *path, json_t **out)
     }
     return n;
 }
+
+/* issue 13: a writer killed mid-write leaves its temporary; the next write of the same file
+ * removes it once its process is gone and it is a minute old, and leaves every other alone */
+static void touch_old(const char *name, int seconds_ago)
+{
+    FILE *f = fopen(tmp_path(name), "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("partial", f);
+    fclose(f);
+    struct timespec t[2];
+    clock_gettime(CLOCK_REALTIME, &t[0]);
+    t[0].tv_sec -= seconds_ago;
+    t[1] = t[0];
+    ck_assert_int_eq(utimensat(AT_FDCWD, tmp_path(name), t, 0), 0);
+}
+
+START_TEST(stale_temporaries_removed)
+{
+    make_tmp("stale");
+    char live[64];
+    snprintf(live, sizeof live, "result.json.tmp-%ld-aaaaaa", (long)getpid());
+    touch_old("result.json.tmp-999999999-dead01", 120); /* dead writer, old: removed */
+    touch_old("result.json.tmp-bbbbbb", 120);           /* an older mmfuse's name: removed */
+    touch_old("result.json.tmp-999999999-young1", 5);   /* dead but fresh: kept (shared folder) */
+    touch_old(live, 120);                               /* a live writer: kept */
+    touch_old("metrics.csv.tmp-999999999-other1", 120); /* another file's: kept */
+    mf_error err;
+    mf_error_clear(&err);
+    ck_assert_int_eq(mf_write_file_atomic(tmp_path("result.json"), "{}\n", 3, &err), 0);
+    ck_assert_int_eq(access(tmp_path("result.json.tmp-999999999-dead01"), F_OK), -1);
+    ck_assert_int_eq(access(tmp_path("result.json.tmp-bbbbbb"), F_OK), -1);
+    ck_assert_int_eq(access(tmp_path("result.json.tmp-999999999-young1"), F_OK), 0);
+    ck_assert_int_eq(access(tmp_path(live), F_OK), 0);
+    ck_assert_int_eq(access(tmp_path("metrics.csv.tmp-999999999-other1"), F_OK), 0);
+    ck_assert_int_eq(access(tmp_path("result.json"), F_OK), 0);
+    remove_tmp();
+}
+END_TEST
+
+/* issue 13: standardization.json holds every feature's figures or is not written: a
+ * non-finite one is refused naming it (jansson drops NaN, which shifted later features) */
+START_TEST(standardization_whole_or_refused)
+{
+    make_tmp("std");
+    mfi_run_dir rd;
+    mf_error err;
+    mf_error_clear(&err);
+    ck_assert_int_eq(mfi_run_dir_create(&rd, tmp_path("run"), NULL, NULL, &err), 0);
+    ck_assert_int_eq(mfi_run_dir_publish(&rd, &err), 0);
+    float mean[3] = {1, 2, 3}, inv_std[3] = {1, 0.5f, 0.25f};
+    mfi_input in = {.name = "x", .shape = {1, {3}}, .mean = mean, .inv_std = inv_std};
+    ck_assert_int_eq(mfi_run_dir_standardization(&rd, &in, 1, &err), 0);
+    json_error_t jerr;
+    json_t *j = json_load_file(tmp_path("run/standardization.json"), 0, &jerr);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_int_eq(json_array_size(json_object_get(json_object_get(j, "x"), "mean")), 3);
+    ck_assert(json_real_value(json_array_get(json_object_get(json_object_get(j, "x"), "std"), 2)) == 4.0);
+    json_decref(j);
+    mean[1] = NAN;
+    ck_assert_int_eq(mfi_run_dir_standardization(&rd, &in, 1, &err), -1);
+    ck_assert_str_eq(err.msg, "standardization.json: feature 1 of 'x' has a non-finite mean (nan)");
+    j = json_load_file(tmp_path("run/standardization.json"), 0, &jerr); /* the old one stays */
+    ck_assert_int_eq(json_array_size(json_object_get(json_object_get(j, "x"), "mean")), 3);
+    json_decref(j);
+    mfi_run_dir_free(&rd);
+    remove_tmp();
+}
+END_TEST
 
 START_TEST(events_are_lines)
 {
@@ -234,6 +306,8 @@ int main(void)
     tcase_add_test(tc, reopen_cuts_back_to_the_step);
     tcase_add_test(tc, reopen_a_run_without_metrics);
     tcase_add_test(tc, reopen_refusals);
+    tcase_add_test(tc, stale_temporaries_removed);
+    tcase_add_test(tc, standardization_whole_or_refused);
     suite_add_tcase(s, tc);
     return mf_test_run(s);
 }

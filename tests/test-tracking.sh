@@ -112,6 +112,40 @@ if a != b or len(a) != 2:
     sys.exit("%r\n%r" % (a, b))
 EOF
 
+step "eval.robustness.baseline relative: absolute in config.yaml, and the saved config re-runs"
+cat > "$tmp/exp/lf.yaml" <<'EOF'
+name: lf
+seed: 3
+threads: 1
+data: {reader: hdf5, path: data/sat.h5, batch_size: 128}
+model:
+  encoders:
+    visible: {type: mlp, hidden: [16], out: 8}
+    nir: {type: mlp, hidden: [16], out: 8}
+  fusion: {type: concat}
+  head: {type: mlp, hidden: [16]}
+loss: {type: cross_entropy}
+train: {epochs: 1}
+eval: {robustness: {noise: [0, 0.5]}}
+EOF
+sed -e 's/^name: lf/name: ef/' -e 's#noise: \[0, 0.5\]#noise: [0, 0.5], baseline: ../r-lf#' \
+    "$tmp/exp/lf.yaml" > "$tmp/exp/ef.yaml"
+cd "$tmp/exp"
+mmfuse run lf.yaml -q --run-dir ../r-lf > out 2>&1 || { cat out; fail "the baseline run"; }
+mmfuse run ef.yaml -q --run-dir ../r-ef > out 2>&1 || { cat out; fail "the run with a baseline"; }
+grep -qx "    baseline: $real/exp/../r-lf" "$tmp/r-ef/config.yaml" ||
+    { grep -n baseline "$tmp/r-ef/config.yaml"; fail "eval.robustness.baseline is not absolute in config.yaml"; }
+cd "$tmp/third"
+mmfuse run "$tmp/r-ef/config.yaml" -q --run-dir ../r-ef2 > out 2>&1 || { cat out; fail "the re-run with a baseline"; }
+python3 - "$tmp/r-ef/result.json" "$tmp/r-ef2/result.json" <<'EOF' || fail "the re-run's robustness differs"
+import json, sys
+a, b = (json.load(open(f))["robustness"] for f in sys.argv[1:])
+assert a.pop("baseline").endswith("r-lf/result.json") and b.pop("baseline").endswith("r-lf/result.json")
+assert a["effective"] and a == b, (a, b)
+EOF
+rm -rf "$tmp/r-lf" "$tmp/r-ef" "$tmp/r-ef2"
+cd "$tmp/elsewhere"
+
 step "the plugin rebuilt: one warning line naming it, with both hashes, and in manifest.json"
 old=$(sha256sum "$tmp/lab/labgmu.so" | cut -d' ' -f1)
 (cd "$tmp/lab" && cc -shared -fPIC -O2 -I"$src/include" labgmu.c -o labgmu.so) || fail "cc -O2 labgmu"

@@ -15,6 +15,9 @@ static const char check_details[] =
     "Every profile the plugin builds on is checked for its output shape, finite values,\n"
     "gradients against finite differences, determinism and leaks; one it refuses is a SKIP\n"
     "line with its reason, and a plugin that accepts none fails.\n"
+    "The plugin's code runs in child processes, one per group of checks: a crash, abort,\n"
+    "exit() or hang (MMFUSE_CHECK_TIMEOUT seconds, 600 by default) is a FAIL line such as\n"
+    "\"FAIL build  vector (5): crashed with SIGSEGV\", and the report goes on.\n"
     "  -o KEY=VALUE  set a parameter (repeatable); a required parameter no -o sets gets a\n"
     "                sample value from its declaration, named in the output\n"
     "Exit status: 0 every check passed, 1 a check failed, 2 the plugin did not load.\n";
@@ -23,6 +26,8 @@ int mf_cli_check_plugin(int argc, char **argv)
 {
     if (mf_cli_help(argc, argv, check_usage, check_details))
         return MF_EXIT_OK;
+    /* a report read through a pipe keeps every line written before anything goes wrong */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     const char *what = NULL, *overrides[64];
     int n_overrides = 0;
     for (int i = 1; i < argc; i++) {
@@ -58,6 +63,12 @@ int mf_cli_check_plugin(int argc, char **argv)
         for (int i = 0; i < mf_registry_count(reg); i++) {
             const char *file;
             const mf_plugin *p = mf_registry_at(reg, i, &file);
+            if (!p) { /* its scan passed but loading it here failed: the refusal says why */
+                int last = mf_registry_refusal_count(reg) - 1;
+                fprintf(stderr, "%s\n", last >= 0 ? mf_registry_refusal(reg, last) : file);
+                status = MF_EXIT_BAD_INPUT;
+                continue;
+            }
             failures += mf_check_plugin(p, file, n_overrides, overrides, stdout) > 0;
         }
     } else {

@@ -1,12 +1,15 @@
 /* mmfuse import csv FILE … -o OUT.h5 — a CSV table into the dataset layout the `hdf5` reader
- * takes (the work is mf_import_csv's; this only reads the arguments). */
+ * takes (the work is mf_import_csv's; this only reads the arguments). FILE '-' (or
+ * /dev/stdin) reads standard input. */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 
 static const char import_usage[] =
-    "mmfuse import csv FILE --modality NAME=COLUMNS[:SHAPE]... (--label COLUMN | --target "
+    "mmfuse import csv FILE|- --modality NAME=COLUMNS[:SHAPE]... (--label COLUMN | --target "
     "COLUMNS) [--split rows:A-B=train,…|column:NAME] [--classes-from-label] [--no-header] "
     "[--attr KEY=VALUE]... -o OUT.h5";
 
@@ -71,8 +74,14 @@ int mf_cli_import(int argc, char **argv)
     if (status == MF_EXIT_OK) {
         mf_error err;
         mf_error_clear(&err);
-        if ((status = mf_import_csv(&o, &err)) != MF_EXIT_OK)
+        if ((status = mf_import_csv(&o, &err)) != MF_EXIT_OK) {
             mf_cli_report(&err);
+        } else if (fflush(stdout) != 0 || ferror(stdout)) { /* > /dev/full: say so */
+            mf_error_set(&err, "wrote %s, but cannot write its summary to standard output: %s",
+                         o.out, strerror(errno ? errno : EIO));
+            mf_cli_report(&err);
+            status = MF_EXIT_FAILED;
+        }
     }
     free(modalities);
     free(attrs);

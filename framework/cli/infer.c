@@ -9,13 +9,13 @@
 
 static const char eval_usage[] =
     "mmfuse eval RUN_DIR [--split test|val|train] [--checkpoint best|last|FILE] "
-    "[-o KEY.PATH=VALUE]... [--json FILE] [-q]";
+    "[-o KEY.PATH=VALUE]... [--json FILE] [-q] [--force]";
 static const char predict_usage[] =
     "mmfuse predict RUN_DIR -o PREDICTIONS.csv [--split test|val|train] "
-    "[--checkpoint best|last|FILE] [-o KEY.PATH=VALUE]... [-q]";
+    "[--checkpoint best|last|FILE] [-o KEY.PATH=VALUE]... [-q] [--force]";
 static const char embed_usage[] =
     "mmfuse embed RUN_DIR -o EMBEDDINGS.h5 [--split test|val|train] "
-    "[--checkpoint best|last|FILE] [-o KEY.PATH=VALUE]... [-q]";
+    "[--checkpoint best|last|FILE] [-o KEY.PATH=VALUE]... [-q] [--force]";
 
 static const char common_details[] =
     "The run's config.yaml rebuilds the model, the checkpoint (best.h5 unless --checkpoint)\n"
@@ -25,7 +25,9 @@ static const char common_details[] =
     "  -o KEY.PATH=VALUE   override a key of the run's config, e.g. -o data.path=OTHER.h5 to\n"
     "                      evaluate on another file (transfer); a relative path given to a\n"
     "                      key ending in path, file or dir is taken from the working folder\n"
-    "  -q, --quiet         no summary line\n";
+    "  -q, --quiet         no summary line\n"
+    "  --force             load a checkpoint written with other plugins than the run's (another\n"
+    "                      build or version of a plugin it uses): refused without it\n";
 static const char eval_details[] =
     "Prints every metric of the split; --json FILE also writes them (with the confusion\n"
     "matrix and per-class figures) to FILE.\n";
@@ -96,6 +98,8 @@ static int parse(const char *verb, const char *usage, int argc, char **argv,
             o->checkpoint = argv[++i];
         else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0)
             o->quiet = 1;
+        else if (strcmp(a, "--force") == 0)
+            o->force = 1;
         else if (a[0] == '-' && a[1])
             return mf_cli_usage_error(verb, usage, "unknown option '%s'", a);
         else if (o->run_dir)

@@ -1,6 +1,7 @@
 /* mmfuse plugins [--kind K] [--describe NAME] [--json] — every plugin on the search path:
  * its file, kind, version, summary and declared parameters; refused files and names found
- * twice (with both files, and which one wins) on stderr. */
+ * twice (with both files, and which one wins) on stderr. Everything comes from the scans
+ * (registry.c): listing loads no plugin file into this process. */
 #include <stdio.h>
 #include <string.h>
 
@@ -10,6 +11,17 @@
 
 static const char plugins_usage[] = "mmfuse plugins [--kind dataset|encoder|fusion|loss] "
                                     "[--describe NAME] [--json]";
+
+static const char plugins_details[] =
+    "Lists the plugins on the search path (MMFUSE_PLUGIN_PATH's folders, then the built-in\n"
+    "folder): kind, name, version, summary and file; --describe NAME adds its parameters.\n"
+    "Each file is scanned in a separate process and the scan is remembered (the cache is\n"
+    "$XDG_CACHE_HOME/mmfuse/registry-v1.json or ~/.cache/mmfuse/registry-v1.json;\n"
+    "MMFUSE_REGISTRY_CACHE names another file, empty for none), so listing runs no plugin\n"
+    "code in this process. Files refused are named on stderr with the reason: built for\n"
+    "another ABI, a name an earlier file provides, crashed, aborted, called exit() or hung\n"
+    "while loading (MMFUSE_PLUGIN_SCAN_TIMEOUT seconds, 10 by default), or a file or folder\n"
+    "other users could change (MMFUSE_PLUGIN_TRUSTED_GROUPS=GROUP trusts a lab's group).\n";
 
 /* "0 … 1", ">= 1", "" */
 static void range_text(const mf_param_spec *s, char *buf, size_t size)
@@ -66,11 +78,23 @@ static void describe(const mf_plugin *p, const char *file)
     }
 }
 
+/* The scanned descriptor of a name (kind 0: any), without loading its file. */
+static const mf_plugin *find_scanned(const mf_registry *reg, int kind, const char *name,
+                                     const char **file)
+{
+    for (int i = 0; i < mf_registry_count(reg); i++) {
+        const mf_plugin *p = mf_registry_scanned(reg, i, file);
+        if ((!kind || p->kind == kind) && strcmp(p->name, name) == 0)
+            return p;
+    }
+    return NULL;
+}
+
 int mf_cli_plugins(int argc, char **argv)
 {
     const char *describe_name = NULL;
     int kind = 0, as_json = 0;
-    if (mf_cli_help(argc, argv, plugins_usage, NULL))
+    if (mf_cli_help(argc, argv, plugins_usage, plugins_details))
         return MF_EXIT_OK;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) {
@@ -100,7 +124,7 @@ int mf_cli_plugins(int argc, char **argv)
     json_t *all = as_json ? json_array() : NULL;
     if (describe_name) {
         const char *file;
-        const mf_plugin *p = mf_registry_find(reg, kind, describe_name, &file);
+        const mf_plugin *p = find_scanned(reg, kind, describe_name, &file);
         if (!p) {
             const char *hint = mf_suggestion(describe_name, mf_registry_names(reg, kind));
             fprintf(stderr, "mmfuse plugins: no plugin named '%s'%s\n", describe_name,
@@ -115,7 +139,7 @@ int mf_cli_plugins(int argc, char **argv)
         for (int k = MF_KIND_FIRST; k <= MF_KIND_LAST; k++)
             for (int i = 0; i < mf_registry_count(reg); i++) {
                 const char *file;
-                const mf_plugin *p = mf_registry_at(reg, i, &file);
+                const mf_plugin *p = mf_registry_scanned(reg, i, &file);
                 if (p->kind != k || (kind && kind != k))
                     continue;
                 if (all)

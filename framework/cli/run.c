@@ -8,8 +8,8 @@
 
 static const char run_usage[] =
     "mmfuse run FILE.yaml [-o KEY.PATH=VALUE]... [-q] [--run-dir DIR] [--no-save] "
-    "[--init-from CKPT]\n"
-    "       mmfuse run [FILE.yaml] --resume RUN_DIR|latest [-q]";
+    "[--init-from CKPT [--force]]\n"
+    "       mmfuse run [FILE.yaml] --resume RUN_DIR|latest [-q] [--force]";
 static const char run_details[] =
     "Trains the experiment and saves it in a run folder (runs/<name>/<timestamp>/, or DIR):\n"
     "config.yaml, metrics.csv, events.jsonl, checkpoints/last.h5 and best.h5, result.json,\n"
@@ -22,8 +22,10 @@ static const char run_details[] =
     "                      module path and shape match are loaded, the others are named\n"
     "  --resume RUN_DIR    continue a stopped or killed run from its last checkpoint, as its\n"
     "                      config.yaml recorded it: the result is bit-identical to an\n"
-    "                      uninterrupted run at the same thread count; `latest` is the newest\n"
-    "                      run of FILE's experiment\n";
+    "                      uninterrupted run, at any thread count; `latest` is the newest\n"
+    "                      run of FILE's experiment\n"
+    "  --force             load a checkpoint (--resume, --init-from) written with other builds\n"
+    "                      or versions of the plugins the model uses: refused without it\n";
 static const char validate_usage[] = "mmfuse validate FILE.yaml [-o KEY.PATH=VALUE]...";
 
 /* Parse the arguments both verbs share; returns 0 or an exit status. */
@@ -48,6 +50,8 @@ static int parse(const char *verb, const char *usage, int argc, char **argv, con
                 return mf_cli_usage_error(verb, usage, "%s needs %s", a,
                                           a[2] == 'r' ? "a run folder or 'latest'" : "a checkpoint");
             *(a[2] == 'r' ? &opts->resume : &opts->init_from) = argv[++i];
+        } else if (!validating && strcmp(a, "--force") == 0) {
+            opts->force = 1;
         } else if (!validating && strcmp(a, "--run-dir") == 0) {
             if (i + 1 == argc)
                 return mf_cli_usage_error(verb, usage, "--run-dir needs a folder");
@@ -72,6 +76,27 @@ static int parse(const char *verb, const char *usage, int argc, char **argv, con
     return 0;
 }
 
+/* A file with a sweep: every point is checked too (the grid can give one a bad value). */
+static int validate_sweep(const char *file, const mf_run_options *run, mf_error *err)
+{
+    mf_config *cfg = mf_config_load(file, NULL);
+    for (int i = 0; cfg && i < run->n_overrides; i++)
+        mf_config_override(cfg, run->overrides[i], NULL);
+    const mf_config *grid = cfg ? mf_config_get(cfg, "sweep") : NULL;
+    int has_grid = grid && mf_config_length(grid) > 0;
+    mf_config_free(cfg);
+    if (!has_grid)
+        return MF_EXIT_OK;
+    FILE *quiet = fopen("/dev/null", "w");
+    mf_sweep_options so = {.struct_size = sizeof so, .n_overrides = run->n_overrides,
+                           .overrides = run->overrides, .exe = "/proc/self/exe",
+                           .log = quiet ? quiet : stdout, .validate_only = 1};
+    int status = mf_sweep_run(file, &so, err);
+    if (quiet)
+        fclose(quiet);
+    return status;
+}
+
 static int run_or_validate(const char *verb, const char *usage, int argc, char **argv)
 {
     const char *file = NULL;
@@ -83,6 +108,8 @@ static int run_or_validate(const char *verb, const char *usage, int argc, char *
         mf_error err;
         mf_error_clear(&err);
         status = mf_experiment_run(file, &opts, NULL, &err);
+        if (status == MF_EXIT_OK && opts.validate_only)
+            status = validate_sweep(file, &opts, &err);
         if (status != MF_EXIT_OK)
             mf_cli_report(&err);
         else if (opts.validate_only)

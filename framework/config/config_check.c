@@ -50,9 +50,11 @@ static void report_unknown_key(const mf_config *map, const mfi_config_entry *e,
         known[i] = NULL;
         near = mf_did_you_mean(e->key, known);
     }
-    char key[4 * MFI_CONFIG_EXCERPT + 16];
+    char key[4 * MFI_CONFIG_EXCERPT + 16], hint[128];
     mfi_config_excerpt(e->key, key, sizeof key);
-    if (near)
+    if (*mfi_config_colon_hint(e->key, hint, sizeof hint))
+        mfi_config_report(err, &e->key_mark, map->path, "unknown key '%s'%s", key, hint);
+    else if (near)
         mfi_config_report(err, &e->key_mark, map->path, "unknown key '%s' (did you mean '%s'?)",
                           key, near);
     else
@@ -75,7 +77,10 @@ static int fill_default(mf_config *map, const mf_param_spec *spec, mf_error *err
     mfi_config_problem problem;
     mf_config *value = mfi_config_parse_value(spec->default_yaml, &source, &problem);
     int problems = 0;
-    if (!value) {
+    if (!value && strcmp(problem.message, "out of memory") == 0) {
+        mfi_config_report(err, &map->mark, path, "out of memory");
+        problems = 1;
+    } else if (!value) {
         mfi_config_report(err, &map->mark, path, "the declared default '%s' is not valid YAML: %s",
                           spec->default_yaml, problem.message);
         problems = 1;

@@ -80,6 +80,9 @@ void mfi_config_vreport(mf_error *err, const mfi_config_mark *mark, const char *
 void mfi_config_describe(const mf_config *n, char *buf, size_t size);
 /* Text cut to MFI_CONFIG_EXCERPT characters with control characters escaped. */
 void mfi_config_excerpt(const char *text, char *buf, size_t size);
+/* For plain text that reads as "key:value" — a colon without the space after it that YAML
+ * needs to start a value ("reader:hdf5", "a:{…}") — a hint saying so, else "". */
+const char *mfi_config_colon_hint(const char *text, char *buf, size_t size);
 
 /* ---------------------------------------------------------------- parsing (config_parse.c) */
 typedef struct mfi_config_problem {

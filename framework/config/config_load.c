@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 #define INCLUDE_KEY "include"
 
 /* ---------------------------------------------------------------- reading */
+#define FIFO_WAIT_MS 5000
 typedef struct file_text {
     char *text;
     size_t len;
@@ -39,7 +41,8 @@ static int read_file(const char *path, int regular_only, file_text *out, const c
                      mf_error *err)
 {
     *why = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | (regular_only ? O_NONBLOCK : 0));
+    /* never blocking in open: a FIFO nothing writes to would wait there for ever */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         *why = strerror(errno);
         return -1;
@@ -51,6 +54,15 @@ static int read_file(const char *path, int regular_only, file_text *out, const c
         close(fd);
         return -1;
     }
+    /* a pipe (`mmfuse run <(generate)`) is read when its writer writes; a FIFO that no
+     * program writes to is refused rather than waited on */
+    struct pollfd pfd = {fd, POLLIN, 0};
+    if (S_ISFIFO(st.st_mode) && poll(&pfd, 1, FIFO_WAIT_MS) == 0) {
+        *why = "it is a FIFO that no program writes to (waited 5 s)";
+        close(fd);
+        return -1;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     out->dev = st.st_dev;
     out->ino = st.st_ino;
     mfi_config_mark whole_file = {(char *)path, 0, 0};

@@ -21,6 +21,27 @@ static int has_empty_segment(const char *key, size_t len)
     return 0;
 }
 
+/* The entry of map n that the key path from seg (to end) steps into: the entry named by the
+ * next segment or, longer, a dotted key naming several (a sweep grid's `model.fusion:`),
+ * so that `-o sweep.model.fusion=…` replaces the file's `model.fusion` rather than adding a
+ * second spelling beside it. *len: the bytes of the path it takes; -1 when none. */
+static int find_step(const mf_config *n, const char *seg, const char *end, size_t *len)
+{
+    const char *dot = memchr(seg, '.', (size_t)(end - seg));
+    *len = dot ? (size_t)(dot - seg) : (size_t)(end - seg);
+    int found = mfi_config_find(n, seg, *len);
+    for (int i = 0; i < n->length; i++) {
+        const char *k = n->entries[i].key;
+        size_t kl = k ? strlen(k) : 0;
+        if (kl > *len && kl <= (size_t)(end - seg) && memcmp(k, seg, kl) == 0 &&
+            (seg + kl == end || seg[kl] == '.')) {
+            found = i;
+            *len = kl;
+        }
+    }
+    return found;
+}
+
 /* Walk the existing part of key (len bytes): the first node on the way that is neither a
  * map nor empty (an empty "model:" becomes a map), or NULL when the path can be set. */
 static const mf_config *blocking_scalar(const mf_config *root, const char *key, size_t len)
@@ -31,9 +52,9 @@ static const mf_config *blocking_scalar(const mf_config *root, const char *key, 
             return NULL;
         if (n->kind != MF_CONFIG_MAP)
             return n;
-        const char *dot = memchr(seg, '.', (size_t)(end - seg));
-        size_t seg_len = dot ? (size_t)(dot - seg) : (size_t)(end - seg);
-        int i = mfi_config_find(n, seg, seg_len);
+        size_t seg_len;
+        int i = find_step(n, seg, end, &seg_len);
+        const char *dot = seg + seg_len < end ? seg + seg_len : NULL;
         if (i < 0 || !dot)
             return NULL; /* the rest gets created, or this is the key being replaced */
         n = n->entries[i].value;
@@ -72,9 +93,13 @@ static int set_value(mf_config *root, const char *assignment, size_t key_len, mf
 {
     mf_config *n = root;
     for (const char *seg = assignment, *end = assignment + key_len;;) {
-        const char *dot = memchr(seg, '.', (size_t)(end - seg));
-        size_t seg_len = dot ? (size_t)(dot - seg) : (size_t)(end - seg);
-        int i = mfi_config_find(n, seg, seg_len);
+        size_t seg_len;
+        int i = find_step(n, seg, end, &seg_len);
+        if (i < 0) { /* new keys are created one segment at a time */
+            const char *d = memchr(seg, '.', (size_t)(end - seg));
+            seg_len = d ? (size_t)(d - seg) : (size_t)(end - seg);
+        }
+        const char *dot = seg + seg_len < end ? seg + seg_len : NULL;
         if (dot && i >= 0 && !mfi_config_is_null(n->entries[i].value)) {
             n = n->entries[i].value; /* an existing map */
             seg = dot + 1;
@@ -99,17 +124,33 @@ static int set_value(mf_config *root, const char *assignment, size_t key_len, mf
     }
 }
 
+/* The assignment as messages quote it: whole up to 160 bytes, else its first 120 (cut on a
+ * character boundary) and its length, so that the reason still fits in the message. */
+#define QUOTE_MAX 160
+static void quotable(const char *assignment, char *out, size_t size)
+{
+    size_t len = strlen(assignment), cut = 120;
+    if (len <= QUOTE_MAX) {
+        snprintf(out, size, "%s", assignment);
+        return;
+    }
+    while (cut > 0 && ((unsigned char)assignment[cut] & 0xC0) == 0x80)
+        cut--; /* not inside a UTF-8 sequence */
+    snprintf(out, size, "%.*s… (%zu bytes)", (int)cut, assignment, len);
+}
+
 /* Override errors name the assignment as typed: "-o 'a.b=1': message". */
 static int override_error(mf_error *err, const char *assignment, const char *fmt, ...)
     MF_PRINTF(3, 4);
 static int override_error(mf_error *err, const char *assignment, const char *fmt, ...)
 {
-    char message[1024];
+    char message[1024], quoted[QUOTE_MAX + 64];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
-    mfi_config_set_error(err, "-o '%s': %s", assignment, message);
+    quotable(assignment, quoted, sizeof quoted);
+    mfi_config_set_error(err, "-o '%s': %s", quoted, message);
     return -1;
 }
 
@@ -138,12 +179,14 @@ int mf_config_override(mf_config *root, const char *assignment, mf_error *err)
         return override_error(err, assignment, "'%s' is not a map", blocker->path);
 
     /* New nodes are marked "-o key=value"; the value's columns count from its '='. */
-    size_t name_size = strlen(assignment) + 4;
+    size_t name_size = QUOTE_MAX + 64;
     char *name = malloc(name_size);
     char *key = malloc((size_t)key_len + 1);
     int rc = -1;
     if (name && key) {
-        snprintf(name, name_size, "-o %s", assignment);
+        char quoted[QUOTE_MAX + 60];
+        quotable(assignment, quoted, sizeof quoted);
+        snprintf(name, name_size, "-o %s", quoted);
         snprintf(key, (size_t)key_len + 1, "%s", assignment);
         mfi_config_source source = {name, key_len + 1, key, 0};
         mfi_config_problem problem;

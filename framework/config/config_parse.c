@@ -446,8 +446,9 @@ static int take_key(builder *b, const yaml_event_t *ev)
     if (bad) {
         char excerpt[4 * MFI_CONFIG_EXCERPT + 16];
         mfi_config_excerpt(key, excerpt, sizeof excerpt);
-        fail_at(b, &mark, path, "key '%s' contains '%c', which key paths (a.b[1]=…) reserve",
-                excerpt, *bad);
+        char hint[128];
+        fail_at(b, &mark, path, "key '%s' contains '%c', which key paths (a.b[1]=…) reserve%s",
+                excerpt, *bad, mfi_config_colon_hint(key, hint, sizeof hint));
         return -1;
     }
     int first = claim_key(top, key);

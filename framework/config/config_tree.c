@@ -1,4 +1,5 @@
 /* config_tree.c — nodes, paths, lookups and the one error formatter. */
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -220,6 +221,20 @@ static void escape_text(const char *text, size_t max_chars, char *buf, size_t si
 void mfi_config_excerpt(const char *text, char *buf, size_t size)
 {
     escape_text(text, MFI_CONFIG_EXCERPT, buf, size);
+}
+
+const char *mfi_config_colon_hint(const char *text, char *buf, size_t size)
+{
+    size_t n = 0;
+    while (text && (isalnum((unsigned char)text[n]) || strchr("_-.", text[n])) && text[n])
+        n++;
+    buf[0] = '\0';
+    /* "http://…" and "C:\…" are values, not mistakes */
+    if (n == 0 || !text[n] || text[n] != ':' || !text[n + 1] || strchr(" /\\", text[n + 1]))
+        return buf;
+    snprintf(buf, size, " (YAML starts a value only after a colon and a space: write '%.*s: %.20s%s')",
+             (int)n, text, text + n + 1, strlen(text + n + 1) > 20 ? "…" : "");
+    return buf;
 }
 
 /* Every config message goes through here: one line of printable text, whatever bytes a

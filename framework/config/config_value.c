@@ -214,8 +214,10 @@ static void format_number(double v, char *buf, size_t size)
 /* ---------------------------------------------------------------- scalars */
 static int type_error(const mf_config *n, const char *expected, const char *hint, mf_error *err)
 {
-    char got[256];
+    char got[256], colon[128] = "";
     mfi_config_describe(n, got, sizeof got);
+    if (!hint && n->kind == MF_CONFIG_SCALAR && n->style == YAML_PLAIN_SCALAR_STYLE)
+        hint = mfi_config_colon_hint(n->text, colon, sizeof colon);
     mfi_config_report(err, &n->mark, n->path, "expected %s, got %s%s", expected, got,
                       hint ? hint : "");
     return -1;

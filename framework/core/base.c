@@ -65,11 +65,21 @@ mf_shape mf_shape4(int64_t d0, int64_t d1, int64_t d2, int64_t d3)
     return (mf_shape){4, {d0, d1, d2, d3}};
 }
 
+/* Shapes come from files and YAML, so the product is checked: -1 for a negative axis or a
+ * product over MFI_NUMEL_MAX (2^60 - 1), where an unchecked product wrapped around (a
+ * 111620x429509837x384773 import made 4 elements; (-2,-3) made 6). Below the cap, a count
+ * of 8-byte values still fits an int64_t and a size_t, so no caller's byte count overflows. */
+#define MFI_NUMEL_MAX (((int64_t)1 << 60) - 1)
+
 int64_t mf_shape_numel(const mf_shape *s)
 {
     int64_t n = 1;
-    for (int i = 0; i < s->ndim && i < MF_MAX_DIMS; i++)
-        n *= s->dim[i];
+    for (int i = 0; i < s->ndim && i < MF_MAX_DIMS; i++) {
+        const int64_t d = s->dim[i];
+        if (d < 0 || (d > 0 && n > MFI_NUMEL_MAX / d))
+            return -1;
+        n *= d;
+    }
     return n;
 }
 

@@ -1,30 +1,69 @@
 /* Files that are never half written: write to a temporary file beside the target, flush and
  * fsync it, rename it over the target, fsync the folder. A crash leaves the old file or the
- * new one, never a torn one. */
+ * new one, never a torn one — and the temporary, which the next write of the same file
+ * removes. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <mmfuse/base.h>
+
+/* Whether the writer of a temporary named <target>.tmp-<pid>-XXXXXX (the part after
+ * ".tmp-") may still be writing it: its process lives, or someone touched the file in the
+ * last minute (the pid could be another machine's, on a shared folder). Pid-less names are
+ * an older mmfuse's. */
+static int may_be_in_use(int dir_fd, const char *name, const char *suffix)
+{
+    char *end;
+    long pid = strtol(suffix, &end, 10);
+    if (end != suffix && *end == '-' && pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+        return 1;
+    struct stat st;
+    if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+        return 1;
+    return time(NULL) - st.st_mtime < 60;
+}
+
+/* Removes the temporaries of `path` that writers killed mid-write left behind. */
+static void remove_stale_temporaries(const char *path)
+{
+    char *d = strdup(path), *b = strdup(path);
+    DIR *dir = d && b ? opendir(dirname(d)) : NULL;
+    const char *base = b ? basename(b) : "";
+    size_t len = strlen(base);
+    for (struct dirent *de; dir && (de = readdir(dir));)
+        if (strncmp(de->d_name, base, len) == 0 && strncmp(de->d_name + len, ".tmp-", 5) == 0 &&
+            !may_be_in_use(dirfd(dir), de->d_name, de->d_name + len + 5))
+            unlinkat(dirfd(dir), de->d_name, 0);
+    if (dir)
+        closedir(dir);
+    free(d);
+    free(b);
+}
 
 FILE *mf_atomic_open(mf_atomic_file *af, const char *path, mf_error *err)
 {
     memset(af, 0, sizeof *af);
     size_t len = strlen(path);
     af->path = malloc(len + 1);
-    af->tmp = malloc(len + 16);
+    af->tmp = malloc(len + 40);
     if (!af->path || !af->tmp) {
         mf_error_set(err, "cannot write '%s': out of memory", path);
         mf_atomic_abort(af);
         return NULL;
     }
     memcpy(af->path, path, len + 1);
-    snprintf(af->tmp, len + 16, "%s.tmp-XXXXXX", path);
+    remove_stale_temporaries(path);
+    /* the pid tells a later writer whether this one may still be at work */
+    snprintf(af->tmp, len + 40, "%s.tmp-%ld-XXXXXX", path, (long)getpid());
     int fd = mkstemp(af->tmp); /* unique: two writers never share a temporary */
     if (fd < 0 || !(af->f = fdopen(fd, "w"))) {
         mf_error_set(err, "cannot write '%s': %s", path, strerror(errno));

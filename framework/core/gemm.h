@@ -6,9 +6,16 @@
 
 #include <stdint.h>
 
-/* C (m,n) = op(A)·op(B) + beta·C, row-major; op(A) is (m,k), op(B) is (k,n). */
+/* C (m,n) = op(A)·op(B) + beta·C, row-major; op(A) is (m,k), op(B) is (k,n). A large
+ * product is cut into blocks fixed by its shape (never by the thread count), run across the
+ * OpenMP team when that gains: the bits are the same at any thread count. */
 void mfi_gemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, const float *A,
               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* The same as one sgemm call in this thread, never cut: for loops that share a batch of
+ * products between threads (conv2d's samples, bmm's matrices) and so must not cut them by
+ * whether they run in parallel. */
+void mfi_gemm_whole(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, const float *A,
+                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
 typedef struct mfi_gemm_call {
     int ta, tb;

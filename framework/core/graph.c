@@ -92,7 +92,7 @@ static int is_leaf(const mf_node *n)
 /* ---------------------------------------------------------------- errors */
 static void graph_vfail(mf_graph *g, const char *fmt, va_list ap)
 {
-    if (g->has_error)
+    if (!g || g->has_error) /* no graph (mf_graph_new out of memory): nothing to mark */
         return;
     vsnprintf(g->error, sizeof g->error, fmt, ap);
     g->has_error = 1;
@@ -262,6 +262,12 @@ mf_node *mfi_node_new(mf_graph *g, mf_op op, int n_in, mf_node *const *in, const
             return NULL;
     }
     n->numel = mf_shape_numel(&n->shape);
+    if (n->numel < 0) { /* the arena would be sized for a wrapped count */
+        char s[MFI_SHAPE_STR];
+        mfi_graph_fail(g, "%s: its output shape %s holds more values than mmfuse can count",
+                       name, mf_shape_str(&n->shape, s, sizeof s));
+        return NULL;
+    }
     if (append(g, n)) {
         mfi_graph_fail(g, "%s: out of memory", name);
         return NULL;

@@ -14,15 +14,20 @@ static mf_node *leaf(mf_graph *g, mf_op op, const char *name, mf_shape shape)
     int ok = shape.ndim >= 1 && shape.ndim <= MF_MAX_DIMS;
     for (int i = 0; ok && i < shape.ndim; i++)
         ok = shape.dim[i] > 0;
-    if (!ok && !g->compiled) {
+    const int overflows = ok && mf_shape_numel(&shape) < 0;
+    if ((!ok || overflows) && !g->compiled) {
         char s[MFI_SHAPE_STR];
         mf_shape bad = shape;
         if (bad.ndim < 0 || bad.ndim > MF_MAX_DIMS)
             bad.ndim = 0;
         char who[96];
         snprintf(who, sizeof who, *name ? "%s \"%s\"" : "%s", mfi_op_name(op), name);
-        mfi_graph_fail(g, "%s: invalid shape %s: a shape needs 1 to %d positive dimensions", who,
-                       mf_shape_str(&bad, s, sizeof s), MF_MAX_DIMS);
+        if (overflows)
+            mfi_graph_fail(g, "%s: invalid shape %s: more values than mmfuse can count", who,
+                           mf_shape_str(&bad, s, sizeof s));
+        else
+            mfi_graph_fail(g, "%s: invalid shape %s: a shape needs 1 to %d positive dimensions",
+                           who, mf_shape_str(&bad, s, sizeof s), MF_MAX_DIMS);
         return NULL;
     }
     mf_node *n = mfi_node_new(g, op, 0, NULL, NULL);

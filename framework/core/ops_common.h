@@ -102,7 +102,7 @@ static inline float mfi_exp_nonpos(float z)
     union {
         int32_t i;
         float f;
-    } two_k = {.i = ((int32_t)k + 127) << 23};
+    } two_k = {.i = (int32_t)((uint32_t)((int32_t)k + 127) << 23)}; /* unsigned: no UB for NaN's k */
     return z < -87.0f ? 0.0f : p * two_k.f;
 }
 

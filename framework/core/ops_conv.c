@@ -60,6 +60,19 @@ mf_node *mf_conv2d(mf_graph *g, mf_node *x, mf_node *w, mf_node *bias, int strid
     return mfi_node_new(g, MF_OP_CONV2D, bias ? 3 : 2, in, &args);
 }
 
+/* A per-sample product: whole when the batch's chunks are what the threads share (whether or
+ * not they run in parallel, so that the bits never depend on it); cut by mfi_gemm when there
+ * is one chunk (one sample), whose product then uses the team itself. */
+static void conv_gemm(int64_t nchunk, int ta, int tb, int64_t m, int64_t n, int64_t k,
+                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                      float *C, int64_t ldc)
+{
+    if (nchunk > 1)
+        mfi_gemm_whole(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc);
+    else
+        mfi_gemm(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc);
+}
+
 static int max_threads(void)
 {
 #ifdef _OPENMP
@@ -442,8 +455,8 @@ static void conv_forward(mf_node *n, const conv_dims *d, const conv_scratch *s)
         for (int64_t b = d->B * ch / nc; b < d->B * (ch + 1) / nc; b++) {
             im2col(d, x->value + b * inel, cols);
             // out[b] (O,P) = wk (O,KB) · cols (KB,P)
-            mfi_gemm(0, 0, d->O, d->P, d->KB, wk, d->KB, cols, d->P, 0.0f, n->value + b * onel,
-                     d->P);
+            conv_gemm(nc, 0, 0, d->O, d->P, d->KB, wk, d->KB, cols, d->P, 0.0f,
+                      n->value + b * onel, d->P);
             if (n->relu_fused) /* the sample's output is still in cache */
                 rectify(n->value + b * onel, onel);
             if (n->fused_pool)
@@ -535,11 +548,12 @@ static void conv_backward_chunk(const conv_bwd *c, int64_t ch, int64_t b0, int64
         if (part && !c->wdirect) { // part[k0:k1] (k1-k0,O) (+)= cols[k0:k1] (k1-k0,P) · gbᵀ
             if (c->need_dw)
                 im2col(d, x->value + b * inel, cols);
-            mfi_gemm(0, 1, k1 - k0, d->O, d->P, cols + k0 * d->P, d->P, gb, d->P,
-                     b == b0 ? 0.0f : 1.0f, part + k0 * d->O, d->O);
+            conv_gemm(s->nchunk, 0, 1, k1 - k0, d->O, d->P, cols + k0 * d->P, d->P, gb, d->P,
+                      b == b0 ? 0.0f : 1.0f, part + k0 * d->O, d->O);
         }
         if (x->grad && !c->direct) { // dcols (CK,P) = wᵀ (CK,O) · gb (O,P), folded into dx
-            mfi_gemm(1, 0, d->CK, d->P, d->O, w->value, d->CK, gb, d->P, 0.0f, dcols, d->P);
+            conv_gemm(s->nchunk, 1, 0, d->CK, d->P, d->O, w->value, d->CK, gb, d->P, 0.0f, dcols,
+                      d->P);
             col2im_add(d, dcols, x->grad + b * inel);
         }
     }

@@ -55,9 +55,14 @@ mf_node *mf_clamp(mf_graph *g, mf_node *a, float lo, float hi)
     return unary(g, MF_OP_CLAMP, a, &args);
 }
 
+/* The dropout's stream (ops_elementwise.c's dropout section), in iarg[0..1]. */
+static uint64_t dropout_stream(const mf_graph *g);
+
 mf_node *mf_dropout(mf_graph *g, mf_node *a, float p)
 {
     mfi_args args = {.f = {p}};
+    if (g)
+        mfi_put_i64(args.i, (int64_t)dropout_stream(g));
     return unary(g, MF_OP_DROPOUT, a, &args);
 }
 
@@ -488,13 +493,17 @@ void mfi_op_clamp(mf_node *n, int action)
 }
 
 /* ================================================================ dropout
- * The mask is counter-based: element i of node `id` in the forward numbered `count`
+ * The mask is counter-based: element i of a dropout in the forward numbered `count`
  * (g->forward_count, advanced by every mf_graph_forward) is kept iff
- *     hi32(splitmix64(key + (i+1)·φ)) >= p·2³²,  key = mix(seed, count, id).
- * Nothing is stored but the 8-byte key, written to scratch by forward so that backward
- * rebuilds exactly the mask forward used. Replays from the same seed and forward count give
- * the same masks, on any thread count; mf_gradcheck holds the count fixed while it perturbs
- * inputs, so the function it differentiates is the one with a fixed mask. */
+ *     hi32(splitmix64(key + (i+1)·φ)) >= p·2³²,  key = mix(seed, count, stream).
+ * The stream names the dropout by its module path (mf_graph_set_scope) and its rank among
+ * the graph's dropouts of that path, not by its node id: nodes added elsewhere — the
+ * missing-modality masks that `eval.robustness.drop` adds to the training graph, a loss's
+ * extra terms — left every mask where it was (issue 13: an evaluation setting changed
+ * training). Nothing is stored but the 8-byte key, written to scratch by forward so that
+ * backward rebuilds exactly the mask forward used. Replays from the same seed and forward
+ * count give the same masks, on any thread count; mf_gradcheck holds the count fixed while
+ * it perturbs inputs, so the function it differentiates is the one with a fixed mask. */
 #define GOLDEN 0x9E3779B97F4A7C15ull
 
 static inline uint64_t mix64(uint64_t z)
@@ -504,11 +513,25 @@ static inline uint64_t mix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
-static uint64_t dropout_key(uint64_t seed, uint64_t count, int id)
+/* FNV-1a of the scope, mixed with the rank of the new dropout among the graph's dropouts of
+ * that scope (a shared encoder run twice makes two of one path). */
+static uint64_t dropout_stream(const mf_graph *g)
+{
+    const char *scope = g->scope ? g->scope : "";
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const unsigned char *c = (const unsigned char *)scope; *c; c++)
+        h = (h ^ *c) * 0x100000001b3ull;
+    uint64_t rank = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        rank += g->nodes[i]->op == MF_OP_DROPOUT && strcmp(g->nodes[i]->scope, scope) == 0;
+    return mix64(h ^ mix64(rank + GOLDEN));
+}
+
+static uint64_t dropout_key(uint64_t seed, uint64_t count, uint64_t stream)
 {
     uint64_t k = mix64(seed + GOLDEN);
     k = mix64(k ^ (count + 2 * GOLDEN));
-    return mix64(k ^ ((uint64_t)(uint32_t)id + 3 * GOLDEN));
+    return mix64(k ^ (stream + 3 * GOLDEN));
 }
 
 /* Kept iff the element's 32 random bits reach the threshold p·2³². */
@@ -543,7 +566,8 @@ void mfi_op_dropout(mf_node *n, int action)
             memcpy(n->value, a->value, (size_t)numel * sizeof(float));
             return;
         }
-        const uint64_t key = dropout_key(n->graph->seed, n->graph->forward_count, n->id);
+        const uint64_t key = dropout_key(n->graph->seed, n->graph->forward_count,
+                                         (uint64_t)mfi_get_i64(n->iarg));
         *(uint64_t *)n->scratch = key;
         const float *A = a->value;
         float *O = n->value;

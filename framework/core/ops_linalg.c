@@ -205,27 +205,32 @@ void mfi_op_bmm(mf_node *n, int action)
     // two views of one buffer could overlap across matrices: such a backward stays serial
     const int split = batch > 1 && batch * M * N * K >= BMM_SPLIT_MIN_MACS &&
                       (fwd || !dA || !dB || a->base != b->base);
+    // matrices shared between threads run whole, one thread each; a lone one is cut by
+    // mfi_gemm: either way the choice depends on the shapes only
+    void (*const gemm)(int, int, int64_t, int64_t, int64_t, const float *, int64_t,
+                       const float *, int64_t, float, float *, int64_t) =
+        split ? mfi_gemm_whole : mfi_gemm;
     MFI_PARALLEL_FOR(split,
     for (int64_t i = 0; i < batch; i++) {
         const float *av = A + bmm_off(LA, i), *bv = Bv + bmm_off(LB, i);
         float *c = C + bmm_off(LC, i);
         if (fwd) { // out[i] = op(a[i])·op(b[i])
-            mfi_gemm(ta, tb, M, N, K, av, lda, bv, ldb, 0.0f, c, ldc);
+            gemm(ta, tb, M, N, K, av, lda, bv, ldb, 0.0f, c, ldc);
             continue;
         }
         if (dA) {
             float *da = dA + bmm_off(LA, i);
             if (!ta) // da (M,K) += dout (M,N) · op(b)ᵀ (N,K)
-                mfi_gemm(0, !tb, M, K, N, c, ldc, bv, ldb, beta_a, da, lda);
+                gemm(0, !tb, M, K, N, c, ldc, bv, ldb, beta_a, da, lda);
             else // da (K,M) += op(b) (K,N) · doutᵀ (N,M)
-                mfi_gemm(tb, 1, K, M, N, bv, ldb, c, ldc, beta_a, da, lda);
+                gemm(tb, 1, K, M, N, bv, ldb, c, ldc, beta_a, da, lda);
         }
         if (dB) {
             float *db = dB + bmm_off(LB, i);
             if (!tb) // db (K,N) += op(a)ᵀ (K,M) · dout (M,N)
-                mfi_gemm(!ta, 0, K, N, M, av, lda, c, ldc, beta_b, db, ldb);
+                gemm(!ta, 0, K, N, M, av, lda, c, ldc, beta_b, db, ldb);
             else // db (N,K) += doutᵀ (N,M) · op(a) (M,K)
-                mfi_gemm(1, ta, N, K, M, c, ldc, av, lda, beta_b, db, ldb);
+                gemm(1, ta, N, K, M, c, ldc, av, lda, beta_b, db, ldb);
         }
     });
 }

@@ -68,10 +68,19 @@ mf_param *mf_params_add(mf_params *ps, const char *name, mf_shape shape, mf_init
         mf_error_set(err, "parameter '%s' is registered twice", name);
         return NULL;
     }
-    if (shape.ndim < 1 || shape.ndim > MF_MAX_DIMS || mf_shape_numel(&shape) <= 0) {
+    const int64_t numel = mf_shape_numel(&shape);
+    if (shape.ndim < 1 || shape.ndim > MF_MAX_DIMS || numel <= 0) {
         char buf[64];
-        mf_error_set(err, "parameter '%s' has an invalid shape %s", name,
-                     mf_shape_str(&shape, buf, sizeof buf));
+        mf_error_set(err, "parameter '%s' has an invalid shape %s: %s", name,
+                     mf_shape_str(&shape, buf, sizeof buf),
+                     numel < 0 && shape.ndim >= 1 && shape.ndim <= MF_MAX_DIMS
+                         ? "more values than mmfuse can count (the product overflows)"
+                         : "a shape needs 1 to 4 positive dimensions");
+        return NULL;
+    }
+    if (ps->numel > (((int64_t)1 << 60) - 1) - numel) {
+        mf_error_set(err, "parameter '%s': the model's parameters would hold more than 2^60 "
+                     "values", name);
         return NULL;
     }
     if (ps->size == ps->cap) {
@@ -91,7 +100,7 @@ mf_param *mf_params_add(mf_params *ps, const char *name, mf_shape shape, mf_init
     p->init = init;
     p->offset = ps->numel;
     p->store = ps;
-    ps->numel += mf_shape_numel(&shape);
+    ps->numel += numel;
     ps->items[ps->size++] = p;
     return p;
 oom:

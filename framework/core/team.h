@@ -8,8 +8,9 @@
  * graph marks the end of each op and the start of each pass, and the splits whose gain
  * depends on warmth (products, the optimiser's update) take a lower threshold while the team
  * is warm: while the serial work since the last region, estimated from the ops' sizes, is
- * under ~30 µs. Judged by what ran, not by a clock, so that every split (and so every bit)
- * is a function of the graph and the thread count.
+ * under ~30 µs. Judged by what ran, not by a clock. No split changes a bit: every parallel
+ * loop's partition and reduction order are fixed by the shapes (gemm.c's blocks included),
+ * so a run gives the same bits at any thread count.
  * The state is per calling thread: each thread that runs graphs has its own team. */
 #ifndef MMFUSE_TEAM_H
 #define MMFUSE_TEAM_H

@@ -53,9 +53,9 @@ int mf_get_threads(void)
 /* Warmth is judged by what ran, not by the clock: the team is warm while the serial work
  * since the last parallel region, estimated from its size, is under TEAM_WARM_NS, inside
  * libgomp's ~50 µs of spinning at GOMP_SPINCOUNT=1000. A clock would judge better at the
- * edges, but then a product's split, and with it its bits (OpenBLAS rounds a split product
- * differently in a few percent of its elements), would depend on timing: a run would not
- * repeat itself. This way each split is a function of the graph and the thread count.
+ * edges but make a run's timing depend on its neighbours' load. The bits never depend on it:
+ * warmth only decides whether a product's blocks, fixed by its shape (gemm.c), run in
+ * parallel or one after another.
  * The estimates are this machine's rates, rounded up: an elementwise op ~0.5 ns an element,
  * a serial product ~0.02 ns a multiply-add (50 G/s). */
 #define TEAM_WARM_NS 30000.0

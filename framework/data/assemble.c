@@ -4,22 +4,39 @@
 
 #include "assemble.h"
 
-int mfi_input_view(mfi_input *in, const mf_shape *source, int axis, int64_t start,
+int mfi_input_view(mfi_input *in, const mf_shape *source, int64_t axis, int64_t start,
                    int64_t length, mf_error *err)
 {
     char shape[64];
+    mf_shape_str(source, shape, sizeof shape);
     if (axis < 0 || axis >= source->ndim) {
-        mf_error_set(err, "axis %d is out of range for the per-sample shape %s", axis,
-                     mf_shape_str(source, shape, sizeof shape));
+        mf_error_set(err, "axis %lld is out of range for the per-sample shape %s (axes 0 to %d)",
+                     (long long)axis, shape, source->ndim - 1);
         return -1;
     }
-    if (start < 0 || length < 1 || start + length > source->dim[axis]) {
-        mf_error_set(err, "[%lld, %lld) is out of range for axis %d of the per-sample shape %s",
-                     (long long)start, (long long)(start + length), axis,
-                     mf_shape_str(source, shape, sizeof shape));
+    /* start + length is never formed unchecked: start near INT64_MAX wrapped it negative */
+    int64_t end = 0;
+    if (start >= 0 && length >= 1 && __builtin_add_overflow(start, length, &end)) {
+        mf_error_set(err, "start %lld with length %lld is out of range for axis %lld of the "
+                     "per-sample shape %s (start + length must be at most %lld)",
+                     (long long)start, (long long)length, (long long)axis, shape,
+                     (long long)source->dim[axis]);
         return -1;
     }
-    in->axis = axis;
+    if (start < 0 || length < 1 || end > source->dim[axis]) {
+        mf_error_set(err, "[%lld, %lld) is out of range for axis %lld of the per-sample shape %s",
+                     (long long)start, (long long)start + length, (long long)axis, shape);
+        return -1;
+    }
+    /* the source's own size, checked here once so that mfi_assemble's products cannot wrap */
+    int64_t numel = 1;
+    for (int k = 0; k < source->ndim; k++)
+        if (source->dim[k] < 1 || __builtin_mul_overflow(numel, source->dim[k], &numel) ||
+            numel > INT64_MAX / (int64_t)sizeof(float)) {
+            mf_error_set(err, "the per-sample shape %s is too large to slice", shape);
+            return -1;
+        }
+    in->axis = (int)axis;
     in->start = start;
     in->length = length;
     in->shape = *source;
@@ -94,27 +111,55 @@ static void add_targets(const mfi_batch *b, int64_t k, double *sum, double *sq)
     }
 }
 
+/* Σx and Σx² of each feature of one input over a batch. A value that is not finite would
+ * make its feature's mean NaN and every later batch NaN there, silently hidden by a ReLU:
+ * the readers refuse such values, and this names one that a reader let through. */
+static int accumulate(const mfi_input *in, const mfi_batch *b, const float *x, double *sum,
+                      double *sq, mf_error *err)
+{
+    const int64_t numel = mf_shape_numel(&in->shape);
+    for (int64_t i = 0; i < b->n; i++)
+        for (int64_t j = 0; j < numel; j++) {
+            const double v = x[i * numel + j];
+            if (!isfinite(v)) {
+                mf_error_set(err, "'%s': sample %lld holds %s at value %lld: standardisation "
+                             "needs finite values", in->name ? in->name : "?",
+                             (long long)b->index[i], isnan(v) ? "NaN" : v > 0 ? "Inf" : "-Inf",
+                             (long long)j);
+                return -1;
+            }
+            sum[j] += v;
+            sq[j] += v * v;
+        }
+    return 0;
+}
+
 int mfi_fit_standardization(mfi_input *inputs, int n_inputs, const mf_dataset_info *info,
                             mfi_loader *loader, double *target_mean, double *target_std,
                             mf_error *err)
 {
-    double *sum[MFI_MAX_MODALITIES] = {0}, *sq[MFI_MAX_MODALITIES] = {0};
+    double *sum[MFI_MAX_INPUTS] = {0}, *sq[MFI_MAX_INPUTS] = {0};
     const int64_t tk = target_mean ? info->target_dim : 0;
     double *tsum = tk ? calloc((size_t)tk, sizeof *tsum) : NULL;
     double *tsq = tk ? calloc((size_t)tk, sizeof *tsq) : NULL;
-    float *tmp[MFI_MAX_MODALITIES] = {0};
+    float *tmp[MFI_MAX_INPUTS] = {0};
     mfi_loader_start(loader, 0); /* the first batch is the largest: size the buffers by it */
     int64_t count = 0, batch_max = mfi_loader_peek(loader);
     int status = tk && (!tsum || !tsq) ? -1 : 0;
     if (status)
         mf_error_set(err, "out of memory fitting the standardisation");
+    if (!status && (n_inputs < 0 || n_inputs > MFI_MAX_INPUTS)) {
+        mf_error_set(err, "%d inputs to standardise; at most %d", n_inputs, MFI_MAX_INPUTS);
+        status = -1;
+    }
     for (int k = 0; k < n_inputs && !status; k++) {
         if (!inputs[k].standardize)
             continue;
-        size_t numel = (size_t)mf_shape_numel(&inputs[k].shape);
+        size_t numel = (size_t)mf_shape_numel(&inputs[k].shape), bytes;
         sum[k] = calloc(numel, sizeof(double));
         sq[k] = calloc(numel, sizeof(double));
-        tmp[k] = malloc((size_t)batch_max * numel * sizeof(float));
+        tmp[k] = __builtin_mul_overflow((size_t)batch_max, numel * sizeof(float), &bytes)
+                     ? NULL : malloc(bytes);
         inputs[k].mean = malloc(numel * sizeof(float));
         inputs[k].inv_std = malloc(numel * sizeof(float));
         if (!sum[k] || !sq[k] || !tmp[k] || !inputs[k].mean || !inputs[k].inv_std) {
@@ -134,14 +179,11 @@ int mfi_fit_standardization(mfi_input *inputs, int n_inputs, const mf_dataset_in
             raw.drop = 0;
             raw.noise = 0;
             mfi_assemble(&raw, info, b, tmp[k], NULL, NULL);
-            const int64_t numel = mf_shape_numel(&inputs[k].shape);
-            for (int64_t i = 0; i < n; i++)
-                for (int64_t j = 0; j < numel; j++) {
-                    double v = tmp[k][i * numel + j];
-                    sum[k][j] += v;
-                    sq[k][j] += v * v;
-                }
+            if ((status = accumulate(&inputs[k], b, tmp[k], sum[k], sq[k], err)))
+                break;
         }
+        if (status)
+            break;
         if (tk)
             add_targets(b, tk, tsum, tsq);
         count += n;

@@ -28,8 +28,9 @@ typedef struct mfi_input {
 #define MFI_AUGMENT_VFLIP 2u
 #define MFI_AUGMENT_TURNS(k) ((unsigned)(k) << 2)
 
-/* The per-sample shape of a view; -1 with a sentence when axis/start/length do not fit. */
-int mfi_input_view(mfi_input *in, const mf_shape *source, int axis, int64_t start,
+/* The per-sample shape of a view; -1 with a sentence naming the values when axis, start or
+ * length do not fit (checked without overflow: any int64 is refused cleanly). */
+int mfi_input_view(mfi_input *in, const mf_shape *source, int64_t axis, int64_t start,
                    int64_t length, mf_error *err);
 
 /* Write input `in` of a batch's n samples to dst (n × numel(in->shape) floats); rng draws

@@ -12,6 +12,7 @@
  * Why a ring of up to 8 slots: to absorb a slow read (the page cache missed, a busy CPU). */
 #include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -59,6 +60,10 @@ int mfi_splits_make(const mf_dataset_info *info, double val_fraction, uint64_t s
 {
     memset(out, 0, sizeof *out);
     int64_t n = info->n_samples;
+    if (n < 0 || (uint64_t)n > SIZE_MAX / sizeof(int64_t)) { /* a reader's claim, unchecked */
+        mf_error_set(err, "the dataset claims %lld samples", (long long)n);
+        return -1;
+    }
     for (int s = 0; s < 3; s++) {
         out->index[s] = malloc((size_t)n * sizeof(int64_t));
         if (!out->index[s]) {
@@ -185,10 +190,27 @@ static void *worker(void *arg)
     return NULL;
 }
 
+/* *bytes = batch × per-sample floats × 4, or -1 when it does not fit a size_t (a per-sample
+ * width the reader declared absurdly). */
+static int batch_floats(int64_t batch, int64_t per_sample, size_t *bytes)
+{
+    size_t floats;
+    return per_sample < 1 || __builtin_mul_overflow((size_t)batch, (size_t)per_sample, &floats) ||
+                   __builtin_mul_overflow(floats, sizeof(float), bytes)
+               ? -1 : 0;
+}
+
 mfi_loader *mfi_loader_new(mf_dataset *ds, const mf_dataset_info *info, const int64_t *indices,
                            int64_t n, int64_t batch_size, int shuffle, uint64_t seed, int prefetch,
                            mf_error *err)
 {
+    if (info->n_modalities > MFI_MAX_MODALITIES || batch_size < 1 || n < 0) {
+        mf_error_set(err, info->n_modalities > MFI_MAX_MODALITIES
+                              ? "the data has %d modalities; a loader takes at most %d"
+                              : "a loader of %d modalities needs a batch size of at least 1",
+                     info->n_modalities, MFI_MAX_MODALITIES);
+        return NULL;
+    }
     mfi_loader *l = calloc(1, sizeof *l);
     if (!l) {
         mf_error_set(err, "out of memory for a loader");
@@ -208,28 +230,36 @@ mfi_loader *mfi_loader_new(mf_dataset *ds, const mf_dataset_info *info, const in
     l->shuffle = shuffle;
     l->seed = seed;
     /* as many batches ahead as RING_BYTES hold, 2 to MAX_SLOTS (one when reads are inline) */
-    size_t batch_bytes = 1;
-    for (int m = 0; m < info->n_modalities && m < MFI_MAX_MODALITIES; m++)
-        batch_bytes += (size_t)batch_size * (size_t)mf_shape_numel(&info->modalities[m].shape) *
-                       sizeof(float);
+    size_t batch_bytes = 1, bytes[MFI_MAX_MODALITIES], target_bytes = 0;
+    for (int m = 0; m < info->n_modalities; m++) {
+        if (batch_floats(batch_size, mf_shape_numel(&info->modalities[m].shape), &bytes[m]) ||
+            __builtin_add_overflow(batch_bytes, bytes[m], &batch_bytes))
+            goto too_large;
+    }
+    if (info->label_kind != MF_LABELS_CLASSES &&
+        batch_floats(batch_size, info->target_dim, &target_bytes))
+        goto too_large;
     size_t fit = RING_BYTES / batch_bytes;
     l->n_slots = !prefetch ? 1 : fit < 2 ? 2 : fit > MAX_SLOTS ? MAX_SLOTS : (int)fit;
     for (int s = 0; s < l->n_slots; s++) {
-        for (int m = 0; m < info->n_modalities && m < MFI_MAX_MODALITIES; m++) {
-            size_t numel = (size_t)mf_shape_numel(&info->modalities[m].shape);
-            if (!(l->slot[s].modality[m] = malloc((size_t)batch_size * numel * sizeof(float))))
+        for (int m = 0; m < info->n_modalities; m++)
+            if (!(l->slot[s].modality[m] = malloc(bytes[m])))
                 goto oom;
-        }
         if (info->label_kind == MF_LABELS_CLASSES)
             l->slot[s].labels = malloc((size_t)batch_size * sizeof(int32_t));
         else
-            l->slot[s].targets = malloc((size_t)(batch_size * info->target_dim) * sizeof(float));
+            l->slot[s].targets = malloc(target_bytes);
         if (!l->slot[s].labels && !l->slot[s].targets)
             goto oom;
     }
     l->prefetch = prefetch && pthread_create(&l->thread, NULL, worker, l) == 0;
     mfi_loader_start(l, 0);
     return l;
+too_large:
+    mf_error_set(err, "a batch of %lld samples of this data needs more bytes than memory can "
+                 "address", (long long)batch_size);
+    mfi_loader_free(l);
+    return NULL;
 oom:
     mf_error_set(err, "out of memory for a loader of %lld samples in batches of %lld",
                  (long long)n, (long long)batch_size);
@@ -312,7 +342,8 @@ int mfi_loader_shuffle_chunks(mfi_loader *l, int64_t chunk_size, int64_t buffer,
     int64_t ng = 0;
     for (int64_t i = 0; i < l->n; i++)
         ng += i == 0 || l->indices[i] / chunk_size != l->indices[i - 1] / chunk_size;
-    int64_t window = (buffer + chunk_size - 1) / chunk_size;
+    /* rounded up without forming buffer + chunk_size (both unbounded in the YAML) */
+    int64_t window = buffer / chunk_size + (buffer % chunk_size != 0);
     window = window < 1 ? 1 : window > ng ? (ng ? ng : 1) : window; /* no wider than the data */
     l->group = malloc((size_t)(ng + 1) * sizeof *l->group);
     l->perm = malloc((size_t)(ng ? ng : 1) * sizeof *l->perm);

@@ -6,7 +6,11 @@
 
 #include <mmfuse/host.h>
 
-#define MFI_MAX_MODALITIES 16
+/* Modalities a reader may declare (the hdf5 reader's own limit): a batch carries them all,
+ * since a reader writes every one. Only MFI_MAX_INPUTS of them (or of their views) can be used
+ * at once by a model. */
+#define MFI_MAX_MODALITIES 4096
+#define MFI_MAX_INPUTS 16
 
 typedef struct mfi_loader mfi_loader;
 

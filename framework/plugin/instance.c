@@ -34,6 +34,13 @@ struct mf_dataset {
     int opened;
 };
 
+/* Every call into plugin code is marked with the plugin, its file and the phase, so that a
+ * crash or an exit() in it names them (guard.c). */
+static mfi_phase enter(const mf_plugin *p, const char *phase)
+{
+    return mfi_plugin_phase_enter(p->name, mfi_plugin_file(p), phase);
+}
+
 /* The kind's vtable size member sits first in every vtable; state_size right after. */
 static size_t state_size(const mf_plugin *p)
 {
@@ -152,7 +159,9 @@ int mf_module_build(mf_module *m, const mf_config *cfg, const mf_build_args *arg
     const mf_module_ops *ops = m->plugin->ops;
     memset(out, 0, sizeof *out);
     int before = err ? err->count : 0;
+    mfi_phase outer = enter(m->plugin, "build");
     int status = ops->build(m, cfg, args, out, err);
+    mfi_plugin_phase_leave(outer);
     if (status == 0 && (out->ndim < 1 || out->ndim >= MF_MAX_DIMS || mf_shape_numel(out) <= 0)) {
         char name[300];
         mf_error_set(err, "%s reported no valid output shape (1 to %d axes per sample)",
@@ -172,7 +181,9 @@ mf_node *mf_module_forward(mf_module *m, mf_graph *g, int n_in, mf_node *const *
         if (!in[i])
             return NULL; /* an earlier module failed: its error stands */
     const char *outer = mf_graph_set_scope(g, m->path);
+    mfi_phase mark = enter(m->plugin, "forward");
     mf_node *out = ops->forward(m, g, n_in, in);
+    mfi_plugin_phase_leave(mark);
     mf_graph_set_scope(g, outer);
     char name[300], got[MFI_SHAPE_STR], want[64];
     if (!out) {
@@ -205,6 +216,7 @@ int mf_module_build_loss_model(mf_module *m, const mf_config *cfg, const mf_loss
 {
     const mf_loss_ops *ops = m->plugin->ops;
     int before = err ? err->count : 0, status;
+    mfi_phase outer = enter(m->plugin, "build");
     if (MFI_HAS_MEMBER(ops, mf_loss_ops, build_model)) {
         mf_loss_build_args none = {sizeof none, 0, NULL, NULL, NULL, NULL, NULL, 0, 0};
         status = ops->build_model(m, cfg, args ? args : &none, err);
@@ -216,6 +228,7 @@ int mf_module_build_loss_model(mf_module *m, const mf_config *cfg, const mf_loss
     } else {
         status = ops->build(m, cfg, err);
     }
+    mfi_plugin_phase_leave(outer);
     return finish_build(m, cfg, status, before, err);
 }
 
@@ -223,7 +236,9 @@ mf_node *mf_module_loss(mf_module *m, mf_graph *g, const mf_loss_inputs *in)
 {
     const mf_loss_ops *ops = m->plugin->ops;
     const char *outer = mf_graph_set_scope(g, m->path);
+    mfi_phase mark = enter(m->plugin, "forward");
     mf_node *out = ops->forward(m, g, in);
+    mfi_plugin_phase_leave(mark);
     mf_graph_set_scope(g, outer);
     char name[300], got[MFI_SHAPE_STR];
     if (!out && !mf_graph_error(g))
@@ -241,8 +256,11 @@ void mf_module_loss_metrics(mf_module *m, mf_loss_metrics *out)
     const mf_loss_ops *ops = m->plugin->ops;
     memset(out, 0, sizeof *out);
     if (MFI_HAS_MEMBER(ops, mf_loss_ops, declare_metrics) &&
-        MFI_HAS_MEMBER(ops, mf_loss_ops, batch_metrics))
+        MFI_HAS_MEMBER(ops, mf_loss_ops, batch_metrics)) {
+        mfi_phase outer = enter(m->plugin, "metrics");
         ops->declare_metrics(m, out);
+        mfi_plugin_phase_leave(outer);
+    }
     if (out->n < 0 || out->n > MF_LOSS_MAX_METRICS)
         out->n = 0;
 }
@@ -250,8 +268,11 @@ void mf_module_loss_metrics(mf_module *m, mf_loss_metrics *out)
 void mf_module_loss_batch_metrics(mf_module *m, const mf_loss_inputs *in, double *values)
 {
     const mf_loss_ops *ops = m->plugin->ops;
-    if (MFI_HAS_MEMBER(ops, mf_loss_ops, batch_metrics))
+    if (MFI_HAS_MEMBER(ops, mf_loss_ops, batch_metrics)) {
+        mfi_phase outer = enter(m->plugin, "metrics");
         ops->batch_metrics(m, in, values);
+        mfi_plugin_phase_leave(outer);
+    }
 }
 
 void mf_module_free(mf_module *m)
@@ -261,6 +282,7 @@ void mf_module_free(mf_module *m)
     for (int i = 0; i < m->n_children; i++)
         mf_module_free(m->children[i]);
     if (m->plugin && m->built) {
+        mfi_phase outer = enter(m->plugin, "destroy");
         if (m->plugin->kind == MF_KIND_LOSS) {
             const mf_loss_ops *ops = m->plugin->ops;
             if (MFI_HAS_MEMBER(ops, mf_loss_ops, destroy))
@@ -270,6 +292,7 @@ void mf_module_free(mf_module *m)
             if (MFI_HAS_MEMBER(ops, mf_module_ops, destroy))
                 ops->destroy(m);
         }
+        mfi_plugin_phase_leave(outer);
     }
     free(m->state);
     free(m->path);
@@ -294,7 +317,10 @@ mf_dataset *mf_dataset_open(const mf_plugin *plugin, const mf_config *cfg, const
     }
     ds->plugin = plugin;
     ds->info.struct_size = sizeof ds->info;
-    if (ops->open(ds, cfg, &ds->info, err)) {
+    mfi_phase outer = enter(plugin, "open");
+    int opened = ops->open(ds, cfg, &ds->info, err);
+    mfi_plugin_phase_leave(outer);
+    if (opened != 0) {
         mf_dataset_close(ds);
         return NULL;
     }
@@ -334,14 +360,20 @@ int mf_dataset_read(mf_dataset *ds, int64_t n, const int64_t *idx, const mf_batc
                     mf_error *err)
 {
     const mf_dataset_ops *ops = ds->plugin->ops;
-    return ops->read(ds, n, idx, out, err);
+    mfi_phase outer = enter(ds->plugin, "read");
+    int status = ops->read(ds, n, idx, out, err);
+    mfi_plugin_phase_leave(outer);
+    return status;
 }
 
 void mf_dataset_will_read(mf_dataset *ds, int64_t n, const int64_t *idx)
 {
     const mf_dataset_ops *ops = ds && ds->plugin ? ds->plugin->ops : NULL;
-    if (ops && n > 0 && MFI_HAS_MEMBER(ops, mf_dataset_ops, will_read) && ops->will_read)
+    if (ops && n > 0 && MFI_HAS_MEMBER(ops, mf_dataset_ops, will_read) && ops->will_read) {
+        mfi_phase outer = enter(ds->plugin, "read");
         ops->will_read(ds, n, idx);
+        mfi_plugin_phase_leave(outer);
+    }
 }
 
 static const char *const dtype_names[] = {"float32", "float64", "uint8", "int8", "uint16",
@@ -359,8 +391,11 @@ void mf_dataset_close(mf_dataset *ds)
     if (!ds)
         return;
     const mf_dataset_ops *ops = ds->plugin ? ds->plugin->ops : NULL;
-    if (ds->opened && ops && MFI_HAS_MEMBER(ops, mf_dataset_ops, close))
+    if (ds->opened && ops && MFI_HAS_MEMBER(ops, mf_dataset_ops, close)) {
+        mfi_phase outer = enter(ds->plugin, "close");
         ops->close(ds);
+        mfi_plugin_phase_leave(outer);
+    }
     free(ds->state);
     free(ds->base_dir);
     free(ds);

@@ -1,34 +1,49 @@
 #define _GNU_SOURCE /* dladdr */
-/* Plugin loading on libltdl: search path, ABI checks, one sentence per refusal. */
+/* The plugin registry: the search path, one sentence per refusal, and loading on demand.
+ * Each file is first scanned apart from the host (scan.c: constructors and
+ * mf_plugin_list() run in a child) or known from the scan cache; the host then dlopens only
+ * the files whose plugins are asked for (mf_registry_find, mf_registry_at), so a file no
+ * experiment uses can neither stop, crash nor change a run. */
 #include <dirent.h>
 #include <dlfcn.h>
-#include <limits.h>
-#include <sys/stat.h>
 #include <errno.h>
-#include <stdarg.h>
+#include <limits.h>
 #include <ltdl.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <mmfuse/host.h>
 
 #include "plugin_internal.h"
+#include "scan.h"
 
 #include "mf_build_config.h"
 
 typedef struct entry {
-    const mf_plugin *plugin;
-    char *file;
+    mf_plugin scanned;       /* as the scan saw it: ops NULL */
+    mf_param_spec *params;   /* scanned.params' storage */
+    const mf_plugin *plugin; /* the loaded descriptor, NULL until it is asked for */
+    int file, index;         /* reg->files[file], position in its mf_plugin_list() */
 } entry;
+
+typedef struct file_rec {
+    char *path;
+    json_t *scan;  /* the scanned strings live here */
+    lt_dlhandle h; /* NULL until one of its plugins is asked for */
+    const mf_plugin *const *list;
+    int failed;    /* loading it in the host failed: refused, not tried again */
+} file_rec;
 
 struct mf_registry {
     entry *items;
     int size, cap;
-    lt_dlhandle *handles;
-    int n_handles, cap_handles;
+    file_rec *files;
+    int n_files, cap_files;
     char **refusals;
     int n_refusals, cap_refusals;
     const char **names; /* scratch for mf_registry_names */
@@ -36,6 +51,7 @@ struct mf_registry {
                            search path — MMFUSE_PLUGIN_PATH and a saved plugins.path — is
                            read once, not refused as shadowing itself */
     int n_dirs;
+    mfi_scan_cache *cache;
 };
 
 static const char *const kind_names[] = {NULL, "dataset", "encoder", "fusion", "loss"};
@@ -66,6 +82,10 @@ static int ltdl_users;
 mf_registry *mf_registry_new(void)
 {
     mf_registry *reg = calloc(1, sizeof *reg);
+    if (reg && !(reg->cache = mfi_cache_open())) {
+        free(reg);
+        return NULL;
+    }
     if (reg && ltdl_users++ == 0)
         lt_dlinit();
     return reg;
@@ -75,14 +95,19 @@ void mf_registry_free(mf_registry *reg)
 {
     if (!reg)
         return;
+    mfi_cache_free(reg->cache);
     for (int i = 0; i < reg->size; i++)
-        free(reg->items[i].file);
-    for (int i = 0; i < reg->n_handles; i++)
-        lt_dlclose(reg->handles[i]);
+        free(reg->items[i].params);
+    for (int i = 0; i < reg->n_files; i++) {
+        if (reg->files[i].h)
+            lt_dlclose(reg->files[i].h);
+        json_decref(reg->files[i].scan);
+        free(reg->files[i].path);
+    }
     for (int i = 0; i < reg->n_refusals; i++)
         free(reg->refusals[i]);
     free(reg->items);
-    free(reg->handles);
+    free(reg->files);
     free(reg->refusals);
     free(reg->names);
     for (int i = 0; i < reg->n_dirs; i++)
@@ -97,7 +122,7 @@ void mf_registry_free(mf_registry *reg)
 static int refuse(mf_registry *reg, mf_error *err, const char *fmt, ...) MF_PRINTF(3, 4);
 static int refuse(mf_registry *reg, mf_error *err, const char *fmt, ...)
 {
-    char msg[1024];
+    char msg[2 * PATH_MAX + 1024]; /* a trust refusal names two paths */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
@@ -108,169 +133,142 @@ static int refuse(mf_registry *reg, mf_error *err, const char *fmt, ...)
     return -1;
 }
 
-/* The name of a required vtable member the plugin lacks, or NULL. */
-static const char *missing_member(const mf_plugin *p)
+/* The entry of a name (kind 0: any kind), loaded or not; -1 when none. */
+static int find_entry(const mf_registry *reg, int kind, const char *name)
 {
-    switch (p->kind) {
-    case MF_KIND_ENCODER:
-    case MF_KIND_FUSION: {
-        const mf_module_ops *ops = p->ops;
-        return !MFI_HAS_MEMBER(ops, mf_module_ops, build)     ? "build"
-               : !MFI_HAS_MEMBER(ops, mf_module_ops, forward) ? "forward"
-                                                          : NULL;
+    for (int i = 0; i < reg->size; i++) {
+        const mf_plugin *p = &reg->items[i].scanned;
+        if ((kind == 0 || p->kind == kind) && strcmp(p->name, name) == 0)
+            return i;
     }
-    case MF_KIND_LOSS: {
-        const mf_loss_ops *ops = p->ops;
-        /* a 1.1 loss may give build_model instead of build */
-        return !MFI_HAS_MEMBER(ops, mf_loss_ops, build) &&
-                       !MFI_HAS_MEMBER(ops, mf_loss_ops, build_model)
-                   ? "build"
-               : !MFI_HAS_MEMBER(ops, mf_loss_ops, forward) ? "forward"
-                                                            : NULL;
-    }
-    case MF_KIND_DATASET: {
-        const mf_dataset_ops *ops = p->ops;
-        return !MFI_HAS_MEMBER(ops, mf_dataset_ops, open)   ? "open"
-               : !MFI_HAS_MEMBER(ops, mf_dataset_ops, read) ? "read"
-                                                        : NULL;
-    }
-    }
-    return "ops";
+    return -1;
 }
 
-static int valid_name(const char *s)
+/* Admit one scanned descriptor of file f, unless an earlier file has its name. */
+static int admit(mf_registry *reg, int f, int index, const json_t *item, mf_error *err)
 {
-    if (!s || !*s || strlen(s) > 64)
-        return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
-            return 0;
-    return 1;
-}
-
-/* Check one descriptor; fields are read only once the magic and ABI say they exist. */
-static int admit(mf_registry *reg, const char *path, int index, const mf_plugin *p,
-                 mf_error *err)
-{
-    if (p->magic != MF_PLUGIN_MAGIC)
-        return refuse(reg, err,
-                      "%s: plugin #%d has magic number 0x%08x instead of 0x%08x: not an mmfuse "
-                      "plugin descriptor",
-                      path, index + 1, (unsigned)p->magic, (unsigned)MF_PLUGIN_MAGIC);
-    if (p->abi_major != MF_ABI_MAJOR)
-        return refuse(reg, err,
-                      "%s: plugin #%d was built for mmfuse ABI %u.%u, but this host has ABI "
-                      "%d.%d; rebuild it against this version's headers",
-                      path, index + 1, p->abi_major, p->abi_minor, MF_ABI_MAJOR, MF_ABI_MINOR);
-    if (p->abi_minor > MF_ABI_MINOR)
-        return refuse(reg, err,
-                      "%s: plugin #%d needs mmfuse ABI %u.%u, newer than this host's %d.%d; "
-                      "upgrade mmfuse",
-                      path, index + 1, p->abi_major, p->abi_minor, MF_ABI_MAJOR, MF_ABI_MINOR);
-    if (p->struct_size < sizeof(mf_plugin))
-        return refuse(reg, err,
-                      "%s: plugin #%d has a %u-byte descriptor, smaller than ABI %d.%d's %zu "
-                      "bytes",
-                      path, index + 1, (unsigned)p->struct_size, MF_ABI_MAJOR, MF_ABI_MINOR,
-                      sizeof(mf_plugin));
-    if (!valid_name(p->name))
-        return refuse(reg, err,
-                      "%s: plugin #%d has an invalid name (use 1 to 64 lowercase letters, digits "
-                      "and '_')",
+    const char *path = reg->files[f].path;
+    entry e = {.file = f, .index = index};
+    if (mfi_scan_descriptor(item, &e.scanned, &e.params))
+        return refuse(reg, err, "%s: plugin #%d: the plugin scanner's answer was unreadable",
                       path, index + 1);
-    if (!mf_kind_name(p->kind))
-        return refuse(reg, err, "%s: plugin '%s' has unknown kind %d", path, p->name,
-                      (int)p->kind);
-    const char *missing = p->ops ? missing_member(p) : "ops";
-    if (missing)
-        return refuse(reg, err, "%s: plugin '%s' (%s) lacks the required vtable member '%s'",
-                      path, p->name, mf_kind_name(p->kind), missing);
-    const char *other;
-    if (mf_registry_find(reg, 0, p->name, &other))
+    int other = find_entry(reg, 0, e.scanned.name);
+    if (other >= 0) {
+        free(e.params);
         return refuse(reg, err,
                       "%s: plugin '%s' is already provided by %s, which comes first on the "
                       "search path; this one is ignored",
-                      path, p->name, other);
-    if (reserve(&reg->items, &reg->cap, reg->size, sizeof(entry)))
+                      path, e.scanned.name, reg->files[reg->items[other].file].path);
+    }
+    if (reserve(&reg->items, &reg->cap, reg->size, sizeof(entry))) {
+        free(e.params);
         return refuse(reg, err, "%s: out of memory", path);
-    reg->items[reg->size].plugin = p;
-    reg->items[reg->size].file = strdup(path);
-    reg->size++;
+    }
+    reg->items[reg->size++] = e;
     return 0;
 }
 
-/* Why a file does not load. libltdl tries each of its loaders in turn and reports the last
- * one's complaint ("file not found"), hiding the dynamic linker's real reason (say, an
- * undefined symbol); ask the dynamic linker directly for it. */
-static const char *load_failure(const char *path)
+/* Load the file of entry i in the host, the first time one of its plugins is asked for.
+ * Its scan passed, so this runs what already ran once in a child; a crash or exit() now
+ * is still named (the "loading" mark). */
+static const mf_plugin *load_entry(mf_registry *reg, int i)
 {
-    if (access(path, R_OK) != 0)
-        return strerror(errno);
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        const char *why = dlerror(), *rest = strstr(why, ": ");
-        /* glibc starts with the path, which our sentence already names. */
-        return rest && strncmp(why, path, (size_t)(rest - why)) == 0 ? rest + 2 : why;
+    entry *e = &reg->items[i];
+    file_rec *f = &reg->files[e->file];
+    if (e->plugin || f->failed)
+        return e->plugin;
+    if (!f->h) {
+        char open_path[PATH_MAX + 8];
+        snprintf(open_path, sizeof open_path, "%s%s", strchr(f->path, '/') ? "" : "./", f->path);
+        mfi_phase outer = mfi_plugin_phase_enter(e->scanned.name, f->path, "loading");
+        lt_dladvise advise;
+        lt_dladvise_init(&advise);
+        lt_dladvise_local(&advise); /* plugins never see each other's symbols */
+        lt_dlhandle h = lt_dlopenadvise(open_path, advise);
+        lt_dladvise_destroy(&advise);
+        typedef const mf_plugin *const *(*list_fn)(void);
+        list_fn list = h ? (list_fn)(uintptr_t)lt_dlsym(h, MF_PLUGIN_ENTRY) : NULL;
+        f->list = list ? list() : NULL;
+        mfi_plugin_phase_leave(outer);
+        if (!f->list) {
+            if (h)
+                lt_dlclose(h);
+            f->failed = 1;
+            refuse(reg, NULL, "%s: cannot be loaded: %s", f->path,
+                   h ? "its plugin list is gone since it was scanned" : lt_dlerror());
+            return NULL;
+        }
+        f->h = h; /* kept open while the registry lives: never dlclose under live code */
     }
-    dlclose(h);
-    return lt_dlerror();
+    int n = 0;
+    while (n <= e->index && f->list[n])
+        n++;
+    const mf_plugin *p = n > e->index ? f->list[e->index] : NULL;
+    if (!p || p->magic != MF_PLUGIN_MAGIC || p->kind != e->scanned.kind ||
+        p->abi_major != e->scanned.abi_major || !p->name || strcmp(p->name, e->scanned.name)) {
+        refuse(reg, NULL, "%s: plugin '%s' is not the one its scan described (the file "
+               "changed?); run again to rescan it", f->path, e->scanned.name);
+        f->failed = 1;
+        return NULL;
+    }
+    mfi_plugin_note_file(p, f->path);
+    return e->plugin = p;
 }
 
-/* Code that others can change is not loaded: a file or folder writable by group or others
- * would let another user run code in every experiment. NULL when safe, else the reason. */
-static const char *writable_by_others(const char *path, char *why, size_t size)
+/* One file: trust, then its scan (cached or fresh), then each of its descriptors. */
+static int add_file(mf_registry *reg, const char *path, int check_folders, mf_error *err)
 {
+    char why[2 * PATH_MAX];
+    if (mfi_trust_file(path, check_folders, why, sizeof why))
+        return refuse(reg, err, "%s", why);
     struct stat st;
     if (stat(path, &st) != 0)
-        return NULL; /* a missing path is reported by whoever opens it */
-    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-        snprintf(why, size, "writable by other users (mode %04o); refusing to load %s from it "
-                 "(chmod go-w '%s')", (unsigned)(st.st_mode & 07777),
-                 S_ISDIR(st.st_mode) ? "plugins" : "code", path);
-        return why;
+        return refuse(reg, err, "%s: cannot be loaded: %s", path, strerror(errno));
+    if (reserve(&reg->files, &reg->cap_files, reg->n_files, sizeof(file_rec)))
+        return refuse(reg, err, "%s: out of memory", path);
+    json_t *scan = mfi_scan_file(reg->cache, path, &st);
+    if (!scan)
+        return refuse(reg, err, "%s: out of memory while scanning it", path);
+    const char *refused = json_string_value(json_object_get(scan, "refused"));
+    if (refused) {
+        refuse(reg, err, "%s", refused);
+        json_decref(scan);
+        return -1;
     }
-    return NULL;
+    char *copy = strdup(path);
+    if (!copy) {
+        json_decref(scan);
+        return refuse(reg, err, "%s: out of memory", path);
+    }
+    int f = reg->n_files++;
+    reg->files[f] = (file_rec){.path = copy, .scan = scan};
+    const json_t *items = json_object_get(scan, "items");
+    int refusals = 0;
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        const json_t *item = json_array_get(items, i);
+        const char *no = json_string_value(json_object_get(item, "refused"));
+        if (no)
+            refusals += refuse(reg, err, "%s", no) != 0;
+        else
+            refusals += admit(reg, f, (int)i, item, err) != 0;
+    }
+    return refusals ? -1 : 0;
+}
+
+/* A registry that could not be made (mf_registry_new out of memory) takes nothing. */
+static int no_registry(mf_error *err)
+{
+    mf_error_set(err, "out of memory for the plugin registry");
+    return -1;
 }
 
 int mf_registry_add_file(mf_registry *reg, const char *path, mf_error *err)
 {
-    char why[1024];
-    if (writable_by_others(path, why, sizeof why))
-        return refuse(reg, err, "%s: %s", path, why);
-    lt_dladvise advise;
-    lt_dladvise_init(&advise);
-    lt_dladvise_local(&advise); /* plugins never see each other's symbols */
-    lt_dlhandle h = lt_dlopenadvise(path, advise);
-    lt_dladvise_destroy(&advise);
-    if (!h)
-        return refuse(reg, err, "%s: cannot be loaded: %s", path, load_failure(path));
-
-    typedef const mf_plugin *const *(*list_fn)(void);
-    list_fn list = (list_fn)(uintptr_t)lt_dlsym(h, MF_PLUGIN_ENTRY);
-    if (!list) {
-        lt_dlclose(h);
-        return refuse(reg, err, "%s: not an mmfuse plugin: it does not export %s()", path,
-                      MF_PLUGIN_ENTRY);
-    }
-    const mf_plugin *const *plugins = list();
-    if (!plugins || !plugins[0]) {
-        lt_dlclose(h);
-        return refuse(reg, err, "%s: %s() lists no plugins", path, MF_PLUGIN_ENTRY);
-    }
-    int refused = 0, admitted = 0;
-    for (int i = 0; plugins[i]; i++) {
-        if (admit(reg, path, i, plugins[i], err))
-            refused++;
-        else
-            admitted++;
-    }
-    /* Keep the file open while any plugin of it is in use; never dlclose under live code. */
-    if (admitted == 0 || reserve(&reg->handles, &reg->cap_handles, reg->n_handles,
-                                 sizeof(lt_dlhandle)))
-        lt_dlclose(h);
-    else
-        reg->handles[reg->n_handles++] = h;
-    return refused ? -1 : 0;
+    if (!reg)
+        return no_registry(err);
+    int status = add_file(reg, path, 1, err);
+    mfi_cache_save(reg->cache);
+    return status;
 }
 
 static int compare_strings(const void *a, const void *b)
@@ -280,9 +278,11 @@ static int compare_strings(const void *a, const void *b)
 
 int mf_registry_add_dir(mf_registry *reg, const char *dir, mf_error *err)
 {
-    char why[1024];
-    if (writable_by_others(dir, why, sizeof why))
-        return refuse(reg, err, "plugin folder '%s' is %s", dir, why);
+    if (!reg)
+        return no_registry(err);
+    char why[2 * PATH_MAX];
+    if (mfi_trust_dir(dir, why, sizeof why))
+        return refuse(reg, err, "%s", why);
     char *real = realpath(dir, NULL);
     for (int i = 0; real && i < reg->n_dirs; i++)
         if (strcmp(reg->dirs[i], real) == 0) {
@@ -302,24 +302,29 @@ int mf_registry_add_dir(mf_registry *reg, const char *dir, mf_error *err)
         return -1;
     }
     char **files = NULL;
-    int n = 0, cap = 0;
+    int n = 0, cap = 0, lost = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
         size_t len = strlen(e->d_name);
-        if (len > 3 && strcmp(e->d_name + len - 3, ".so") == 0 &&
-            reserve(&files, &cap, n, sizeof(char *)) == 0) {
-            files[n] = malloc(strlen(dir) + len + 2);
-            if (files[n])
-                sprintf(files[n++], "%s/%s", dir, e->d_name);
-        }
+        if (len <= 3 || strcmp(e->d_name + len - 3, ".so") != 0)
+            continue;
+        char *file = reserve(&files, &cap, n, sizeof(char *)) == 0
+                         ? malloc(strlen(dir) + len + 2) : NULL;
+        if (file)
+            sprintf(files[n++] = file, "%s/%s", dir, e->d_name);
+        else
+            lost++;
     }
     closedir(d);
+    if (lost) /* a plugin silently missing would read as a wrong name in the experiment */
+        refuse(reg, err, "plugin folder '%s': out of memory listing its files", dir);
     qsort(files, (size_t)n, sizeof(char *), compare_strings);
     for (int i = 0; i < n; i++) {
-        mf_registry_add_file(reg, files[i], NULL); /* refusals are recorded in reg */
+        add_file(reg, files[i], 0, NULL); /* refusals are recorded in reg */
         free(files[i]);
     }
     free(files);
+    mfi_cache_save(reg->cache);
     return 0;
 }
 
@@ -347,6 +352,8 @@ const char *mf_default_plugin_dir(void)
 
 int mf_registry_add_search_path(mf_registry *reg, const char *const *extra, mf_error *err)
 {
+    if (!reg)
+        return no_registry(err);
     const char *env = getenv("MMFUSE_PLUGIN_PATH");
     int status = 0;
     if (env && *env) {
@@ -364,29 +371,33 @@ int mf_registry_add_search_path(mf_registry *reg, const char *const *extra, mf_e
     return status;
 }
 
-int mf_registry_count(const mf_registry *reg) { return reg->size; }
+int mf_registry_count(const mf_registry *reg) { return reg ? reg->size : 0; }
 
-const mf_plugin *mf_registry_at(const mf_registry *reg, int i, const char **file)
+/* Loading on demand changes no answer of the registry: const, as a cache is. */
+const mf_plugin *mf_registry_at(const mf_registry *creg, int i, const char **file)
+{
+    mf_registry *reg = (mf_registry *)(uintptr_t)creg;
+    if (i < 0 || i >= reg->size)
+        return NULL;
+    if (file)
+        *file = reg->files[reg->items[i].file].path;
+    return load_entry(reg, i);
+}
+
+const mf_plugin *mf_registry_scanned(const mf_registry *reg, int i, const char **file)
 {
     if (i < 0 || i >= reg->size)
         return NULL;
     if (file)
-        *file = reg->items[i].file;
-    return reg->items[i].plugin;
+        *file = reg->files[reg->items[i].file].path;
+    return &reg->items[i].scanned;
 }
 
 const mf_plugin *mf_registry_find(const mf_registry *reg, int kind, const char *name,
                                   const char **file)
 {
-    for (int i = 0; i < reg->size; i++) {
-        const mf_plugin *p = reg->items[i].plugin;
-        if ((kind == 0 || p->kind == kind) && strcmp(p->name, name) == 0) {
-            if (file)
-                *file = reg->items[i].file;
-            return p;
-        }
-    }
-    return NULL;
+    int i = name ? find_entry(reg, kind, name) : -1;
+    return i < 0 ? NULL : mf_registry_at(reg, i, file);
 }
 
 const char *const *mf_registry_names(mf_registry *reg, int kind)
@@ -397,8 +408,8 @@ const char *const *mf_registry_names(mf_registry *reg, int kind)
     reg->names = names;
     int n = 0;
     for (int i = 0; i < reg->size; i++)
-        if (kind == 0 || reg->items[i].plugin->kind == kind)
-            names[n++] = reg->items[i].plugin->name;
+        if (kind == 0 || reg->items[i].scanned.kind == kind)
+            names[n++] = reg->items[i].scanned.name;
     names[n] = NULL;
     return names;
 }

@@ -9,6 +9,7 @@
 
 #include <hdf5.h>
 
+#include "../data/h5_guard.h"
 #include "checkpoint.h"
 #include "experiment_internal.h"
 #include "text.h"
@@ -20,6 +21,27 @@ hid_t mfi_h5_string_type(void)
     H5Tset_size(t, H5T_VARIABLE);
     H5Tset_cset(t, H5T_CSET_UTF8);
     return t;
+}
+
+/* Creation properties of an array dataset whose chunks carry a Fletcher-32 checksum, which
+ * HDF5 verifies on every read (a flipped bit is an error, not a wrong number): chunks of
+ * whole rows, about 1 MiB each. */
+int64_t mfi_h5_checksummed(int ndim, const int64_t *dims, size_t elem_size)
+{
+    hsize_t chunk[MF_MAX_DIMS + 1];
+    size_t row = elem_size;
+    for (int d = 1; d < ndim; d++) {
+        chunk[d] = dims[d] > 0 ? (hsize_t)dims[d] : 1;
+        row *= chunk[d];
+    }
+    hsize_t rows = row < ((size_t)1 << 20) ? ((size_t)1 << 20) / row : 1;
+    chunk[0] = dims[0] > 0 && (hsize_t)dims[0] < rows ? (hsize_t)dims[0] : rows;
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (dcpl >= 0 && (H5Pset_chunk(dcpl, ndim, chunk) < 0 || H5Pset_fletcher32(dcpl) < 0)) {
+        H5Pclose(dcpl);
+        return -1;
+    }
+    return dcpl;
 }
 
 static int attr_write(hid_t loc, const char *name, hid_t file_type, hid_t mem_type,
@@ -60,10 +82,14 @@ static int dataset_write(hid_t loc, const char *name, hid_t file_type, hid_t mem
     for (int d = 0; d < ndim; d++)
         dims[d] = (hsize_t)dim[d];
     hid_t space = ndim ? H5Screate_simple(ndim, dims, NULL) : H5Screate(H5S_SCALAR);
-    hid_t ds = H5Dcreate2(loc, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    /* arrays carry checksums; a scalar (a text) cannot be chunked */
+    hid_t dcpl = ndim ? mfi_h5_checksummed(ndim, dim, H5Tget_size(file_type)) : H5P_DEFAULT;
+    hid_t ds = dcpl < 0 ? -1 : H5Dcreate2(loc, name, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     int ok = ds >= 0 && H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
     if (ds >= 0)
         H5Dclose(ds);
+    if (dcpl > 0 && dcpl != H5P_DEFAULT)
+        H5Pclose(dcpl);
     H5Sclose(space);
     return ok ? 0 : -1;
 }
@@ -190,8 +216,10 @@ static int write_state(hid_t file, experiment *e, const char *kind, const mfi_tr
         const int64_t n = p->n_kept;
         hid_t st = mfi_h5_string_type();
         hid_t space = H5Screate_simple(1, (hsize_t[]){(hsize_t)n}, NULL);
-        hid_t ds = H5Dcreate2(g, "val", H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT,
-                              H5P_DEFAULT);
+        hid_t dcpl = mfi_h5_checksummed(1, &n, sizeof(double));
+        hid_t ds = H5Dcreate2(g, "val", H5T_IEEE_F64LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+        if (dcpl >= 0)
+            H5Pclose(dcpl);
         const char *np = names;
         rc = ds < 0 || H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT,
                                 p->kept_value) < 0 || attr_write(ds, "names", st, st, &np);
@@ -240,8 +268,14 @@ int mfi_checkpoint_save(experiment *e, const char *path, const float *kept,
     if (!mf_atomic_open(&af, path, err))
         return -1;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* our messages say what failed */
-    /* HDF5 truncates the temporary in place; committing fsyncs what it wrote */
-    hid_t file = H5Fcreate(af.tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    /* HDF5 truncates the temporary in place; committing fsyncs what it wrote. A full disk
+     * is kept from HDF5 by the guard driver (h5_guard.c), which HDF5 1.10 needs to close
+     * such a file at all. */
+    int write_errno = 0;
+    hid_t fapl = mfi_h5_guarded_fapl(&write_errno);
+    hid_t file = fapl >= 0 ? H5Fcreate(af.tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl) : -1;
+    if (fapl >= 0)
+        H5Pclose(fapl);
     char *config = slurp(e, "config.yaml"), *manifest = slurp(e, "manifest.json");
     int rc = file < 0 || write_state(file, e, kind, &at, !kept) ||
              tensors_write(file, "params", e->params, kept ? kept : mf_params_values(e->params)) ||
@@ -251,9 +285,9 @@ int mfi_checkpoint_save(experiment *e, const char *path, const float *kept,
     free(manifest);
     if (file >= 0 && H5Fclose(file) < 0)
         rc = -1;
-    if (rc) {
-        mf_error_set(err, "cannot write the checkpoint '%s': HDF5 failed to write it (disk full?)",
-                     path);
+    if (rc || write_errno) {
+        mf_error_set(err, "cannot write the checkpoint '%s': %s", path,
+                     write_errno ? strerror(write_errno) : "HDF5 failed to write it");
         mf_atomic_abort(&af);
         return -1;
     }

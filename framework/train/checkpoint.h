@@ -57,6 +57,8 @@ enum {
     MFI_CKPT_PARAMS = 1u,          /* parameter values */
     MFI_CKPT_TRAINING = 2u,        /* optimiser state, RNG, position, selection */
     MFI_CKPT_STANDARDIZATION = 4u, /* the fitted input (and target) standardisation */
+    MFI_CKPT_SAME_RUN = 8u,        /* the run's own checkpoint (resume, eval): its plugins must
+                                      be this experiment's, all of them (checkpoint_manifest.c) */
 };
 
 /* Write `path` atomically (temporary, fsync, rename). last.h5 (kept NULL): the current
@@ -71,6 +73,14 @@ int mfi_checkpoint_load(struct experiment *e, const char *path, unsigned what, f
                         mfi_train_position *pos, mf_error *err);
 /* A variable-length UTF-8 string type (H5Tclose it). */
 int64_t mfi_h5_string_type(void);
+/* Dataset creation properties: chunks of whole rows (~1 MiB) with Fletcher-32 checksums,
+ * verified by HDF5 on every read; -1 on failure. H5Pclose it. */
+int64_t mfi_h5_checksummed(int ndim, const int64_t *dims, size_t elem_size);
+/* checkpoint_manifest.c: the plugins recorded in the open checkpoint `file` against the
+ * experiment's (same_run: all of them; else those both use); refused naming each
+ * difference unless e->force_checkpoint. */
+int mfi_checkpoint_check_plugins(struct experiment *e, int64_t file, const char *path,
+                                 int same_run, mf_error *err);
 /* Fine-tuning: copy the parameters whose path and shape match; print what matched and name
  * what did not on e->log. -1 when nothing matched or the file is not a checkpoint. */
 int mfi_checkpoint_init_from(struct experiment *e, const char *path, mf_error *err);

@@ -113,7 +113,8 @@ static int tensors_read(reader *r, const char *group, mf_params *ps, float *buf)
                          "it was saved from another model", r->path, group, mf_param_name(q), got,
                          want);
         else if (rc < 0)
-            mf_error_set(r->err, "%s: /%s/%s cannot be read (the file is corrupt or truncated)",
+            mf_error_set(r->err, "%s: /%s/%s cannot be read: the file is corrupt (its checksum "
+                         "does not match) or truncated",
                          r->path, group, mf_param_name(q));
         if (rc)
             return -1;
@@ -335,6 +336,8 @@ int mfi_checkpoint_load(experiment *e, const char *path, unsigned what, float *v
 {
     reader r = {path, -1, err};
     int rc = open_checkpoint(&r);
+    if (rc == 0 && (what & MFI_CKPT_SAME_RUN))
+        rc = mfi_checkpoint_check_plugins(e, r.file, path, 1, err);
     if (rc == 0 && (what & MFI_CKPT_PARAMS))
         rc = tensors_read(&r, "params", e->params, values ? values : mf_params_values(e->params));
     if (rc == 0 && (what & MFI_CKPT_TRAINING)) {
@@ -383,7 +386,7 @@ static void print_names(FILE *log, const char *what, char **names, int n)
 int mfi_checkpoint_init_from(experiment *e, const char *path, mf_error *err)
 {
     reader r = {path, -1, err};
-    if (open_checkpoint(&r))
+    if (open_checkpoint(&r) || mfi_checkpoint_check_plugins(e, r.file, path, 0, err))
         goto fail;
     name_list in_file = {0, NULL};
     if (H5Lexists(r.file, "params", H5P_DEFAULT) > 0) {

@@ -7,13 +7,21 @@
  * every input profile of their kind. Dataset readers, opened with their defaults: a
  * consistent description, and reads that match it. A required parameter not given with -o
  * gets a sample value from its spec, and the lines say so.
+ *
+ * Plugin code runs in forked children (mfi_check_apart), one per group of checks — the
+ * descriptor, the parameters, the reader, each input profile — so a crash, abort, exit()
+ * or hang is a FAIL line and the report goes on; every line is flushed as it is written,
+ * so none is lost when the output is a pipe.
  */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "../plugin/plugin_internal.h"
+#include "../data/loader.h"
 #include "conformance.h"
 
 void mfi_check_report(mfi_checker *c, int status, const char *check, const char *fmt, ...)
@@ -25,7 +33,98 @@ void mfi_check_report(mfi_checker *c, int status, const char *check, const char 
     vfprintf(c->out, fmt, ap);
     va_end(ap);
     fputc('\n', c->out);
+    fflush(c->out);
     status == MFI_CHECK_PASS ? c->passed++ : status == MFI_CHECK_SKIP ? c->skipped++ : c->failed++;
+}
+
+/* ---------------------------------------------------------------- checks apart */
+/* Lines from the child: "PASS|FAIL|SKIP …" are the report's; "\001<result>" ends the
+ * child's answer, "\002<check>" says which check it began. */
+typedef struct relay {
+    mfi_checker *c;
+    char line[4096];
+    size_t n;
+    int result, finished;
+} relay;
+
+static void relay_line(relay *r)
+{
+    mfi_checker *c = r->c;
+    r->line[r->n] = '\0';
+    if (r->line[0] == '\001') {
+        r->result = atoi(r->line + 1);
+        r->finished = 1;
+    } else if (r->line[0] == '\002') {
+        snprintf(c->running, sizeof c->running, "%s", r->line + 1);
+    } else {
+        fprintf(c->out, "%s\n", r->line);
+        fflush(c->out);
+        if (strncmp(r->line, "PASS ", 5) == 0)
+            c->passed++;
+        else if (strncmp(r->line, "SKIP ", 5) == 0)
+            c->skipped++;
+        else if (strncmp(r->line, "FAIL ", 5) == 0)
+            c->failed++;
+    }
+    r->n = 0;
+}
+
+static void relay_bytes(void *user, const char *bytes, size_t n)
+{
+    relay *r = user;
+    for (size_t i = 0; i < n; i++) {
+        if (bytes[i] == '\n' || r->n + 1 >= sizeof r->line)
+            relay_line(r);
+        if (bytes[i] != '\n')
+            r->line[r->n++] = bytes[i];
+    }
+}
+
+typedef struct apart_job {
+    mfi_checker *c;
+    mfi_check_fn fn;
+    const void *arg;
+} apart_job;
+
+static void apart_child(void *arg, int fd)
+{
+    const apart_job *j = arg;
+    mfi_checker child = *j->c;
+    child.out = fdopen(fd, "w");
+    if (!child.out)
+        _exit(1);
+    setvbuf(child.out, NULL, _IOLBF, 0); /* each line reaches the parent before a crash */
+    child.apart = 1;
+    int result = j->fn(&child, j->arg);
+    fprintf(child.out, "\001%d\n", result);
+    fflush(child.out);
+    mfi_isolated_done(fd);
+}
+
+void mfi_check_begin(mfi_checker *c, const char *check)
+{
+    if (c->apart)
+        fprintf(c->out, "\002%s\n", check);
+}
+
+int mfi_check_apart(mfi_checker *c, const char *check, const char *what, mfi_check_fn fn,
+                    const void *arg, int if_died)
+{
+    relay r = {.c = c};
+    apart_job j = {c, fn, arg};
+    char how[256];
+    snprintf(c->running, sizeof c->running, "%s", check);
+    fflush(c->out);
+    int status = mfi_isolate(apart_child, &j, mfi_timeout_from_env("MMFUSE_CHECK_TIMEOUT", 600),
+                             relay_bytes, &r, how, sizeof how);
+    if (r.n)
+        relay_line(&r);
+    if (status == 0 && r.finished)
+        return r.result;
+    mfi_check_report(c, MFI_CHECK_FAIL, c->running, "%s%s%s", what ? what : "",
+                     what ? ": " : "", status ? how : "ended without finishing its checks");
+    fflush(c->out);
+    return if_died;
 }
 
 /* ---------------------------------------------------------------- descriptor, parameters */
@@ -181,6 +280,7 @@ static void check_dataset(mfi_checker *c, const mf_config *cfg)
 {
     mf_error err;
     mf_error_clear(&err);
+    mfi_check_begin(c, "open");
     mf_dataset *ds = mf_dataset_open(c->plugin, cfg, ".", &err);
     if (!ds) {
         mfi_check_report(c, 0, "open", "%s: %s", c->settings, err.msg);
@@ -189,8 +289,11 @@ static void check_dataset(mfi_checker *c, const mf_config *cfg)
     const mf_dataset_info *in = mf_dataset_get_info(ds);
     mfi_check_report(c, 1, "open", "%s: %lld samples, %d classes, %d modalities", c->settings,
                      (long long)in->n_samples, in->n_classes, in->n_modalities);
-    float *bufs[16] = {0}, *again[16] = {0};
-    int ok = in->n_modalities <= 16, m;
+    /* as many modalities as the host's loader takes (a model uses a few of them) */
+    const int n_mod = in->n_modalities;
+    float **bufs = calloc((size_t)(n_mod > 0 ? 2 * n_mod : 1), sizeof *bufs);
+    float **again = bufs ? bufs + n_mod : NULL;
+    int ok = bufs && n_mod <= MFI_MAX_MODALITIES, m;
     for (m = 0; ok && m < in->n_modalities; m++) {
         size_t n = (size_t)mf_shape_numel(&in->modalities[m].shape);
         ok = (bufs[m] = malloc(3 * n * sizeof(float))) &&
@@ -206,10 +309,11 @@ static void check_dataset(mfi_checker *c, const mf_config *cfg)
                                classes ? NULL : targets2};
     if (!classes && in->target_dim > 64)
         ok = 0;
+    mfi_check_begin(c, "read");
     if (!ok || mf_dataset_read(ds, 3, idx, &first, &err) ||
         mf_dataset_read(ds, 3, idx, &second, &err)) {
         mfi_check_report(c, 0, "read", "samples 0, %lld and %lld: %s", (long long)idx[1],
-                         (long long)idx[2], ok ? err.msg : "more than 16 modalities or 64 targets");
+                         (long long)idx[2], ok ? err.msg : "more than 4096 modalities or 64 targets, or out of memory");
     } else {
         const char *problem = NULL;
         for (int i = 0; i < 3 && classes && !problem; i++)
@@ -243,25 +347,46 @@ static void check_dataset(mfi_checker *c, const mf_config *cfg)
             mfi_check_report(c, 1, "read", "samples 0, %lld and %lld match the description, "
                              "twice", (long long)idx[1], (long long)idx[2]);
     }
-    for (m = 0; m < 16; m++) {
+    for (m = 0; bufs && m < n_mod; m++) {
         free(bufs[m]);
         free(again[m]);
     }
+    free(bufs);
     mf_dataset_close(ds);
+}
+
+static int descriptor_apart(mfi_checker *c, const void *file)
+{
+    check_descriptor(c, file);
+    return 1;
+}
+
+static int params_apart(mfi_checker *c, const void *unused)
+{
+    (void)unused;
+    check_params(c);
+    return 1;
+}
+
+static int dataset_apart(mfi_checker *c, const void *cfg)
+{
+    check_dataset(c, cfg);
+    return 1;
 }
 
 int mf_check_plugin(const mf_plugin *plugin, const char *file, int n_overrides,
                     const char *const *overrides, FILE *out)
 {
-    mfi_checker c = {out, plugin, 0, 0, 0, n_overrides, overrides, "with defaults"};
+    mfi_checker c = {out, plugin, 0, 0, 0, n_overrides, overrides, "with defaults", 0, ""};
     fprintf(out, "checking %s '%s' from %s\n", mf_kind_name(plugin->kind), plugin->name, file);
-    check_descriptor(&c, file);
-    check_params(&c);
+    mfi_check_apart(&c, "descriptor", NULL, descriptor_apart, file, 0);
+    /* the host reads the declared parameters below: not when reading them crashed */
+    int readable = mfi_check_apart(&c, "parameters", NULL, params_apart, NULL, 0);
     mf_error err;
     mf_error_clear(&err);
-    mf_config *cfg = default_section(&c, &err);
+    mf_config *cfg = readable ? default_section(&c, &err) : NULL;
     if (cfg && plugin->kind == MF_KIND_DATASET)
-        check_dataset(&c, cfg);
+        mfi_check_apart(&c, "open", c.settings, dataset_apart, cfg, 0);
     else if (cfg && plugin->kind == MF_KIND_LOSS)
         mfi_check_loss(&c, cfg);
     else if (cfg)
@@ -272,5 +397,6 @@ int mf_check_plugin(const mf_plugin *plugin, const char *file, int n_overrides,
                 c.failed);
     else
         fprintf(out, "%s: %d passed, %d failed\n", plugin->name, c.passed, c.failed);
+    fflush(out);
     return c.failed;
 }

@@ -388,6 +388,16 @@ static void check_metrics(mfi_checker *c, instance *x, const char *what)
  * both of two windows — 20 cycles, then 40 more — by at least 16 bytes a cycle, after ten
  * warm-up cycles: the smallest chunk glibc hands out is 32 bytes, so even one lost chunk
  * every other cycle shows, while the cache's bounded fill-up (a few hundred bytes) does not. */
+
+/* Bytes the allocator holds for the program: under ASan or TSan their runtime owns malloc
+ * (mallinfo2 says 0 there), so its own count is asked. */
+extern size_t __sanitizer_get_current_allocated_bytes(void) __attribute__((weak));
+static size_t heap_in_use(void)
+{
+    return __sanitizer_get_current_allocated_bytes ? __sanitizer_get_current_allocated_bytes()
+                                                   : mallinfo2().uordblks;
+}
+
 static void check_memory(mfi_checker *c, const mf_config *cfg, const profile *pr,
                          const char *what)
 {
@@ -397,12 +407,12 @@ static void check_memory(mfi_checker *c, const mf_config *cfg, const profile *pr
         mf_error err;
         mf_error_clear(&err);
         if (i == 10 || i == 30)
-            mark[i == 30] = mallinfo2().uordblks;
+            mark[i == 30] = heap_in_use();
         if (instance_make(c->plugin, cfg, pr, 7, &y, &err) == 0)
             mf_graph_backward(y.g, y.out);
         instance_free(&y);
     }
-    mark[2] = mallinfo2().uordblks;
+    mark[2] = heap_in_use();
     long first = (long)mark[1] - (long)mark[0], second = (long)mark[2] - (long)mark[1];
     long kept = (long)mark[2] - (long)mark[0];
     int leaks = first >= 16 * 20 && second >= 16 * 40;
@@ -428,11 +438,15 @@ static int check_profile(mfi_checker *c, const mf_config *cfg, const profile *pr
     }
     mfi_check_report(c, 1, "build", "%s %s: %lld parameters", what, c->settings,
                      (long long)mf_params_numel(x.params));
+    mfi_check_begin(c, "shape");
     check_shape(c, &x, pr, what);
+    mfi_check_begin(c, "finite");
     check_values(c, &x, what);
+    mfi_check_begin(c, "metrics");
     if (c->plugin->kind == MF_KIND_LOSS)
         check_metrics(c, &x, what);
     mf_error_clear(&err); /* before the gradient check moves the leaves and replays */
+    mfi_check_begin(c, "determinism");
     if (instance_make(c->plugin, cfg, pr, 7, &y, &err)) {
         mfi_check_report(c, 0, "determinism", "%s: a second build failed: %s", what, err.msg);
     } else {
@@ -443,17 +457,37 @@ static int check_profile(mfi_checker *c, const mf_config *cfg, const profile *pr
                          same ? "bit-identical outputs" : "different outputs");
     }
     instance_free(&y);
+    mfi_check_begin(c, "gradients");
     check_gradients(c, &x, what);
     instance_free(&x);
+    mfi_check_begin(c, "memory");
     check_memory(c, cfg, pr, what);
     return 1;
 }
 
+typedef struct profile_job {
+    const mf_config *cfg;
+    const profile *pr;
+} profile_job;
+
+static int profile_apart(mfi_checker *c, const void *arg)
+{
+    const profile_job *j = arg;
+    mfi_check_begin(c, "build");
+    return check_profile(c, j->cfg, j->pr);
+}
+
+/* Each profile in a child of its own: a crash in one is its FAIL line, and the next
+ * profile is still checked (a profile whose child died counts as accepted). */
 static void check_profiles(mfi_checker *c, const mf_config *cfg, const profile *prs, int n)
 {
     int accepted = 0;
-    for (int i = 0; i < n; i++)
-        accepted += check_profile(c, cfg, &prs[i]);
+    for (int i = 0; i < n; i++) {
+        char what[160];
+        profile_job j = {cfg, &prs[i]};
+        describe(&prs[i], c->plugin->kind == MF_KIND_LOSS, what, sizeof what);
+        accepted += mfi_check_apart(c, "build", what, profile_apart, &j, 1);
+    }
     if (!accepted)
         mfi_check_report(c, 0, "inputs", "'%s' accepts none of the %d input profiles of %s %s "
                          "(reasons in the SKIP lines)", c->plugin->name, n,

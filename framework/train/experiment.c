@@ -128,10 +128,13 @@ static int load_plugins(experiment *e, mf_error *err)
     const mf_config *list = mf_config_get(mfi_section(e, "plugins"), "path");
     int n = mf_config_length(list), problems = 0;
     char **dirs = calloc((size_t)n + 1, sizeof *dirs);
-    for (int i = 0; dirs && i < n; i++) {
+    for (int i = 0; i < n && !problems; i++) {
         const char *d = mf_config_scalar(mf_config_at(list, i));
-        if (!(dirs[i] = malloc(strlen(e->base_dir) + strlen(d) + 2)))
+        if (!dirs || !(dirs[i] = malloc(strlen(e->base_dir) + strlen(d) + 2))) {
+            mf_error_set(err, "out of memory");
+            problems++;
             break;
+        }
         if (d[0] == '/')
             strcpy(dirs[i], d);
         else
@@ -142,13 +145,21 @@ static int load_plugins(experiment *e, mf_error *err)
             problems++;
         }
     }
-    mf_error warnings;
+    mf_error warnings, scratch;
     mf_error_clear(&warnings);
+    mf_error_clear(&scratch);
+    /* its refusals are the registry's own list, printed once below (not also from err) */
     if (!problems)
-        mf_registry_add_search_path(e->reg, (const char *const *)dirs, &warnings);
-    for (int i = 0; i < mf_registry_refusal_count(e->reg); i++)
-        mf_error_set(&warnings, "%s", mf_registry_refusal(e->reg, i));
-    if (warnings.count) {
+        mf_registry_add_search_path(e->reg, (const char *const *)dirs, &scratch);
+    for (int i = 0; i < mf_registry_refusal_count(e->reg); i++) {
+        const char *why = mf_registry_refusal(e->reg, i);
+        if (why && strstr(why, "out of memory")) { /* not a plugin's fault: the run's */
+            mf_error_set(err, "%s", why);
+            problems++;
+        }
+        mf_error_set(&warnings, "%s", why ? why : "a plugin file was refused (out of memory)");
+    }
+    if (warnings.count && !problems) {
         for (char *line = warnings.msg, *end; *line; line = end + (*end != 0)) {
             end = line + strcspn(line, "\n");
             fprintf(stderr, "mmfuse: warning: %.*s\n", (int)(end - line), line);
@@ -262,12 +273,26 @@ static int check_losses(experiment *e, mf_error *err)
     return problems;
 }
 
+/* `name` becomes a folder (<runs>/<name>/…): one path component, so no run lands outside
+ * `runs`. */
+static int check_name(experiment *e, mf_error *err)
+{
+    const mf_config *n = mf_config_get(e->cfg, "name");
+    const char *name = mf_config_scalar(n);
+    if (!name || (*name && !strchr(name, '/') && strcmp(name, ".") && strcmp(name, "..")))
+        return 0;
+    mf_config_error(err, n, "'%s' cannot be a folder name, and run folders are <runs>/<name>/…: "
+                    "give a name without '/' that is not empty, '.' or '..'", name);
+    return 1;
+}
+
 /* Validate the whole file before anything runs; report every problem at once. */
 static int validate(experiment *e, mf_error *err)
 {
     static const char *const top_skip[] = {"loss", NULL}, *const model_skip[] = {"fusion", "head",
                                                                                  NULL};
     int problems = check_except(e->cfg, mfi_top_specs, top_skip, err);
+    problems += problems ? 0 : check_name(e, err);
     if (problems) /* sections missing or of the wrong type: nothing below can be read */
         return problems;
     problems += mf_config_check(mfi_section(e, "plugins"), mfi_plugins_specs, NULL, err);
@@ -399,7 +424,10 @@ int mfi_experiment_prepare(experiment *e, const mf_run_options *opts, mf_error *
     for (int i = 0; opts && i < opts->n_overrides; i++)
         if (mf_config_override(e->cfg, opts->overrides[i], err))
             return -1;
-    e->reg = mf_registry_new();
+    if (!(e->reg = mf_registry_new())) {
+        mf_error_set(err, "out of memory");
+        return -1;
+    }
     if (validate(e, err))
         return -1;
     read_settings(e);
@@ -422,13 +450,24 @@ static void save_result(experiment *e, int status, const mf_run_result *res, mf_
     if (mfi_run_dir_result(e->run, outcome, res, e->seed, res->best_epoch,
                            status == MF_EXIT_OK ? NULL : err->msg, e->details, &werr) && status == 0)
         mf_error_set(err, "%s", werr.msg);
-    /* the page is a view of the files: failing to draw it fails nothing */
+    /* the page is a view of the files: one it cannot draw fails nothing, but a file it
+     * cannot write (a full disk) fails the run like any other */
     mf_error rerr;
     mf_error_clear(&rerr);
-    if (mf_report_write(e->run->path, NULL, &rerr) != MF_EXIT_OK)
+    int report = mf_report_write(e->run->path, NULL, &rerr);
+    if (report == MF_EXIT_FAILED && status == MF_EXIT_OK && !err->count)
+        mf_error_set(err, "%s (the run is saved; `mmfuse report %s` writes the page again)",
+                     rerr.msg, e->run->path);
+    else if (report != MF_EXIT_OK)
         fprintf(stderr, "mmfuse: warning: no report.html: %s\n", rerr.msg);
     if (!e->quiet)
         fprintf(e->log, "saved in %s\n", e->run->path);
+}
+
+int mfi_exit_status(int status, const mf_error *err)
+{
+    return status == MF_EXIT_BAD_INPUT && err && strstr(err->msg, "out of memory")
+               ? MF_EXIT_FAILED : status;
 }
 
 int mf_experiment_run(const char *path, const mf_run_options *opts, mf_run_result *res,
@@ -453,6 +492,8 @@ int mf_experiment_run(const char *path, const mf_run_options *opts, mf_run_resul
         path = resume_config; /* the run continues as its folder recorded it */
     }
     e.init_from = has_resume ? opts->init_from : NULL;
+    e.force_checkpoint = opts && opts->struct_size >= offsetof(mf_run_options, force) +
+                                                       sizeof opts->force && opts->force;
     e.path = path;
     e.opts = opts;
     e.log = opts && opts->log ? opts->log : stdout;
@@ -480,8 +521,13 @@ int mf_experiment_run(const char *path, const mf_run_options *opts, mf_run_resul
         e.run = &run;
         snprintf(res->run_dir, sizeof res->run_dir, "%s", run.path);
     } else if (!(opts && opts->no_save)) {
-        if (mfi_run_dir_create(&run, opts ? opts->run_dir : NULL, runs, name, err) ||
-            (e.run = &run, mfi_track_start(&e, err)) || mfi_run_dir_publish(&run, err)) {
+        if (mfi_run_dir_create(&run, opts ? opts->run_dir : NULL, runs, name, err)) {
+            status = MF_EXIT_FAILED;
+            goto done;
+        }
+        if ((e.run = &run, mfi_track_start(&e, err)) || mfi_run_dir_publish(&run, err)) {
+            mfi_run_dir_abandon(&run, err);
+            e.run = NULL;
             status = MF_EXIT_FAILED;
             goto done;
         }
@@ -504,5 +550,5 @@ int mf_experiment_run(const char *path, const mf_run_options *opts, mf_run_resul
     }
 done:
     mfi_experiment_free(&e);
-    return status;
+    return mfi_exit_status(status, err);
 }

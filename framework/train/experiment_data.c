@@ -125,11 +125,12 @@ static int check_robustness(experiment *e, mf_error *err)
     return problems ? -1 : 0;
 }
 
-/* What can be used: the reader's modalities, then the views carved out of them. */
+/* What can be used: the reader's modalities, then the views carved out of them. A file may
+ * hold more modalities than a model can use at once: only the picked ones are counted. */
 typedef struct available {
     int n;
-    const char *names[2 * MAX_MODALITIES + 1]; /* NULL-terminated */
-    mfi_input input[2 * MAX_MODALITIES];
+    const char **names; /* NULL-terminated */
+    mfi_input *input;
 } available;
 
 /* data.views.<name>: {from, axis, start, length}. */
@@ -162,7 +163,7 @@ static int add_view(experiment *e, available *av, const mf_config *views, int v,
     mf_error why;
     mf_error_clear(&why);
     av->input[av->n] = (mfi_input){.name = mf_config_key_at(views, v), .source = source};
-    if (mfi_input_view(&av->input[av->n], &in->modalities[source].shape, (int)axis, start, length,
+    if (mfi_input_view(&av->input[av->n], &in->modalities[source].shape, axis, start, length,
                        &why)) {
         mf_config_error(err, spec, "%s", why.msg);
         return -1;
@@ -175,15 +176,22 @@ static int add_view(experiment *e, available *av, const mf_config *views, int v,
 static int list_available(experiment *e, available *av, mf_error *err)
 {
     const mf_dataset_info *in = e->info;
+    const mf_config *views = mf_config_get(e->data_cfg, "views");
+    const size_t room = (size_t)in->n_modalities + (size_t)mf_config_length(views);
     av->n = 0;
+    av->names = calloc(room + 1, sizeof *av->names);
+    av->input = calloc(room ? room : 1, sizeof *av->input);
+    if (!av->names || !av->input) {
+        mf_error_set(err, "%s: out of memory for %zu modalities and views", e->path, room);
+        return -1;
+    }
     for (int m = 0; m < in->n_modalities; m++) {
         av->input[av->n] = (mfi_input){.name = in->modalities[m].name, .source = m, .axis = -1,
                                        .shape = in->modalities[m].shape};
         av->names[av->n++] = in->modalities[m].name;
     }
     av->names[av->n] = NULL;
-    const mf_config *views = mf_config_get(e->data_cfg, "views");
-    for (int v = 0; v < mf_config_length(views) && av->n < 2 * MAX_MODALITIES; v++)
+    for (int v = 0; v < mf_config_length(views); v++)
         if (add_view(e, av, views, v, err))
             return -1;
     return 0;
@@ -195,11 +203,17 @@ static int pick_inputs(experiment *e, const available *av, mf_error *err)
     const mf_dataset_info *in = e->info;
     const mf_config *wanted = mf_config_get(e->data_cfg, "modalities");
     int n_wanted = mf_config_length(wanted), n_views = av->n - in->n_modalities, standardize;
-    e->n_mod = n_wanted ? n_wanted : n_views ? n_views : in->n_modalities;
-    if (e->n_mod > MAX_MODALITIES) {
-        mf_config_error(err, wanted, "at most %d modalities can be used at once", MAX_MODALITIES);
+    const int n_mod = n_wanted ? n_wanted : n_views ? n_views : in->n_modalities;
+    if (n_mod > MAX_MODALITIES) {
+        const mf_config *at = n_wanted ? wanted : n_views ? mf_config_get(e->data_cfg, "views")
+                                                          : e->data_cfg;
+        mf_config_error(err, at, "%d %s would be used; a model takes at most %d at once%s", n_mod,
+                        n_wanted ? "modalities" : n_views ? "views" : "modalities of the data",
+                        MAX_MODALITIES,
+                        n_wanted || n_views ? "" : " (pick some with data.modalities)");
         return -1;
     }
+    e->n_mod = n_mod;
     mf_config_bool(e->data_cfg, "standardize", &standardize, NULL);
     for (int i = 0; i < e->n_mod; i++) {
         const char *name = n_wanted ? mf_config_scalar(mf_config_at(wanted, i))
@@ -255,6 +269,26 @@ static int match_encoders(experiment *e, mf_error *err)
     return problems || resolve_shares(e, err) ? -1 : 0;
 }
 
+/* No sample is in training: said of the data file (data.path, when the reader has one) and
+ * of its split, which is where the fix lies — not of the experiment. */
+static int no_training_samples(experiment *e, mf_error *err)
+{
+    const mfi_splits *sp = &e->splits;
+    if (sp->count[MF_SPLIT_TRAIN] > 0)
+        return 0;
+    const mf_config *path = mf_config_get(e->data_cfg, "path");
+    char data[512];
+    if (path && mf_config_scalar(path) && *mf_config_scalar(path))
+        snprintf(data, sizeof data, "'%s'", mf_config_scalar(path));
+    else
+        snprintf(data, sizeof data, "the '%s' data", e->reader->name);
+    mf_config_error(err, path ? path : e->data_cfg,
+                    "%s has no training samples: its split puts %lld in validation and %lld in "
+                    "test, none in training (split 0)", data,
+                    (long long)sp->count[MF_SPLIT_VAL], (long long)sp->count[MF_SPLIT_TEST]);
+    return -1;
+}
+
 int mfi_open_data(experiment *e, mf_error *err)
 {
     e->ds = mf_dataset_open(e->reader, e->data_cfg, e->base_dir, err);
@@ -266,18 +300,18 @@ int mfi_open_data(experiment *e, mf_error *err)
                      : in->label_kind == MF_LABELS_TARGETS ? MF_TARGET_VALUES
                                                            : MF_TARGET_MULTILABEL;
     e->target_dim = in->label_kind == MF_LABELS_CLASSES ? in->n_classes : in->target_dim;
-    if (in->n_modalities > MAX_MODALITIES) {
+    if (in->n_modalities > MFI_MAX_MODALITIES) {
         mf_error_set(err, "%s: the '%s' data has %d modalities; at most %d are supported",
-                     e->path, e->reader->name, in->n_modalities, MAX_MODALITIES);
+                     e->path, e->reader->name, in->n_modalities, MFI_MAX_MODALITIES);
         return -1;
     }
-    available av;
-    if (list_available(e, &av, err) || pick_inputs(e, &av, err) || match_encoders(e, err) ||
-        mfi_splits_make(in, e->val_fraction, (uint64_t)e->seed, &e->splits, err))
+    available av = {0};
+    int rc = list_available(e, &av, err) || pick_inputs(e, &av, err) ||
+             match_encoders(e, err) ||
+             mfi_splits_make(in, e->val_fraction, (uint64_t)e->seed, &e->splits, err);
+    free(av.names); /* the picked inputs were copied; names live in the info and the config */
+    free(av.input);
+    if (rc || no_training_samples(e, err))
         return -1;
-    if (e->splits.count[MF_SPLIT_TRAIN] == 0) {
-        mf_error_set(err, "%s: the '%s' data has no training samples", e->path, e->reader->name);
-        return -1;
-    }
     return check_robustness(e, err) || mfi_augment_setup(e, err) ? -1 : 0;
 }

@@ -149,6 +149,7 @@ typedef struct experiment {
     mfi_train_position resume_pos;     /* last.h5's position, loaded with the model's state */
     const char *init_from;             /* --init-from checkpoint, or NULL */
     int diverged;                      /* the run stopped on a non-finite loss or gradient */
+    int force_checkpoint;              /* --force: load checkpoints written with other plugins */
 
     /* tracking (tracking.c, brief "tracking"): the plugins the run uses (reader, encoders,
      * fusion, head, losses; each once), their .so's SHA-256, and what the config recorded
@@ -308,5 +309,10 @@ json_t *mfi_track_manifest(experiment *e);
 /* The used plugins whose file or hash differs from plugins.files (manifest.json's
  * plugins_changed; [] when none): for a resumed run's events, whose manifest stays. */
 json_t *mfi_track_changed_plugins(experiment *e);
+
+/* The exit status for a failure: running out of memory is the machine's failure, not the
+ * input's, wherever it was noticed (validation, data set-up), so MF_EXIT_BAD_INPUT becomes
+ * MF_EXIT_FAILED when err says so. */
+int mfi_exit_status(int status, const mf_error *err);
 
 #endif

@@ -112,7 +112,7 @@ const mf_param_spec mfi_robustness_specs[] = {
     {"default_noise", MF_TYPE_BOOL, "false", 0, 0, 0, NULL,
      "With `noise` empty: MultiBench's levels 0, 0.1, …, 0.9 (with `drop: [all]`, its whole "
      "protocol)."},
-    {"baseline", MF_TYPE_STRING, "\"\"", 0, 0, 0, NULL,
+    {"baseline", MF_TYPE_STRING, "\"\"", MF_PARAM_PATH, 0, 0, NULL,
      "A late-fusion run's folder or its result.json (relative to this file), evaluated on the "
      "same noise levels and metric: its curves give each modality's effective robustness. "
      "Without it effective robustness is not reported."},

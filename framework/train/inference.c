@@ -2,13 +2,16 @@
  * predict (a CSV row per sample: the prediction and the class probabilities) and embed (an
  * HDF5 file of each modality's and the fused embeddings, with labels). Outputs are written to
  * a temporary and renamed, so a failure never leaves half a file. */
+#include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <hdf5.h>
 
+#include "../data/h5_guard.h"
 #include "experiment_internal.h"
 
 typedef struct infer {
@@ -58,6 +61,8 @@ static int open_model(infer *in, mf_error *err)
     e->base_dir = strdup(in->o->run_dir);
     e->log = in->o->log ? in->o->log : stdout;
     e->quiet = 1;
+    e->force_checkpoint = in->o->struct_size >= offsetof(mf_infer_options, force) +
+                                                    sizeof in->o->force && in->o->force;
     mf_run_options ro = {.struct_size = sizeof ro, .n_overrides = in->o->n_overrides,
                          .overrides = in->o->overrides, .log = e->log, .quiet = 1};
     if (mfi_experiment_prepare(e, &ro, err))
@@ -69,7 +74,8 @@ static int open_model(infer *in, mf_error *err)
         e->target_mean = calloc((size_t)e->target_dim, sizeof(double));
         e->target_std = calloc((size_t)e->target_dim, sizeof(double));
     }
-    if (mfi_checkpoint_load(e, in->checkpoint, MFI_CKPT_PARAMS | MFI_CKPT_STANDARDIZATION, NULL,
+    if (mfi_checkpoint_load(e, in->checkpoint,
+                            MFI_CKPT_PARAMS | MFI_CKPT_STANDARDIZATION | MFI_CKPT_SAME_RUN, NULL,
                             NULL, err))
         return MF_EXIT_BAD_INPUT;
     const int64_t n = e->splits.count[in->split];
@@ -271,8 +277,14 @@ static hid_t create(hid_t loc, const char *name, hid_t type, int64_t n, const mf
     int nd = 1;
     for (int d = 0; s && d < s->ndim; d++)
         dims[nd++] = (hsize_t)s->dim[d];
+    int64_t d64[MF_MAX_DIMS + 1];
+    for (int d = 0; d < nd; d++)
+        d64[d] = (int64_t)dims[d];
     hid_t space = H5Screate_simple(nd, dims, NULL);
-    hid_t ds = H5Dcreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t dcpl = mfi_h5_checksummed(nd, d64, H5Tget_size(type));
+    hid_t ds = dcpl < 0 ? -1 : H5Dcreate2(loc, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
     H5Sclose(space);
     return ds;
 }
@@ -349,7 +361,11 @@ static int embed(infer *in, mf_error *err)
     if (!mf_atomic_open(&af, in->o->output, err))
         return MF_EXIT_FAILED;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    embed_file ef = {.file = H5Fcreate(af.tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)};
+    int write_errno = 0; /* a full disk, kept from HDF5 by the guard driver (h5_guard.c) */
+    hid_t fapl = mfi_h5_guarded_fapl(&write_errno);
+    embed_file ef = {.file = fapl >= 0 ? H5Fcreate(af.tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl) : -1};
+    if (fapl >= 0)
+        H5Pclose(fapl);
     int status = ef.file < 0 || embed_layout(in, &ef) ? MF_EXIT_FAILED
                                                       : mfi_eval_batches(e, in->loader, NULL, embed_rows, &ef, err);
     if (ef.file >= 0) {
@@ -372,10 +388,11 @@ static int embed(infer *in, mf_error *err)
         if (H5Fclose(ef.file) < 0)
             status = MF_EXIT_FAILED;
     }
-    if (status) {
-        if (!err->count)
-            mf_error_set(err, "cannot write '%s': HDF5 failed to write it (disk full?)",
-                         in->o->output);
+    if (status || write_errno) {
+        status = status ? status : MF_EXIT_FAILED;
+        if (!err->count || write_errno)
+            mf_error_set(err, "cannot write '%s': %s", in->o->output,
+                         write_errno ? strerror(write_errno) : "HDF5 failed to write it");
         mf_atomic_abort(&af);
         return status;
     }
@@ -404,5 +421,5 @@ int mf_experiment_infer(const mf_infer_options *o, mf_error *err)
                                                : embed(&in, err);
     mfi_loader_free(in.loader);
     mfi_experiment_free(&in.e);
-    return status;
+    return mfi_exit_status(status, err);
 }

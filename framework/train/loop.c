@@ -148,6 +148,8 @@ static void log_result(experiment *e, const mf_run_result *res, const mfi_metric
 }
 
 /* ---------------------------------------------------------------- data */
+/* The loaders and the standardisation: MF_EXIT_BAD_INPUT for the data's faults, FAILED for
+ * memory and for writing standardization.json (an I/O failure, not bad input). */
 static int make_loaders(experiment *e, mfi_loader **loader, mf_error *err)
 {
     int prefetch = 1;
@@ -160,7 +162,7 @@ static int make_loaders(experiment *e, mfi_loader **loader, mf_error *err)
                                    err);
         if (!loader[s] ||
             (s == MF_SPLIT_TRAIN && mfi_loader_configure(loader[s], e->data_cfg, err)))
-            return -1;
+            return MF_EXIT_BAD_INPUT;
     }
     /* standardisation from the training split only (inputs and regression targets, in one
      * pass), saved with the run */
@@ -173,15 +175,17 @@ static int make_loaders(experiment *e, mfi_loader **loader, mf_error *err)
         e->target_std = calloc((size_t)e->target_dim, sizeof(double));
         if (!e->target_mean || !e->target_std) {
             mf_error_set(err, "out of memory");
-            return -1;
+            return MF_EXIT_FAILED;
         }
     }
-    if ((any || e->target_mean) &&
-        (mfi_fit_standardization(e->input, e->n_mod, e->info, loader[MF_SPLIT_TRAIN],
-                                 e->target_mean, e->target_std, err) ||
-         (e->run && mfi_run_dir_standardization(e->run, e->input, e->n_mod, err))))
-        return -1;
-    return 0;
+    if (!any && !e->target_mean)
+        return MF_EXIT_OK;
+    if (mfi_fit_standardization(e->input, e->n_mod, e->info, loader[MF_SPLIT_TRAIN],
+                                e->target_mean, e->target_std, err))
+        return MF_EXIT_BAD_INPUT;
+    if (e->run && mfi_run_dir_standardization(e->run, e->input, e->n_mod, err))
+        return MF_EXIT_FAILED;
+    return MF_EXIT_OK;
 }
 
 /* ---------------------------------------------------------------- validation points */
@@ -418,8 +422,10 @@ static int finish(loop *L, mf_run_result *res, mf_error *err)
         res->test_metric = mfi_metric_get(&test, e->select + 4);
     }
     res->seconds = now() - L->t0;
-    res->data_wait = L->train_seconds > 0.05
-                         ? mfi_loader_wait_seconds(loader[MF_SPLIT_TRAIN]) / L->train_seconds : 0;
+    /* a share of the training time: the wait can only be part of it (the clocks differ by
+     * the moments between a batch's request and the training clock's start) */
+    const double wait = mfi_loader_wait_seconds(loader[MF_SPLIT_TRAIN]);
+    res->data_wait = L->train_seconds > 0.05 ? fmin(wait, L->train_seconds) / L->train_seconds : 0;
     log_result(e, res, &test, loader[MF_SPLIT_VAL] != NULL, loader[MF_SPLIT_TEST] != NULL);
     return loader[MF_SPLIT_TEST]
                ? mfi_evaluate_robustness(p, loader[MF_SPLIT_TEST], &test, e->details, err)
@@ -474,10 +480,8 @@ int mfi_train(experiment *e, mf_run_result *res, mf_error *err)
         mf_error_set(err, "out of memory");
         goto done;
     }
-    if (make_loaders(e, L.loader, err)) {
-        status = MF_EXIT_BAD_INPUT;
+    if ((status = make_loaders(e, L.loader, err)) != MF_EXIT_OK)
         goto done;
-    }
     plan(&L);
     memcpy(L.kept, mf_params_values(e->params), (size_t)numel * sizeof(float));
     if (e->resume_from && resume(&L, err)) {

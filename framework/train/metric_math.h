@@ -13,15 +13,12 @@ typedef struct mfi_class_stats {
     int64_t support;              /* samples whose truth is the class */
 } mfi_class_stats;
 
-static inline mfi_class_stats mfi_class_stats_of(const int64_t *confusion, int64_t k, int64_t c)
+/* A class from its counts: correct predictions, samples of the class (truth), predictions
+ * of it. All the per-class figures need, in O(K) memory whatever the class count. */
+static inline mfi_class_stats mfi_class_stats_counts(int64_t tp, int64_t truth, int64_t pred)
 {
-    int64_t tp = confusion[c * k + c], fp = 0, fn = 0;
-    for (int64_t o = 0; o < k; o++)
-        if (o != c) {
-            fp += confusion[o * k + c];
-            fn += confusion[c * k + o];
-        }
-    mfi_class_stats s = {0, 0, 0, tp + fn};
+    const int64_t fp = pred - tp, fn = truth - tp;
+    mfi_class_stats s = {0, 0, 0, truth};
     if (tp + fp)
         s.precision = (double)tp / (double)(tp + fp);
     if (tp + fn)
@@ -29,6 +26,30 @@ static inline mfi_class_stats mfi_class_stats_of(const int64_t *confusion, int64
     if (tp + fp + fn)
         s.f1 = 2.0 * (double)tp / (double)(2 * tp + fp + fn);
     return s;
+}
+
+static inline mfi_class_stats mfi_class_stats_of(const int64_t *confusion, int64_t k, int64_t c)
+{
+    int64_t truth = 0, pred = 0;
+    for (int64_t o = 0; o < k; o++) {
+        truth += confusion[c * k + o];
+        pred += confusion[o * k + c];
+    }
+    return mfi_class_stats_counts(confusion[c * k + c], truth, pred);
+}
+
+/* Macro-F1 from per-class counts (tp, truth, pred of mfi_class_stats_counts). */
+static inline double mfi_macro_f1_counts(const int64_t *tp, const int64_t *truth,
+                                         const int64_t *pred, int64_t k)
+{
+    double sum = 0;
+    int64_t classes = 0;
+    for (int64_t c = 0; c < k; c++)
+        if (truth[c] + pred[c]) {
+            sum += mfi_class_stats_counts(tp[c], truth[c], pred[c]).f1;
+            classes++;
+        }
+    return classes ? sum / (double)classes : 0;
 }
 
 /* Macro-F1: the mean F1 over the classes that occur in truth or prediction (scikit-learn's

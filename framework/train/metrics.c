@@ -21,12 +21,17 @@
 #include "metric_math.h"
 
 #define NAME_LEN 96
+/* The largest class count given a confusion matrix in result.json and the report (a larger
+ * one is unreadable as a chart, and K² grows fast: 65536 named classes would be 34 GB):
+ * past it, the per-class figures only. */
+#define MFI_CONFUSION_MAX 256
 
 struct mfi_meter {
     const experiment *e;
     int64_t seen;
     double loss_sum;
-    int64_t *confusion; /* K×K counts, rows: truth */
+    int64_t *tp, *truth, *pred; /* per class: correct, samples of it, predictions of it */
+    int64_t *confusion;         /* K×K counts, rows: truth; NULL past MFI_CONFUSION_MAX */
     int64_t top_hits[MFI_MAX_TOP_K];
     double sq_sum, abs_sum;
     double *sq_target, *abs_target; /* regression: per target column */
@@ -228,7 +233,10 @@ mfi_meter *mfi_meter_new(const experiment *e, int64_t n_samples)
         return NULL;
     m->e = e;
     const int64_t k = e->target_kind == MF_TARGET_CLASSES ? e->target_dim : 1;
-    m->confusion = calloc((size_t)(k * k), sizeof *m->confusion);
+    m->tp = calloc((size_t)(3 * k), sizeof *m->tp);
+    m->truth = m->tp ? m->tp + k : NULL;
+    m->pred = m->tp ? m->tp + 2 * k : NULL;
+    m->confusion = k <= MFI_CONFUSION_MAX ? calloc((size_t)(k * k), sizeof *m->confusion) : NULL;
     const size_t width = (size_t)(e->target_dim > 0 ? e->target_dim : 1);
     m->sq_target = calloc(width, sizeof *m->sq_target);
     m->abs_target = calloc(width, sizeof *m->abs_target);
@@ -238,7 +246,7 @@ mfi_meter *mfi_meter_new(const experiment *e, int64_t n_samples)
         m->ra = malloc((size_t)(m->cap * m->dim) * sizeof(float));
         m->rb = malloc((size_t)(m->cap * m->dim) * sizeof(float));
     }
-    if (!m->confusion || !m->sq_target || !m->abs_target ||
+    if (!m->tp || (k <= MFI_CONFUSION_MAX && !m->confusion) || !m->sq_target || !m->abs_target ||
         (e->retrieval[0] >= 0 && (!m->ra || !m->rb))) {
         mfi_meter_free(m);
         return NULL;
@@ -251,6 +259,7 @@ void mfi_meter_free(mfi_meter *m)
     if (!m)
         return;
     free(m->confusion);
+    free(m->tp);
     free(m->sq_target);
     free(m->abs_target);
     free(m->ra);
@@ -262,7 +271,9 @@ void mfi_meter_reset(mfi_meter *m, int with_retrieval)
 {
     const experiment *e = m->e;
     const int64_t k = e->target_kind == MF_TARGET_CLASSES ? e->target_dim : 1;
-    memset(m->confusion, 0, (size_t)(k * k) * sizeof *m->confusion);
+    memset(m->tp, 0, (size_t)(3 * k) * sizeof *m->tp);
+    if (m->confusion)
+        memset(m->confusion, 0, (size_t)(k * k) * sizeof *m->confusion);
     memset(m->top_hits, 0, sizeof m->top_hits);
     const size_t width = (size_t)(e->target_dim > 0 ? e->target_dim : 1);
     memset(m->sq_target, 0, width * sizeof *m->sq_target);
@@ -285,7 +296,11 @@ static void add_predictions(mfi_meter *m, const float *out, const mfi_batch *bat
                 if (row[c] > row[best])
                     best = c;
             const int64_t y = batch->labels[i], rank = e->n_top_k ? mfi_class_rank(row, k, y) : 0;
-            m->confusion[y * k + best]++;
+            m->tp[y] += y == best;
+            m->truth[y]++;
+            m->pred[best]++;
+            if (m->confusion)
+                m->confusion[y * k + best]++;
             for (int j = 0; j < e->n_top_k; j++)
                 m->top_hits[j] += rank <= e->top_k[j];
             continue;
@@ -406,9 +421,9 @@ void mfi_meter_table(mfi_meter *m, mfi_metric_table *t)
     if (e->has_logits && e->target_kind == MF_TARGET_CLASSES) {
         int64_t correct = 0;
         for (int64_t c = 0; c < e->target_dim; c++)
-            correct += m->confusion[c * e->target_dim + c];
+            correct += m->tp[c];
         t->value[at++] = (double)correct / n;
-        t->value[at++] = mfi_macro_f1(m->confusion, e->target_dim);
+        t->value[at++] = mfi_macro_f1_counts(m->tp, m->truth, m->pred, e->target_dim);
         for (int j = 0; j < e->n_top_k; j++)
             t->value[at++] = (double)m->top_hits[j] / n;
     } else if (e->has_logits && e->target_kind == MF_TARGET_VALUES) {
@@ -442,17 +457,21 @@ static json_t *class_details(mfi_meter *m, const experiment *e)
         snprintf(num, sizeof num, "%lld", (long long)c);
         const char *name = names && names[c] ? names[c] : num;
         json_array_append_new(classes, json_string(name));
-        json_t *row = json_array();
-        for (int64_t o = 0; o < k; o++)
+        json_t *row = m->confusion ? json_array() : NULL;
+        for (int64_t o = 0; row && o < k; o++)
             json_array_append_new(row, json_integer(m->confusion[c * k + o]));
-        json_array_append_new(confusion, row);
-        const mfi_class_stats s = mfi_class_stats_of(m->confusion, k, c);
+        if (row)
+            json_array_append_new(confusion, row);
+        const mfi_class_stats s = mfi_class_stats_counts(m->tp[c], m->truth[c], m->pred[c]);
         json_array_append_new(per_class, json_pack("{s:s, s:f, s:f, s:f, s:I}", "class", name,
                                                    "precision", s.precision, "recall", s.recall,
                                                    "f1", s.f1, "support", (json_int_t)s.support));
     }
     json_object_set_new(d, "classes", classes);
-    json_object_set_new(d, "confusion", confusion);
+    if (m->confusion)
+        json_object_set_new(d, "confusion", confusion);
+    else
+        json_decref(confusion);
     json_object_set_new(d, "per_class", per_class);
     return d;
 }

@@ -239,6 +239,10 @@ model_graph *mfi_graph_for(experiment *e, int64_t batch, int training, mf_error 
     mg->batch = batch;
     mg->training = training;
     mf_graph *g = mg->g = mf_graph_new(training);
+    if (!g) {
+        mf_error_set(err, "out of memory for the model's graph");
+        return NULL;
+    }
     mf_graph_set_seed(g, mfi_dropout_seed(e->seed, training, batch));
     const char *profile = getenv("MMFUSE_PROFILE"); /* per-op times, printed after training */
     mf_graph_set_profiling(g, profile && *profile && strcmp(profile, "0") != 0);

@@ -89,12 +89,12 @@ int mf_report_write_with(const char *dir, const mf_report_options *opts, const c
     }
     if (page)
         *page = kind == MFI_REPORT_RUN ? "report.html" : "summary.html";
-    /* it could write, so unreadable inputs are to blame */
+    /* -2: the page could not be written; other failures are the inputs' */
     const char *file = kind == MFI_REPORT_RUN ? "report.html" : "summary.html";
     int rc = kind == MFI_REPORT_RUN ? mfi_report_run(dir, err)
                                     : mfi_report_sweep_with(dir, opts->curves, opts->n_curves, err);
     if (rc)
-        return MF_EXIT_BAD_INPUT;
+        return rc == -2 ? MF_EXIT_FAILED : MF_EXIT_BAD_INPUT;
     if (opts->svg_dir && mfi_report_export_svg(dir, file, opts->svg_dir, opts->svg_prefix, err))
         return MF_EXIT_FAILED;
     return MF_EXIT_OK;
@@ -194,11 +194,11 @@ int mfi_report_write(const char *dir, const char *file, mfi_html *h, mf_error *e
     mfi_text_puts(h, "</body></html>\n");
     char path[MFI_REPORT_PATH];
     mfi_report_path(path, dir, file);
-    int rc = -1;
+    int rc = -2; /* not written: the machine's fault (memory, disk), not the inputs' */
     if (h->oom)
         mf_error_set(err, "%s: out of memory", path);
     else
-        rc = mf_write_file_atomic(path, h->s, h->len, err);
+        rc = mf_write_file_atomic(path, h->s, h->len, err) ? -2 : 0;
     free(h->s);
     return rc;
 }

@@ -40,9 +40,17 @@ void mfi_html_num(mfi_html *h, double v)
 }
 
 /* ---------------------------------------------------------------- scales */
-static const char *const palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728",
-                                      "#9467bd", "#8c564b", "#e377c2", "#17becf"};
+/* matplotlib's tab10; series past ten reuse it dashed, then dotted, so no two look alike */
+static const char *const palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                                      "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
 #define N_COLORS (int)(sizeof palette / sizeof *palette)
+static const char *const dashes[] = {"", " stroke-dasharray=\"7 3\"", " stroke-dasharray=\"2 2\""};
+
+/* Series i's stroke: its colour, and its dash pattern after the first ten. */
+static void stroke_of(mfi_html *h, int i)
+{
+    mfi_text_printf(h, " stroke=\"%s\"%s", palette[i % N_COLORS], dashes[(i / N_COLORS) % 3]);
+}
 
 typedef struct axis {
     double lo, hi, step; /* nice bounds and tick step */
@@ -137,9 +145,11 @@ static int legend(mfi_html *h, const char *const *names, int n, int w)
         }
         mfi_text_printf(h, "<g data-legend=\"");
         mfi_html_text(h, names[i]);
-        mfi_text_printf(h, "\"><line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-                           "stroke-width=\"3\"/><text class=\"legend\" x=\"%.1f\" y=\"%.1f\">",
-                        x, x + 18, y - 4, y - 4, palette[i % N_COLORS], x + 22, y);
+        mfi_text_printf(h, "\"><line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"", x, x + 18,
+                        y - 4, y - 4);
+        stroke_of(h, i);
+        mfi_text_printf(h, " stroke-width=\"3\"/><text class=\"legend\" x=\"%.1f\" y=\"%.1f\">",
+                        x + 22, y);
         mfi_html_text(h, names[i]);
         mfi_text_puts(h, "</text></g>");
         x += need + 12;
@@ -148,22 +158,34 @@ static int legend(mfi_html *h, const char *const *names, int n, int w)
 }
 
 /* ---------------------------------------------------------------- line charts */
+static int finite_at(const mfi_series *s, int i)
+{
+    return i >= 0 && i < s->n && isfinite(s->x[i]) && isfinite(s->y[i]);
+}
+
 static void series_path(mfi_html *h, const mfi_series *s, const axis *ax, const axis *ay)
 {
-    int pen = 0, run = 0;
+    int pen = 0;
     for (int i = 0; i < s->n; i++) {
-        if (!isfinite(s->x[i]) || !isfinite(s->y[i])) {
-            if (run == 1)
-                mfi_text_puts(h, "l0 0"); /* a lone point: a dot with the round cap */
-            pen = run = 0;
+        if (!finite_at(s, i)) {
+            pen = 0;
             continue;
         }
         mfi_text_printf(h, "%s%.1f %.1f", pen ? "L" : "M", axis_px(ax, s->x[i]), axis_px(ay, s->y[i]));
         pen = 1;
-        run++;
     }
-    if (run == 1)
-        mfi_text_puts(h, "l0 0");
+}
+
+/* Markers: on every point of a short series (a few configurations, where the points are
+ * the data), and on a lone point between gaps, which a line cannot show. */
+static void series_markers(mfi_html *h, const mfi_series *s, int colour, const axis *ax,
+                           const axis *ay)
+{
+    for (int i = 0; i < s->n; i++)
+        if (finite_at(s, i) && (s->n <= 12 || (!finite_at(s, i - 1) && !finite_at(s, i + 1))))
+            mfi_text_printf(h, "<circle class=\"point\" cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" "
+                               "fill=\"%s\"/>", axis_px(ax, s->x[i]), axis_px(ay, s->y[i]),
+                            palette[colour % N_COLORS]);
 }
 
 void mfi_svg_lines(mfi_html *h, const mfi_line_chart *c)
@@ -222,10 +244,14 @@ void mfi_svg_lines(mfi_html *h, const mfi_line_chart *c)
     for (int s = 0; s < c->n_series; s++) {
         mfi_text_puts(h, "<path class=\"line\" data-series=\"");
         mfi_html_text(h, c->series[s].name);
-        mfi_text_printf(h, "\" stroke=\"%s\" d=\"", palette[s % N_COLORS]);
+        mfi_text_puts(h, "\"");
+        stroke_of(h, s);
+        mfi_text_puts(h, " d=\"");
         if (drawable)
             series_path(h, &c->series[s], &ax, &ay);
         mfi_text_puts(h, "\"/>");
+        if (drawable)
+            series_markers(h, &c->series[s], s, &ax, &ay);
     }
     mfi_text_puts(h, "</svg>\n");
 }

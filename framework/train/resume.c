@@ -110,7 +110,8 @@ int mfi_resume_open(experiment *e, mfi_run_dir *run, const char *dir, mf_error *
     if (exists(last)) {
         /* everything checked (model, optimiser, selection) before the folder changes; what
          * it loads (parameters, optimiser state, RNG, position) is where training resumes */
-        if (mfi_checkpoint_load(e, last, MFI_CKPT_PARAMS | MFI_CKPT_TRAINING, NULL, pos, err))
+        if (mfi_checkpoint_load(e, last, MFI_CKPT_PARAMS | MFI_CKPT_TRAINING | MFI_CKPT_SAME_RUN,
+                                NULL, pos, err))
             return -1;
         e->resume_from = last;
     } else if (!e->quiet) {

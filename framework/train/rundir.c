@@ -1,8 +1,7 @@
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
-#include <unistd.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,6 +104,30 @@ int mfi_run_dir_publish(mfi_run_dir *rd, mf_error *err)
     return -1;
 }
 
+void mfi_run_dir_abandon(mfi_run_dir *rd, mf_error *err)
+{
+    if (!rd->staged)
+        return;
+    DIR *d = opendir(rd->path);
+    for (struct dirent *de; d && (de = readdir(d));)
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            unlinkat(dirfd(d), de->d_name, 0);
+    if (d)
+        closedir(d);
+    rmdir(rd->path);
+    rd->staged = 0;
+    /* "runs/x/.stage-AbC123/config.yaml" → "runs/x/<stamp>/config.yaml" */
+    char target[3200], *at;
+    snprintf(target, sizeof target, "%s%s%s", rd->stamped ? rd->parent : "",
+             rd->stamped ? "/" : "", rd->target);
+    size_t len = strlen(rd->path);
+    if (err && len && (at = strstr(err->msg, rd->path))) {
+        char rest[MF_ERROR_CAPACITY];
+        snprintf(rest, sizeof rest, "%s", at + len);
+        snprintf(at, sizeof err->msg - (size_t)(at - err->msg), "%s%s", target, rest);
+    }
+}
+
 static void file_in(const mfi_run_dir *rd, const char *file, char *out, size_t size)
 {
     snprintf(out, size, "%s/%s", rd->path, file);
@@ -198,18 +221,39 @@ int mfi_run_dir_result(mfi_run_dir *rd, const char *status, const mf_run_result 
 
 int mfi_run_dir_standardization(mfi_run_dir *rd, const mfi_input *inputs, int n, mf_error *err)
 {
+    /* every value or none: JSON has no NaN, and jansson refuses one by returning NULL, which
+     * an append would drop, shifting every later feature's figures onto the wrong one */
     json_t *j = json_object();
-    for (int k = 0; k < n; k++) {
+    int bad = !j;
+    for (int k = 0; !bad && k < n; k++) {
         if (!inputs[k].mean)
             continue;
         json_t *mean = json_array(), *std = json_array();
-        for (int64_t i = 0; i < mf_shape_numel(&inputs[k].shape); i++) {
-            json_array_append_new(mean, json_real(inputs[k].mean[i]));
-            json_array_append_new(std, json_real(1.0 / inputs[k].inv_std[i]));
+        bad = !mean || !std;
+        for (int64_t i = 0; !bad && i < mf_shape_numel(&inputs[k].shape); i++) {
+            const double m = inputs[k].mean[i], sd = 1.0 / inputs[k].inv_std[i];
+            if (!isfinite(m) || !isfinite(sd)) {
+                mf_error_set(err, "standardization.json: feature %lld of '%s' has a non-finite "
+                             "%s (%g)", (long long)i, inputs[k].name, isfinite(m) ? "std" : "mean",
+                             isfinite(m) ? sd : m);
+                json_decref(mean);
+                json_decref(std);
+                json_decref(j);
+                return -1;
+            }
+            bad = json_array_append_new(mean, json_real(m)) || json_array_append_new(std, json_real(sd));
         }
-        json_object_set_new(j, inputs[k].name, json_pack("{s:o, s:o}", "mean", mean, "std", std));
+        json_t *pair = bad ? NULL : json_object();
+        if (!pair) {
+            json_decref(mean);
+            json_decref(std);
+            bad = 1;
+        } else { /* each set_new takes its value, even when it fails */
+            bad = (json_object_set_new(pair, "mean", mean) | json_object_set_new(pair, "std", std) |
+                   json_object_set_new(j, inputs[k].name, pair)) != 0;
+        }
     }
-    char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    char *text = bad ? NULL : json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(j);
     if (!text) {
         mf_error_set(err, "out of memory for standardization.json");
@@ -251,16 +295,20 @@ int mfi_run_dir_event(mfi_run_dir *rd, const char *event, json_t *fields, mf_err
     line[len] = '\n'; /* the NUL becomes the line's end */
     /* one write of the whole line: readers (and a resumed run) never see half an event */
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    ssize_t n = fd >= 0 ? write(fd, line, len + 1) : -1;
-    int saved = errno;
+    off_t start = fd >= 0 ? lseek(fd, 0, SEEK_END) : -1;
+    size_t done = 0;
+    ssize_t n = fd >= 0 ? 0 : -1;
+    while (n >= 0 && done < len + 1 && (n = write(fd, line + done, len + 1 - done)) > 0)
+        done += (size_t)n; /* a short write: the rest, whose failure says why */
+    int saved = n < 0 ? errno : n == 0 ? ENOSPC : 0;
+    /* half an event is worse than none: the line goes, or stays whole */
+    if (fd >= 0 && done < len + 1 && start >= 0 && ftruncate(fd, start) != 0)
+        saved = saved ? saved : errno;
     free(line);
-    if (fd >= 0 && close(fd) != 0 && n >= 0) {
+    if (fd >= 0 && close(fd) != 0 && !saved)
         saved = errno;
-        n = -1;
-    }
-    if (n != (ssize_t)(len + 1)) {
-        mf_error_set(err, "cannot append to '%s': %s", path,
-                     n < 0 ? strerror(saved) : "short write (disk full?)");
+    if (saved || done < len + 1) {
+        mf_error_set(err, "cannot append to '%s': %s", path, strerror(saved ? saved : EIO));
         return -1;
     }
     return 0;

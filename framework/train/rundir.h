@@ -26,6 +26,10 @@ int mfi_run_dir_create(mfi_run_dir *rd, const char *explicit_dir, const char *ro
 /* Into place: `explicit_dir` (an existing one with files in it is used as is) or
  * <timestamp>[-N]; rd->path is then the run folder. */
 int mfi_run_dir_publish(mfi_run_dir *rd, mf_error *err);
+/* A staged folder that will not be published (its first files could not be written):
+ * removed with what is in it, and err's messages made to name the run folder it was for
+ * rather than the hidden stage. */
+void mfi_run_dir_abandon(mfi_run_dir *rd, mf_error *err);
 int mfi_run_dir_write_config(mfi_run_dir *rd, const mf_config *cfg, mf_error *err);
 /* Append one epoch's row to metrics.csv; `header` is written before the first row. */
 int mfi_run_dir_epoch(mfi_run_dir *rd, const char *header, const char *row, mf_error *err);

@@ -10,15 +10,23 @@
  * Points run as separate processes (`mmfuse run FILE -q --run-dir DIR -o …`): a crash or a
  * divergence stays in its point, memory is returned, and each point is exactly what
  * `mmfuse run` would do by hand.
+ *
+ * A sweep never leaves its points behind: SIGINT, SIGTERM or SIGHUP stops the running points
+ * and waits for them; a SIGKILL'ed sweep's points get SIGTERM from the kernel
+ * (PR_SET_PDEATHSIG). Each point inherits the sweep's lock, so a second sweep of the same
+ * folder cannot start beside them: it waits for a dead sweep's points to stop.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -235,6 +243,11 @@ static int launch(sweep *sw, sweep_point *p, mf_error *err)
     pid_t pid = fork();
     if (pid == 0) {
         /* only async-signal-safe calls between fork and exec */
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* the point stops when its sweep dies */
+        if (getppid() != sw->self)
+            _exit(127); /* the sweep died before the prctl */
+        if (sw->lock_fd >= 0)
+            fcntl(sw->lock_fd, F_SETFD, 0); /* the point holds the sweep's lock while it runs */
         int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fd < 0)
             _exit(127);
@@ -310,13 +323,52 @@ static void finished(sweep *sw, sweep_point *p, int wstatus, int done_so_far, in
     fflush(sw->log);
 }
 
+/* ---------------------------------------------------------------- stopping */
+static volatile sig_atomic_t stop_signal;
+static void on_stop(int sig) { stop_signal = sig; }
+
+/* SIGINT, SIGTERM and SIGHUP stop the sweep (on_stop) while its points run; old holds what
+ * they were. */
+static void catch_stops(int catch, struct sigaction old[3])
+{
+    static const int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < 3; i++)
+        sigaction(sigs[i], catch ? &sa : &old[i], catch ? &old[i] : NULL);
+}
+
+/* The sweep was told to stop: each running point gets SIGTERM and is waited for; it counts
+ * as not run (a re-run of the sweep runs it again). Returns how many were stopped. */
+static int stop_points(sweep *sw)
+{
+    int stopped = 0;
+    for (int i = 0; i < sw->n_points; i++)
+        if (sw->points[i].state == POINT_RUNNING)
+            kill(sw->points[i].pid, SIGTERM);
+    for (int i = 0; i < sw->n_points; i++) {
+        sweep_point *p = &sw->points[i];
+        if (p->state != POINT_RUNNING)
+            continue;
+        int st;
+        while (waitpid(p->pid, &st, 0) < 0 && errno == EINTR) {
+        }
+        p->state = POINT_PENDING;
+        stopped++;
+    }
+    return stopped;
+}
+
 /* Run the pending points, `jobs` at a time. Waits on our own children only (waitpid per
- * pid, polled), so an embedding program's other children are left alone. */
-static int run_points(sweep *sw, int jobs, int to_run, mf_error *err)
+ * pid, polled), so an embedding program's other children are left alone. Returns -1 when
+ * a point could not start, -2 when a signal stopped the sweep (*stopped: points stopped). */
+static int run_points(sweep *sw, int jobs, int to_run, int *stopped, mf_error *err)
 {
     int next = 0, running = 0, ended = 0, failed_to_start = 0;
-    while (1) {
-        while (running < jobs && next < sw->n_points && !failed_to_start) {
+    while (!stop_signal) {
+        while (running < jobs && next < sw->n_points && !failed_to_start && !stop_signal) {
             sweep_point *p = &sw->points[next++];
             if (p->state != POINT_PENDING)
                 continue;
@@ -348,9 +400,49 @@ static int run_points(sweep *sw, int jobs, int to_run, mf_error *err)
             nanosleep(&ts, NULL);
         }
     }
+    if (stop_signal) {
+        *stopped = stop_points(sw);
+        return -2;
+    }
     return failed_to_start ? -1 : 0;
 }
 
+/* The sweep's lock, <dir>/.lock, holding the pid of the sweep that has it. Held by a live
+ * sweep: refused (1). Held after its sweep died: only its points hold it, and they are being
+ * stopped (PR_SET_PDEATHSIG): waited for, up to a minute. -1: it cannot be written. */
+static int take_lock(sweep *sw, mf_error *err)
+{
+    char lock_path[FILE_PATH_MAX];
+    snprintf(lock_path, sizeof lock_path, "%s/.lock", sw->dir);
+    sw->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (sw->lock_fd < 0) {
+        mf_error_set(err, "cannot open '%s': %s", lock_path, strerror(errno));
+        return -1;
+    }
+    for (int waited = 0; flock(sw->lock_fd, LOCK_EX | LOCK_NB) != 0; waited++) {
+        int busy = errno == EWOULDBLOCK;
+        char text[32] = "";
+        ssize_t n = pread(sw->lock_fd, text, sizeof text - 1, 0);
+        long holder = n > 0 ? strtol(text, NULL, 10) : 0;
+        if (!busy || (holder > 0 && kill((pid_t)holder, 0) == 0) || waited == 600) {
+            mf_error_set(err, "%s: another mmfuse sweep%s is running in '%s'", sw->path,
+                         waited == 600 ? " (or the points of one)" : "", sw->dir);
+            return 1;
+        }
+        if (waited == 0)
+            fprintf(sw->log, "waiting for the points of an earlier sweep in %s to stop\n", sw->dir);
+        fflush(sw->log);
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    char text[32];
+    int len = snprintf(text, sizeof text, "%ld\n", (long)sw->self);
+    if (ftruncate(sw->lock_fd, 0) != 0 || pwrite(sw->lock_fd, text, (size_t)len, 0) != len) {
+        mf_error_set(err, "cannot write '%s': %s", lock_path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
 
 int mf_sweep_run(const char *path, const mf_sweep_options *opts, mf_error *err)
 {
@@ -364,7 +456,9 @@ int mf_sweep_run(const char *path, const mf_sweep_options *opts, mf_error *err)
     sw.opts = opts;
     sw.log = opts->log ? opts->log : stdout;
     int jobs = opts->jobs > 0 ? opts->jobs : 1;
-    int status = MF_EXIT_BAD_INPUT, lock_fd = -1;
+    int status = MF_EXIT_BAD_INPUT;
+    sw.lock_fd = -1;
+    sw.self = getpid();
 
     if (access(opts->exe, X_OK) != 0) {
         mf_error_set(err, "cannot execute '%s': %s", opts->exe, strerror(errno));
@@ -386,17 +480,19 @@ int mf_sweep_run(const char *path, const mf_sweep_options *opts, mf_error *err)
     fflush(sw.log);
     if (validate_points(&sw, err))
         goto done;
+    if (opts->struct_size >= offsetof(mf_sweep_options, validate_only) + sizeof opts->validate_only &&
+        opts->validate_only) {
+        status = MF_EXIT_OK;
+        goto done;
+    }
 
     status = MF_EXIT_FAILED;
     if (mf_make_dirs(sw.dir, err))
         goto done;
     /* two sweeps of one grid at once would run its points twice over each other */
-    char lock_path[FILE_PATH_MAX];
-    snprintf(lock_path, sizeof lock_path, "%s/.lock", sw.dir);
-    lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (lock_fd >= 0 && flock(lock_fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
-        mf_error_set(err, "%s: another mmfuse sweep is running in '%s'", path, sw.dir);
-        status = MF_EXIT_BAD_INPUT;
+    int locked = take_lock(&sw, err);
+    if (locked) {
+        status = locked > 0 ? MF_EXIT_BAD_INPUT : MF_EXIT_FAILED;
         goto done;
     }
     if (write_sweep_json(&sw, err))
@@ -447,7 +543,11 @@ int mf_sweep_run(const char *path, const mf_sweep_options *opts, mf_error *err)
     }
     mf_error failures;
     mf_error_clear(&failures);
-    int run_rc = run_points(&sw, jobs, to_run, &failures);
+    struct sigaction old[3];
+    stop_signal = 0;
+    catch_stops(1, old);
+    int stopped = 0, run_rc = run_points(&sw, jobs, to_run, &stopped, &failures);
+    catch_stops(0, old);
     int failed = 0;
     for (int i = 0; i < sw.n_points; i++)
         failed += sw.points[i].state == POINT_FAILED || sw.points[i].state == POINT_PENDING;
@@ -455,6 +555,13 @@ int mf_sweep_run(const char *path, const mf_sweep_options *opts, mf_error *err)
         goto done;
     if (failures.count) {
         mf_error_set(err, "%s", failures.msg);
+    }
+    if (run_rc == -2) {
+        mf_error_set(err, "%s: stopped by %s: %d running point%s stopped, %d not run; run the "
+                     "sweep again to finish them (finished points are kept)", path,
+                     stop_signal == SIGINT ? "SIGINT" : stop_signal == SIGHUP ? "SIGHUP" : "SIGTERM", stopped, stopped == 1 ? " was" : "s were",
+                     failed - stopped);
+        goto done;
     }
     if (run_rc)
         goto done;
@@ -465,8 +572,8 @@ int mf_sweep_run(const char *path, const mf_sweep_options *opts, mf_error *err)
     }
     status = MF_EXIT_OK;
 done:
-    if (lock_fd >= 0)
-        close(lock_fd); /* and the lock with it */
+    if (sw.lock_fd >= 0)
+        close(sw.lock_fd); /* and the lock with it (the points' copies are closed) */
     mfi_sweep_free(&sw);
     return status;
 }

@@ -47,6 +47,8 @@ typedef struct sweep {
     sweep_point *points;
     char dir[4096];
     char **envp;
+    int lock_fd;             /* <dir>/.lock, held by the sweep and inherited by its points */
+    pid_t self;              /* the sweep's process, which its points watch */
     char **metric_names;     /* "test.accuracy", "robustness.drop.visible", … in first-seen order */
     int n_metrics;
 } sweep;

@@ -2,7 +2,8 @@
 /* Run tracking: what a run folder records so that its run can be trusted and repeated.
  *
  *   config.yaml    the resolved experiment, runnable from any working directory: the
- *                  reader's path parameters made absolute, plugins.path listing the folders
+ *                  path parameters (the host's and the used plugins') made absolute,
+ *                  plugins.path listing the folders
  *                  the used plugins came from, plugins.files their files and SHA-256
  *   manifest.json  mmfuse and ABI version, each used plugin (kind, name, version, ABI, file,
  *                  SHA-256), seed, threads, host, CPU, kernel, BLAS, start time, experiment
@@ -192,16 +193,17 @@ static mf_config *child_map(mf_config *map, const char *key)
     return map->entries[mfi_config_find(map, key, strlen(key))].value;
 }
 
-/* A reader parameter holding a path: a string (or list of strings) named path, file or dir,
- * or ending in _path, _file or _dir. The host resolves nothing else against the
- * experiment's folder, and readers declare no path type, so the names decide. */
-static int path_param(const mf_param_spec *s)
+/* A parameter holding a path: flagged MF_PARAM_PATH or, for plugins that predate the flag,
+ * a string (or list of strings) named path, file or dir, or ending in _path, _file, _dir. */
+static int path_param(const mf_param_spec *s, int by_name)
 {
     static const char *const names[] = {"path", "file", "dir"};
     if (s->type != MF_TYPE_STRING && s->type != MF_TYPE_STRING_LIST)
         return 0;
+    if (s->flags & MF_PARAM_PATH)
+        return 1;
     size_t len = strlen(s->name);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; by_name && i < 3; i++) {
         size_t n = strlen(names[i]);
         if (strcmp(s->name, names[i]) == 0 ||
             (len > n + 1 && s->name[len - n - 1] == '_' && strcmp(s->name + len - n, names[i]) == 0))
@@ -308,19 +310,64 @@ static int plugin_files(experiment *e, mf_config *plugins)
     return 0;
 }
 
+/* Every path parameter of `specs` present in `section` made absolute against base. */
+static int absolutize_specs(mf_config *section, const mf_param_spec *specs, int by_name,
+                            const char *base)
+{
+    for (const mf_param_spec *s = specs; section && s && s->name; s++) {
+        mf_config *v = path_param(s, by_name) ? (mf_config *)mf_config_get(section, s->name) : NULL;
+        if (v && absolutize(v, base))
+            return -1;
+    }
+    return 0;
+}
+
+/* The path parameters of the used plugin named by section's `type` (or data.reader). */
+static int absolutize_plugin(experiment *e, mf_config *section, int kind, const char *key,
+                             const char *base)
+{
+    const char *name = section ? mf_config_scalar(mf_config_get(section, key)) : NULL;
+    for (int i = 0; name && i < e->n_used; i++)
+        if ((int)e->used[i].plugin->kind == kind && strcmp(e->used[i].plugin->name, name) == 0)
+            return absolutize_specs(section, e->used[i].plugin->params, 1, base);
+    return 0;
+}
+
+/* Every path the run resolved against the experiment's folder, made absolute in copy: the
+ * host's flagged keys (eval.robustness.baseline) and each used plugin's path parameters
+ * (the reader's, the encoders', fusion's, the head's, the losses'). */
+static int absolutize_paths(experiment *e, mf_config *copy, const char *base)
+{
+    int rc = 0;
+    for (const mf_section_doc *d = mf_experiment_sections(); rc == 0 && d->key; d++)
+        if (!strchr(d->key, '<'))
+            rc = absolutize_specs(d->key[0] ? (mf_config *)mf_config_get(copy, d->key) : copy,
+                                  d->specs, 0, base);
+    mf_config *encoders = (mf_config *)mf_config_get(copy, "model.encoders");
+    for (int i = 0; rc == 0 && i < mf_config_length(encoders); i++)
+        rc = absolutize_plugin(e, (mf_config *)mf_config_at(encoders, i), MF_KIND_ENCODER, "type", base);
+    mf_config *loss = (mf_config *)mf_config_get(copy, "loss");
+    int n_loss = mf_config_node_kind(loss) == MF_CONFIG_LIST ? mf_config_length(loss) : 0;
+    for (int i = 0; rc == 0 && i < n_loss; i++)
+        rc = absolutize_plugin(e, (mf_config *)mf_config_at(loss, i), MF_KIND_LOSS, "type", base);
+    if (rc == 0 && n_loss == 0)
+        rc = absolutize_plugin(e, loss, MF_KIND_LOSS, "type", base);
+    if (rc == 0)
+        rc = absolutize_plugin(e, (mf_config *)mf_config_get(copy, "data"), MF_KIND_DATASET, "reader", base);
+    if (rc == 0)
+        rc = absolutize_plugin(e, (mf_config *)mf_config_get(copy, "model.fusion"), MF_KIND_FUSION, "type", base);
+    if (rc == 0)
+        rc = absolutize_plugin(e, (mf_config *)mf_config_get(copy, "model.head"), MF_KIND_ENCODER, "type", base);
+    return rc;
+}
+
 static int write_config(experiment *e, mf_error *err)
 {
     char path[4200], base[PATH_MAX];
     snprintf(path, sizeof path, "%s/config.yaml", e->run->path);
     absolute_dir(e->base_dir, base, sizeof base);
     mf_config *copy = mf_config_copy(e->cfg);
-    mf_config *data = copy ? (mf_config *)mf_config_get(copy, "data") : NULL;
-    int rc = copy ? 0 : -1;
-    for (const mf_param_spec *s = e->reader ? e->reader->params : NULL; rc == 0 && s && s->name; s++) {
-        mf_config *v = path_param(s) && data ? (mf_config *)mf_config_get(data, s->name) : NULL;
-        if (v)
-            rc = absolutize(v, base);
-    }
+    int rc = copy ? absolutize_paths(e, copy, base) : -1;
     mf_config *plugins = rc == 0 ? child_map(copy, "plugins") : NULL;
     if (!plugins || plugin_folders(e, plugins) || plugin_files(e, plugins)) {
         mf_config_free(copy);

@@ -72,6 +72,8 @@ MF_API mf_shape mf_shape1(int64_t d0);
 MF_API mf_shape mf_shape2(int64_t d0, int64_t d1);
 MF_API mf_shape mf_shape3(int64_t d0, int64_t d1, int64_t d2);
 MF_API mf_shape mf_shape4(int64_t d0, int64_t d1, int64_t d2, int64_t d3);
+/* The product of the axes; -1 when an axis is negative or the product is over 2^60 - 1 (so
+ * count × 8 bytes still fits an int64_t): check it on shapes that come from input. */
 MF_API int64_t mf_shape_numel(const mf_shape *s);
 MF_API int mf_shape_equal(const mf_shape *a, const mf_shape *b);
 /* "(128,64)" into buf; returns buf. */

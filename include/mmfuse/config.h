@@ -45,6 +45,10 @@ typedef enum mf_type {
 #define MF_PARAM_REQUIRED 0x1u /* no default: the key must be given            */
 #define MF_PARAM_MIN 0x2u      /* numbers (and list elements) must be >= min    */
 #define MF_PARAM_MAX 0x4u      /* numbers (and list elements) must be <= max    */
+/* A file or folder (a string or list of strings), relative to the experiment file: a run
+ * folder's config.yaml saves it absolute, so the run repeats from anywhere. Parameters
+ * named path, file or dir (or ending _path, _file, _dir) are taken as paths without it. */
+#define MF_PARAM_PATH 0x8u
 
 typedef struct mf_param_spec {
     const char *name;

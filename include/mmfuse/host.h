@@ -33,8 +33,14 @@ MF_API int mf_registry_add_search_path(mf_registry *reg, const char *const *extr
 /* The folder built-in plugins load from: the build tree's when this library runs from it. */
 MF_API const char *mf_default_plugin_dir(void);
 
+/* Files are scanned apart from the host (their constructors and mf_plugin_list() run in a
+ * child process; a file that crashes, aborts, exits or hangs there is refused, naming what
+ * happened) and remembered in a cache (docs/plugins.md); the host loads a file only when one
+ * of its plugins is asked for through mf_registry_at or mf_registry_find. */
 MF_API int mf_registry_count(const mf_registry *reg);
 MF_API const mf_plugin *mf_registry_at(const mf_registry *reg, int i, const char **file);
+/* Plugin i as its scan described it, without loading its file: every field but ops (NULL). */
+MF_API const mf_plugin *mf_registry_scanned(const mf_registry *reg, int i, const char **file);
 /* kind 0 matches any kind. */
 MF_API const mf_plugin *mf_registry_find(const mf_registry *reg, int kind, const char *name,
                                          const char **file);
@@ -94,6 +100,9 @@ typedef struct mf_run_options {
                                       checkpoint, bit for bit; the path argument then only
                                       serves "latest" (NULL allowed otherwise) */
     const char *init_from;         /* a checkpoint: load the parameters it has by module path */
+    /* appended in 0.3: */
+    int force;                     /* load a checkpoint (resume, init_from) whose recorded
+                                      plugins differ from the experiment's, with a warning */
 } mf_run_options;
 
 /* The training loop's hooks: where checkpoints, schedules and distributed training attach.
@@ -181,6 +190,8 @@ typedef struct mf_infer_options {
                                       of the metrics, or NULL (printed only) */
     FILE *log;                     /* NULL: stdout */
     int quiet;
+    /* appended in 0.3 (struct_size tells): */
+    int force;                     /* load a checkpoint written with other plugins (a warning) */
 } mf_infer_options;
 
 MF_API int mf_experiment_infer(const mf_infer_options *opts, mf_error *err);
@@ -234,6 +245,8 @@ typedef struct mf_sweep_options {
     const char *const *overrides;
     const char *exe;               /* the mmfuse executable that runs each point */
     FILE *log;                     /* progress; NULL: stdout */
+    /* appended in 0.3 (struct_size tells): */
+    int validate_only;             /* check every point (mmfuse validate), run nothing */
 } mf_sweep_options;
 
 /* Run every point of the experiment's `sweep:` grid (key path → list of values; `seed`

@@ -33,10 +33,18 @@
 
 #include <mmfuse/mmfuse.h>
 
+#include "data_file.h"
+#include "hdf5_vlen.h"
+
 /* Labels and splits are checked at open in blocks of this many samples, so a file with
  * 10^9 samples needs no 8 GB of temporary integers. */
 #define INT_BLOCK ((int64_t)1 << 20)
 #define MAX_CLASSES ((int64_t)INT32_MAX - 1)
+/* Without /classes, the classes are 0 … the largest label: that label must be below this,
+ * and below max(UNNAMED_FLOOR, the sample count) — one stray label of 20000 among 64 samples
+ * would otherwise make a 20001-class head and a 20001² confusion matrix (3.2 GB). */
+#define MAX_UNNAMED_CLASS 65535
+#define UNNAMED_FLOOR 1024
 
 /* A dataset read by rows: a modality or /target. */
 typedef struct rowset {
@@ -73,6 +81,7 @@ typedef struct hdf5_state {
     size_t pick_cap;
     float *buf;
     size_t buf_cap;
+    int cause;       /* of the last failed read: see note_cause */
 } hdf5_state;
 
 static const mf_param_spec hdf5_params[] = {
@@ -200,6 +209,13 @@ static int get_dims(hdf5_state *st, hid_t d, const char *path, int max_rank, hsi
         mf_error_set(err, "%s: %s has no readable shape: the file is corrupt", st->file, path);
     else if (rank == 0)
         mf_error_set(err, "%s: %s is a single value, not one entry per sample", st->file, path);
+    else if (rank > max_rank && max_rank == 1)
+        mf_error_set(err, "%s: %s has %d axes; it must be a list, one entry per %s", st->file,
+                     path, rank, strcmp(path, "/classes") == 0 ? "class" : "sample");
+    else if (rank > max_rank && max_rank == 2)
+        mf_error_set(err, "%s: %s has %d axes; it must hold one %s per sample, shape (N) or "
+                     "(N,%s)", st->file, path, rank, strcmp(path, "/target") == 0 ? "row of "
+                     "values" : "value", strcmp(path, "/target") == 0 ? "D" : "1");
     else if (rank > max_rank)
         mf_error_set(err, "%s: %s has %d axes per sample; mmfuse takes at most %d", st->file,
                      path, rank - 1, max_rank - 1);
@@ -239,6 +255,42 @@ static int compact_ok(hdf5_state *st, hid_t d, const char *path, mf_error *err)
         return -1;
     }
     return 0;
+}
+
+/* Every filter in d's pipeline is one this libhdf5 has (built in, or a plugin it can load
+ * from HDF5_PLUGIN_PATH): else the file would pass validation and fail at its first read. */
+static int filters_ok(hdf5_state *st, hid_t d, const char *path, mf_error *err)
+{
+    hid_t dcpl = H5Dget_create_plist(d);
+    const int n = dcpl >= 0 ? H5Pget_nfilters(dcpl) : 0;
+    int rc = dcpl >= 0 && n >= 0 ? 0 : -1;
+    if (rc)
+        mf_error_set(err, "%s: %s has an unreadable filter pipeline: the file is corrupt",
+                     st->file, path);
+    for (int i = 0; !rc && i < n; i++) {
+        unsigned flags = 0, cd[16], config = 0;
+        size_t n_cd = sizeof cd / sizeof *cd;
+        char name[64] = "";
+        H5Z_filter_t f = H5Pget_filter2(dcpl, (unsigned)i, &flags, &n_cd, cd, sizeof name, name,
+                                        &config);
+        for (char *c = name; *c; c++) /* the name is the file's: keep messages one line */
+            if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                *c = '?';
+        if (f < 0) {
+            mf_error_set(err, "%s: %s has an unreadable filter pipeline: the file is corrupt",
+                         st->file, path);
+            rc = -1;
+        } else if (H5Zfilter_avail(f) <= 0) {
+            mf_error_set(err, "%s: %s is stored through HDF5 filter %d%s%s%s, which this "
+                         "libhdf5 does not have: install the filter's plugin (HDF5_PLUGIN_PATH) "
+                         "or rewrite the dataset without it (e.g. h5py's compression='gzip')",
+                         st->file, path, (int)f, *name ? " ('" : "", name, *name ? "')" : "");
+            rc = -1;
+        }
+    }
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    return rc;
 }
 
 /* A numeric dataset read by rows; max_rank bounds its rank (samples axis included). */
@@ -286,7 +338,7 @@ static int rowset_open(hdf5_state *st, rowset *r, const char *path, int max_rank
         }
         r->width *= (int64_t)r->dims[a];
     }
-    if (compact_ok(st, r->id, path, err))
+    if (compact_ok(st, r->id, path, err) || filters_ok(st, r->id, path, err))
         return -1;
     if ((r->space = H5Dget_space(r->id)) < 0) {
         r->space = 0;
@@ -294,6 +346,46 @@ static int rowset_open(hdf5_state *st, rowset *r, const char *path, int max_rank
         return -1;
     }
     return 0;
+}
+
+/* The cause of the read that just failed, from HDF5's error stack (H5Ewalk2 leaves it as
+ * it is; any other call would clear it): 1 a fletcher32 mismatch, 2 a filter it lacks. */
+static herr_t find_cause(unsigned n, const H5E_error2_t *e, void *data)
+{
+    int *cause = data;
+    (void)n;
+    if (e->desc && strstr(e->desc, "detected by Fletcher32 checksum"))
+        *cause = 1;
+    else if (e->desc && strstr(e->desc, "filter") && strstr(e->desc, "not registered") &&
+             !*cause)
+        *cause = 2;
+    return 0;
+}
+
+/* Called right after a read failed, before any other HDF5 call (closing the selection's
+ * spaces clears the stack). Returns rc. */
+static herr_t note_cause(hdf5_state *st, herr_t rc)
+{
+    if (rc < 0) {
+        st->cause = 0;
+        (void)H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, find_cause, &st->cause);
+    }
+    return rc;
+}
+
+/* The message for sample `row` of r that cannot be read, named by the noted cause. */
+static void unreadable(const hdf5_state *st, const rowset *r, int64_t row, mf_error *err)
+{
+    const int cause = st->cause;
+    if (cause == 1)
+        mf_error_set(err, "%s: %s: the chunk holding sample %lld fails its fletcher32 "
+                          "checksum: the file is corrupt", st->file, r->path, (long long)row);
+    else if (cause == 2)
+        mf_error_set(err, "%s: %s: sample %lld needs an HDF5 filter this libhdf5 does not have",
+                     st->file, r->path, (long long)row);
+    else
+        mf_error_set(err, "%s: %s: sample %lld cannot be read: the file is truncated or corrupt",
+                     st->file, r->path, (long long)row);
 }
 
 /* Select rows [first, first+count) (all of each row) in `space`, a copy of r's. */
@@ -372,9 +464,11 @@ static hid_t mem_rows(const rowset *r, int64_t rows)
 /* Read the planned blocks of r as float32 into out (rows × width). */
 static herr_t read_blocks(hdf5_state *st, const rowset *r, int64_t rows, float *out)
 {
+    st->cause = 0;
     hid_t space = select_blocks(r, st->block_start, st->block_len, st->n_blocks);
     hid_t mem = space >= 0 ? mem_rows(r, rows) : -1;
-    herr_t rc = mem >= 0 ? H5Dread(r->id, H5T_NATIVE_FLOAT, mem, space, H5P_DEFAULT, out) : -1;
+    herr_t rc = mem >= 0 ? note_cause(st, H5Dread(r->id, H5T_NATIVE_FLOAT, mem, space,
+                                                  H5P_DEFAULT, out)) : -1;
     if (mem >= 0)
         H5Sclose(mem);
     if (space >= 0)
@@ -430,6 +524,41 @@ static int is_float(const rowset *r)
     return r->dtype == MF_DTYPE_F32 || r->dtype == MF_DTYPE_F64;
 }
 
+/* Rows [first, first+rows) of r as float32 into out, the cause of a failure noted. */
+static herr_t read_rows(hdf5_state *st, const rowset *r, int64_t first, int64_t rows, float *out)
+{
+    st->cause = 0;
+    hid_t space = H5Scopy(r->space), mem = mem_rows(r, rows);
+    herr_t rc = space >= 0 && mem >= 0 &&
+                        select_rows(r, space, H5S_SELECT_SET, (hsize_t)first, (hsize_t)rows) >= 0
+                    ? note_cause(st, H5Dread(r->id, H5T_NATIVE_FLOAT, mem, space, H5P_DEFAULT, out))
+                    : -1;
+    if (mem >= 0)
+        H5Sclose(mem);
+    if (space >= 0)
+        H5Sclose(space);
+    return rc;
+}
+
+/* After a whole read of r failed: read it again in blocks, and a failing block row by row
+ * (into r->data), to name the first sample that cannot be read; 1 with the message, 0 when
+ * every row reads (the failure was not the file's). */
+static int first_unreadable(hdf5_state *st, rowset *r, mf_error *err)
+{
+    const int64_t block = r->width >= 65536 ? 1 : 65536 / r->width;
+    for (int64_t first = 0; first < st->n; first += block) {
+        const int64_t count = st->n - first < block ? st->n - first : block;
+        if (read_rows(st, r, first, count, r->data) >= 0)
+            continue;
+        for (int64_t row = first; row < first + count; row++)
+            if (read_rows(st, r, row, 1, r->data) < 0) {
+                unreadable(st, r, row, err);
+                return 1;
+            }
+    }
+    return 0;
+}
+
 /* Read whole the datasets that fit in budget bytes, checking every value. A dataset that
  * cannot be read whole is left to the batch reads, which name the sample that fails. */
 static int preload(hdf5_state *st, int64_t budget, mf_error *err)
@@ -442,8 +571,13 @@ static int preload(hdf5_state *st, int64_t budget, mf_error *err)
         if (!(r->data = malloc((size_t)bytes)))
             continue;
         if (H5Dread(r->id, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, r->data) < 0) {
+            /* bad bytes (a checksum, a chunk that does not inflate) are refused now, at
+             * validation, naming the sample; anything else is left to the batch reads */
+            const int bad = first_unreadable(st, r, err);
             free(r->data);
             r->data = NULL;
+            if (bad)
+                return -1;
             continue;
         }
         budget -= bytes;
@@ -480,8 +614,12 @@ static void setup_cache(hdf5_state *st, rowset *r, int64_t bytes)
         H5Tclose(t);
     if (dcpl >= 0)
         H5Pclose(dcpl);
-    int64_t rows = (int64_t)cdims[0];
-    int64_t k = bytes / (rows * r->width * (int64_t)sizeof(float));
+    int64_t rows = (int64_t)cdims[0], chunk_bytes;
+    /* a corrupt file may claim any chunk size: no cache when one chunk's floats overflow */
+    if (cdims[0] > (hsize_t)INT64_MAX ||
+        __builtin_mul_overflow(rows, r->width * (int64_t)sizeof(float), &chunk_bytes))
+        return;
+    int64_t k = bytes / chunk_bytes;
     k = k > 1024 ? 1024 : k; /* (found by a linear search) */
     if (k < 1 || !(r->cache = calloc((size_t)k, sizeof *r->cache)))
         return;
@@ -608,7 +746,8 @@ static int read_classes(hdf5_state *st, mf_error *err)
                      class_word(ft < 0 ? H5T_NO_CLASS : H5Tget_class(ft)));
         goto done;
     }
-    if (get_dims(st, d, "/classes", 1, dims, err) < 0 || compact_ok(st, d, "/classes", err))
+    if (get_dims(st, d, "/classes", 1, dims, err) < 0 || compact_ok(st, d, "/classes", err) ||
+        filters_ok(st, d, "/classes", err))
         goto done;
     if (dims[0] > (hsize_t)MAX_CLASSES) {
         mf_error_set(err, "%s: /classes names %llu classes; mmfuse takes at most %lld", st->file,
@@ -626,6 +765,11 @@ static int read_classes(hdf5_state *st, mf_error *err)
         (vlen <= 0 && H5Tset_strpad(mt, H5T_STR_NULLTERM) < 0)) {
         mf_error_set(err, "%s: /classes has an unreadable string type: the file is corrupt",
                      st->file);
+        goto done;
+    }
+    char why[160];
+    if (vlen > 0 && vlen_heaps_ok(st->file, st->fid, d, k, why, sizeof why)) {
+        mf_error_set(err, "%s: /classes: %s: the file is corrupt", st->file, why);
         goto done;
     }
     if (fixed > (size_t)1 << 20 || !(raw = calloc(k, fixed)) ||
@@ -701,11 +845,15 @@ static int read_ints(hdf5_state *st, const char *path, int64_t lo, int64_t hi, i
     for (int64_t first = 0; !rc && first < st->n; first += INT_BLOCK) {
         hsize_t count = (hsize_t)(st->n - first < INT_BLOCK ? st->n - first : INT_BLOCK);
         hid_t mem = H5Screate_simple(1, &count, NULL);
+        st->cause = 0;
         if (mem < 0 || select_rows(&r, r.space, H5S_SELECT_SET, (hsize_t)first, count) < 0 ||
-            H5Dread(r.id, H5T_NATIVE_INT64, mem, r.space, H5P_DEFAULT, block) < 0) {
-            mf_error_set(err, "%s: %s: samples %lld to %lld cannot be read: the file is "
-                              "truncated or corrupt", st->file, path, (long long)first,
-                         (long long)(first + (int64_t)count - 1));
+            note_cause(st, H5Dread(r.id, H5T_NATIVE_INT64, mem, r.space, H5P_DEFAULT,
+                                   block)) < 0) {
+            mf_error_set(err, "%s: %s: samples %lld to %lld %s", st->file, path,
+                         (long long)first, (long long)(first + (int64_t)count - 1),
+                         mem >= 0 && st->cause == 1
+                             ? "fail their fletcher32 checksum: the file is corrupt"
+                             : "cannot be read: the file is truncated or corrupt");
             rc = -1;
         }
         if (mem >= 0)
@@ -741,8 +889,12 @@ static int read_labels(hdf5_state *st, mf_dataset_info *info, mf_error *err)
         return -1;
     }
     int64_t bad = 0, value = 0, max = 0;
-    int rc = read_ints(st, "/label", 0, st->n_classes ? st->n_classes - 1 : MAX_CLASSES,
-                       st->label, NULL, &bad, &value, &max, err);
+    /* unnamed classes: below max(UNNAMED_FLOOR, N) and MAX_UNNAMED_CLASS (docs/datasets.md) */
+    const int64_t floor_ = st->n > UNNAMED_FLOOR ? st->n : UNNAMED_FLOOR;
+    const int64_t hi = st->n_classes            ? st->n_classes - 1
+                       : floor_ - 1 < MAX_UNNAMED_CLASS ? floor_ - 1
+                                                       : MAX_UNNAMED_CLASS;
+    int rc = read_ints(st, "/label", 0, hi, st->label, NULL, &bad, &value, &max, err);
     if (rc == 1) {
         if (st->n_classes)
             mf_error_set(err, "%s: /label: sample %lld holds %lld, outside 0 to %d (/classes "
@@ -751,10 +903,16 @@ static int read_labels(hdf5_state *st, mf_dataset_info *info, mf_error *err)
         else if (value < 0)
             mf_error_set(err, "%s: /label: sample %lld holds %lld; class indices start at 0",
                          st->file, (long long)bad, (long long)value);
+        else if (value > MAX_UNNAMED_CLASS)
+            mf_error_set(err, "%s: /label: sample %lld holds %lld, above %d, the largest class "
+                              "index taken without /classes; name the classes in /classes to "
+                              "use larger indices", st->file, (long long)bad, (long long)value,
+                         MAX_UNNAMED_CLASS);
         else
-            mf_error_set(err, "%s: /label: sample %lld holds %lld, above the largest class "
-                              "index mmfuse takes (%lld)", st->file, (long long)bad,
-                         (long long)value, (long long)MAX_CLASSES);
+            mf_error_set(err, "%s: /label: sample %lld holds %lld, which would make %lld classes "
+                              "for %lld samples; number the classes from 0, or name them in "
+                              "/classes", st->file, (long long)bad, (long long)value,
+                         (long long)value + 1, (long long)st->n);
         return -1;
     }
     if (rc)
@@ -814,14 +972,15 @@ static int hdf5_open(mf_dataset *self, const mf_config *cfg, mf_dataset_info *in
     }
     /* The reasons go into our one sentence; HDF5's own stack would be noise on stderr. */
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    struct stat sb;
-    int missing = stat(st->file, &sb) != 0;
-    if (missing || S_ISDIR(sb.st_mode)) {
-        mf_config_error(err, where, "cannot open '%s': %s", st->file,
-                        missing ? strerror(errno) : "it is a folder");
+    /* a FIFO with no writer would hang HDF5's open, a device never end: refused first */
+    char why[128];
+    int fd = data_file_open(st->file, why, sizeof why);
+    if (fd < 0) {
+        mf_config_error(err, where, "cannot open '%s': %s", st->file, why);
         hdf5_close(self);
         return -1;
     }
+    close(fd);
 #if H5_VERSION_GE(1, 12, 0)
     htri_t is_hdf5 = H5Fis_accessible(st->file, H5P_DEFAULT);
 #else
@@ -961,6 +1120,7 @@ static int64_t load_chunk(hdf5_state *st, rowset *r, int64_t c, int64_t row, uin
         return -1;
     }
     herr_t rc = -1;
+    st->cause = 0;
 #if H5_VERSION_GE(1, 10, 5)
     /* as stored, into the slot: HDF5's own path copies through a buffer it allocates per
      * chunk (page faults in every read); unwritten chunks fail here and take that path */
@@ -975,14 +1135,14 @@ static int64_t load_chunk(hdf5_state *st, rowset *r, int64_t c, int64_t row, uin
     if (rc < 0)
         rc = space >= 0 && mem >= 0 &&
                         select_rows(r, space, H5S_SELECT_SET, (hsize_t)first, (hsize_t)rows) >= 0
-                    ? H5Dread(r->id, H5T_NATIVE_FLOAT, mem, space, H5P_DEFAULT, sl->data) : -1;
+                    ? note_cause(st, H5Dread(r->id, H5T_NATIVE_FLOAT, mem, space,
+                                             H5P_DEFAULT, sl->data)) : -1;
     if (mem >= 0)
         H5Sclose(mem);
     if (space >= 0)
         H5Sclose(space);
     if (rc < 0) {
-        mf_error_set(err, "%s: %s: sample %lld cannot be read: the file is truncated or corrupt",
-                     st->file, r->path, (long long)row);
+        unreadable(st, r, row, err);
         return -1;
     }
     sl->chunk = c;
@@ -1081,8 +1241,9 @@ static int read_rowset(hdf5_state *st, rowset *r, int64_t n, int64_t u, float *d
         while (bad < u - 1 && plan_blocks(st, r, st->unique + bad, 1) &&
                read_blocks(st, r, 1, st->buf) >= 0)
             bad++;
-        mf_error_set(err, "%s: %s: sample %lld cannot be read: the file is truncated or corrupt",
-                     st->file, r->path, (long long)st->unique[bad]);
+        if (bad == u - 1) /* not read in the search: read it for its cause */
+            (void)(plan_blocks(st, r, st->unique + bad, 1) && read_blocks(st, r, 1, st->buf));
+        unreadable(st, r, st->unique[bad], err);
         return -1;
     }
     for (int64_t i = 0; is_float(r) && i < u; i++)

@@ -12,6 +12,7 @@
  * the test split; the host carves validation out of training.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,10 +21,15 @@
 
 #include <mmfuse/mmfuse.h>
 
+#include "data_file.h"
+
 /* Above this a header is taken as corrupt rather than as a request for that much memory. */
 #define IDX_MAX_BYTES (INT64_C(1) << 40)
-/* Without class_names, classes are 0…max label: a label above this needs names. */
+/* Without class_names, classes are 0…max label: a label above this needs names, and so
+ * does one of max(IDX_UNNAMED_FLOOR, the sample count) or more (a stray label of 20000 among
+ * 64 samples would make a 20001-class head and a 20001² confusion matrix). */
 #define IDX_MAX_UNNAMED_CLASS 65535
+#define IDX_UNNAMED_FLOOR 1024
 #define IDX_PATH_MAX 4096
 
 typedef struct idx_type {
@@ -51,6 +57,7 @@ typedef struct idx_array {
 
 typedef struct idx_state {
     idx_array images[2]; /* train, test (test.data NULL when there is no test pair) */
+    char label_path[2][IDX_PATH_MAX];
     int64_t n_train, n;
     int32_t *label;      /* n labels, train then test */
     uint8_t *split;
@@ -129,10 +136,13 @@ static int64_t gz_read_all(gzFile f, const char *path, uint8_t *buf, int64_t len
                 mf_error_set(err, "%s: cannot be read: %s", path, strerror(errno));
             else if (code == Z_BUF_ERROR) /* a gzip stream cut short: the file is truncated */
                 return got;
-            else { /* zlib's message may start with the path already */
+            else { /* zlib's message may start with the path already, or "<fd:N>" */
                 size_t n = strlen(path);
+                const char *fd_end = !strncmp(why, "<fd:", 4) ? strstr(why, ">: ") : NULL;
                 if (!strncmp(why, path, n) && !strncmp(why + n, ": ", 2))
                     why += n + 2;
+                else if (fd_end)
+                    why = fd_end + 3;
                 mf_error_set(err, "%s: corrupt gzip data (%s)", path, why);
             }
             return -1;
@@ -144,15 +154,51 @@ static int64_t gz_read_all(gzFile f, const char *path, uint8_t *buf, int64_t len
     return got;
 }
 
+/* After the `expected` bytes the header accounts for: 0 at the end of the data (the gzip
+ * checksum checked), else -1 naming the file, the expected and the actual size (counted up
+ * to 64 MiB more: a file is refused, not decompressed without end). */
+static int trailing(gzFile f, const char *path, int64_t expected, mf_error *err)
+{
+    uint8_t scratch[16384];
+    const int64_t cap = (int64_t)64 << 20;
+    int64_t extra = 0, r;
+    while (extra <= cap && (r = gz_read_all(f, path, scratch, sizeof scratch, err)) > 0)
+        extra += r;
+    if (r < 0)
+        return -1;
+    int code;
+    gzerror(f, &code);
+    if (code == Z_BUF_ERROR) {
+        mf_error_set(err, "%s: truncated: the gzip stream ends before its checksum", path);
+        return -1;
+    }
+    if (extra > 0) {
+        mf_error_set(err, "%s: %s%lld bytes of data where its IDX header accounts for %lld: "
+                     "the file has trailing bytes or a wrong header", path,
+                     extra > cap ? "more than " : "", (long long)(expected + extra),
+                     (long long)expected);
+        return -1;
+    }
+    return 0;
+}
+
 /* Load one IDX file of what ("images" or "labels") with min_dims…max_dims dimensions. */
 static int idx_load(idx_array *a, const char *path, const char *what, int min_dims, int max_dims,
                     mf_error *err)
 {
     memset(a, 0, sizeof *a);
     snprintf(a->path, sizeof a->path, "%s", path);
+    /* a FIFO with no writer would block gzopen forever, a device never end */
+    char why[128];
+    int fd = data_file_open(path, why, sizeof why);
+    if (fd < 0) {
+        mf_error_set(err, "%s: cannot be opened: %s", path, why);
+        return -1;
+    }
     errno = 0;
-    gzFile f = gzopen(path, "rb"); /* gzread passes plain files through unchanged */
+    gzFile f = gzdopen(fd, "rb"); /* gzread passes plain files through unchanged */
     if (!f) {
+        close(fd);
         mf_error_set(err, "%s: cannot be opened: %s", path,
                      errno ? strerror(errno) : "out of memory");
         return -1;
@@ -244,16 +290,10 @@ static int idx_load(idx_array *a, const char *path, const char *what, int min_di
                      (long long)(body / a->item_bytes), (long long)body);
         goto done;
     }
-    /* One byte more reaches the gzip trailer, whose checksum catches corrupt data. */
-    uint8_t extra;
-    if (gz_read_all(f, path, &extra, 1, err) < 0)
+    /* One byte more reaches the gzip trailer, whose checksum catches corrupt data; a byte
+     * that arrives is data the header does not account for. */
+    if (trailing(f, path, 4 + 4 * (int64_t)a->ndim + total, err))
         goto done;
-    int code;
-    gzerror(f, &code);
-    if (code == Z_BUF_ERROR) {
-        mf_error_set(err, "%s: truncated: the gzip stream ends before its checksum", path);
-        goto done;
-    }
     ok = 1;
 done:
     gzclose(f);
@@ -273,6 +313,46 @@ static int resolve(char *out, const char *base, const char *dir, const char *nam
     if (n < 0 || n >= IDX_PATH_MAX) {
         mf_error_set(err, "idx: the path of '%s' is longer than %d bytes", name, IDX_PATH_MAX - 1);
         return -1;
+    }
+    data_file_normalize(out); /* "./data/x", not "././data/x", in every message */
+    return 0;
+}
+
+/* Every value of a (times scale) a finite float32: a NaN pixel would make its feature's
+ * standardisation NaN, hidden by a ReLU, and the run would exit 0. -1 naming the file, the
+ * item and the value's position in it. */
+static int check_values(const idx_array *a, double scale, mf_error *err)
+{
+    const int64_t per_item = a->item_bytes / a->type->size;
+    if (a->type->code == 0x08) { /* 256 values at most: check them, not the pixels */
+        if (isfinite((float)(255 * scale)))
+            return 0;
+        for (int64_t i = 0; i < a->dim[0] * per_item; i++)
+            if (!isfinite((float)(a->data[i] * scale))) {
+                mf_error_set(err, "%s: value %lld of item %lld, %d, times scale %g is beyond "
+                             "float32's range", a->path, (long long)(i % per_item),
+                             (long long)(i / per_item), a->data[i], scale);
+                return -1;
+            }
+        return 0;
+    }
+    for (int64_t item = 0; item < a->dim[0]; item++) {
+        const uint8_t *p = a->data + item * a->item_bytes;
+        for (int64_t e = 0; e < per_item; e++) {
+            const double v = idx_value(a->type, p, e);
+            if (isfinite(v) && isfinite((float)(v * scale)))
+                continue;
+            if (!isfinite(v))
+                mf_error_set(err, "%s: value %lld of item %lld is %s", a->path, (long long)e,
+                             (long long)item, isnan(v) ? "NaN" : v > 0 ? "Inf" : "-Inf");
+            else if (scale == 1)
+                mf_error_set(err, "%s: value %lld of item %lld is %g, beyond float32's range",
+                             a->path, (long long)e, (long long)item, v);
+            else
+                mf_error_set(err, "%s: value %lld of item %lld, %g, times scale %g is beyond "
+                             "float32's range", a->path, (long long)e, (long long)item, v, scale);
+            return -1;
+        }
     }
     return 0;
 }
@@ -315,6 +395,7 @@ static int load_pair(idx_state *s, int which, const char *images, const char *la
             goto done;
         }
     }
+    snprintf(s->label_path[which], sizeof s->label_path[which], "%s", lab.path);
     int32_t *grown = realloc(s->label, (size_t)(first + lab.dim[0]) * sizeof *s->label);
     if (!grown) {
         mf_error_set(err, "%s: out of memory for %lld labels", lab.path, (long long)lab.dim[0]);
@@ -349,9 +430,29 @@ done:
     return ok ? 0 : -1;
 }
 
+/* Without class_names, every label below max(IDX_UNNAMED_FLOOR, the sample count): else
+ * -1 naming the labels file and the item (load_pair checked the absolute cap). */
+static int check_unnamed(const idx_state *s, mf_error *err)
+{
+    const int64_t limit = s->n > IDX_UNNAMED_FLOOR ? s->n : IDX_UNNAMED_FLOOR;
+    for (int64_t i = 0; i < s->n; i++)
+        if (s->label[i] >= limit) {
+            const int test = i >= s->n_train;
+            mf_error_set(err, "%s: label %d of item %lld would make %lld classes for %lld "
+                              "samples; number the classes from 0, or give class_names",
+                         s->label_path[test], s->label[i],
+                         (long long)(test ? i - s->n_train : i), (long long)s->label[i] + 1,
+                         (long long)s->n);
+            return -1;
+        }
+    return 0;
+}
+
 /* class_names, or "0" … the largest label. */
 static int make_class_names(idx_state *s, const mf_config *names, mf_error *err)
 {
+    if (!mf_config_length(names) && check_unnamed(s, err))
+        return -1;
     s->n_classes = mf_config_length(names);
     if (!s->n_classes)
         for (int64_t i = 0; i < s->n; i++)
@@ -408,8 +509,13 @@ static int idx_open(mf_dataset *self, const mf_config *cfg, mf_dataset_info *inf
             return -1;
 
     int ok = 0;
+    if (!isfinite(scale)) {
+        mf_config_error(err, mf_config_get(cfg, "scale"), "expected a finite number");
+        return -1;
+    }
     for (int p = 0; p < pairs; p++) {
-        if (load_pair(s, p, path[2 * p], path[2 * p + 1], s->n, names, err))
+        if (load_pair(s, p, path[2 * p], path[2 * p + 1], s->n, names, err) ||
+            check_values(&s->images[p], scale, err))
             goto done;
         s->n += s->images[p].dim[0];
     }

@@ -41,6 +41,7 @@ typedef struct synthetic_state {
     float *x[MAX_MODALITIES]; /* n × d_m */
     int32_t *label;
     uint8_t *split;
+    int64_t n;
 } synthetic_state;
 
 enum { ROLE_REDUNDANT, ROLE_UNIQUE, ROLE_SYNERGY, ROLE_DISTRACTOR, N_ROLES };
@@ -277,7 +278,7 @@ static int synthetic_open(mf_dataset *self, const mf_config *cfg, mf_dataset_inf
     }
     info->n_modalities = M;
     info->modalities = st->modality;
-    info->n_samples = p.n;
+    info->n_samples = st->n = p.n;
     info->n_classes = K;
     info->class_names = NULL;
     info->split = st->split;
@@ -295,6 +296,12 @@ static int synthetic_read(mf_dataset *self, int64_t n, const int64_t *idx,
                           const mf_batch_buffers *out, mf_error *err)
 {
     synthetic_state *st = mf_dataset_state(self);
+    for (int64_t i = 0; i < n; i++) /* as every reader: an index outside is named, not read */
+        if (idx[i] < 0 || idx[i] >= st->n) {
+            mf_error_set(err, "synthetic: sample %lld is outside 0 to %lld", (long long)idx[i],
+                         (long long)st->n - 1);
+            return -1;
+        }
     for (int m = 0; m < st->n_modalities; m++) {
         int64_t d = st->modality[m].shape.dim[0];
         for (int64_t i = 0; i < n; i++)

@@ -11,8 +11,8 @@ typedef struct bag_state {
 } bag_state;
 
 static const mf_param_spec bag_params[] = {
-    {"width", MF_TYPE_INT, "64", MF_PARAM_MIN, 1, 0, NULL, "Features of each token embedding."},
-    {"out", MF_TYPE_INT, "0", MF_PARAM_MIN, 0, 0, NULL,
+    {"width", MF_TYPE_INT, "64", MF_PARAM_MIN | MF_PARAM_MAX, 1, 1 << 24, NULL, "Features of each token embedding."},
+    {"out", MF_TYPE_INT, "0", MF_PARAM_MIN | MF_PARAM_MAX, 0, 1 << 24, NULL,
      "A linear projection of the mean to this many features; 0: none (a head takes the class "
      "count)."},
     MF_PARAM_END,

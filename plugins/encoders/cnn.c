@@ -14,13 +14,13 @@ typedef struct cnn_state {
 } cnn_state;
 
 static const mf_param_spec cnn_params[] = {
-    {"channels", MF_TYPE_INT_LIST, "[16, 32]", MF_PARAM_MIN, 1, 0, NULL,
+    {"channels", MF_TYPE_INT_LIST, "[16, 32]", MF_PARAM_MIN | MF_PARAM_MAX, 1, 1 << 24, NULL,
      "Output channels of each Conv–ReLU–MaxPool block, input side first."},
     {"kernel", MF_TYPE_INT, "3", MF_PARAM_MIN | MF_PARAM_MAX, 1, 11, NULL,
      "Odd kernel size of every convolution (padded to keep the size)."},
     {"pool", MF_TYPE_INT, "2", MF_PARAM_MIN | MF_PARAM_MAX, 1, 4, NULL,
      "Max-pooling window and stride after each convolution (1: none)."},
-    {"out", MF_TYPE_INT, "0", MF_PARAM_MIN, 0, 0, NULL,
+    {"out", MF_TYPE_INT, "0", MF_PARAM_MIN | MF_PARAM_MAX, 0, 1 << 24, NULL,
      "Output features; 0 takes what the host requires (a head's class count)."},
     MF_PARAM_END,
 };

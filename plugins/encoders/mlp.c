@@ -15,9 +15,9 @@ typedef struct mlp_state {
 } mlp_state;
 
 static const mf_param_spec mlp_params[] = {
-    {"hidden", MF_TYPE_INT_LIST, "[]", MF_PARAM_MIN, 1, 0, NULL,
+    {"hidden", MF_TYPE_INT_LIST, "[]", MF_PARAM_MIN | MF_PARAM_MAX, 1, 1 << 24, NULL,
      "Sizes of the hidden layers, input side first; [] is a single linear layer."},
-    {"out", MF_TYPE_INT, "0", MF_PARAM_MIN, 0, 0, NULL,
+    {"out", MF_TYPE_INT, "0", MF_PARAM_MIN | MF_PARAM_MAX, 0, 1 << 24, NULL,
      "Output features; 0 takes what the host requires (a head's class count)."},
     {"activation", MF_TYPE_ENUM, "relu", 0, 0, 0, "relu|tanh|sigmoid|gelu",
      "Nonlinearity between layers (none after the last)."},

@@ -31,11 +31,11 @@ typedef struct transformer_state {
 } transformer_state;
 
 static const mf_param_spec transformer_params[] = {
-    {"width", MF_TYPE_INT, "64", MF_PARAM_MIN, 1, 0, NULL,
+    {"width", MF_TYPE_INT, "64", MF_PARAM_MIN | MF_PARAM_MAX, 1, 1 << 24, NULL,
      "Features per position inside the encoder (d_model)."},
     {"layers", MF_TYPE_INT, "2", MF_PARAM_MIN | MF_PARAM_MAX, 0, MAX_LAYERS, NULL,
      "Transformer layers; 0 gives the embeddings with positions alone."},
-    {"heads", MF_TYPE_INT, "4", MF_PARAM_MIN, 1, 0, NULL,
+    {"heads", MF_TYPE_INT, "4", MF_PARAM_MIN | MF_PARAM_MAX, 1, 1 << 24, NULL,
      "Attention heads; they must divide width."},
     {"mlp_ratio", MF_TYPE_FLOAT, "4", MF_PARAM_MIN | MF_PARAM_MAX, 0.25, 16, NULL,
      "Hidden width of each layer's MLP, as a multiple of width."},
@@ -45,11 +45,11 @@ static const mf_param_spec transformer_params[] = {
      "Output: the CLS token, the mean of the non-padding positions, or the whole sequence."},
     {"cls_token", MF_TYPE_BOOL, "false", 0, 0, 0, NULL,
      "Prepend a learned CLS token (always there with pool: cls; kept at position 0 by none)."},
-    {"patch", MF_TYPE_INT, "4", MF_PARAM_MIN, 1, 0, NULL,
+    {"patch", MF_TYPE_INT, "4", MF_PARAM_MIN | MF_PARAM_MAX, 1, 1 << 24, NULL,
      "Image inputs: side of the square patches, which must divide the image's height and width."},
     {"final_norm", MF_TYPE_BOOL, "true", 0, 0, 0, NULL,
      "A LayerNorm after the last layer (ViT's); false ends at the last layer's residual sum."},
-    {"out", MF_TYPE_INT, "0", MF_PARAM_MIN, 0, 0, NULL,
+    {"out", MF_TYPE_INT, "0", MF_PARAM_MIN | MF_PARAM_MAX, 0, 1 << 24, NULL,
      "A final linear projection to this many features; 0: none (a head takes the class count)."},
     MF_PARAM_END,
 };

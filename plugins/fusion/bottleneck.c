@@ -34,9 +34,9 @@ static const mf_param_spec bottleneck_params[] = {
      "never (late fusion)."},
     {"bottlenecks", MF_TYPE_INT, "4", MF_PARAM_MIN | MF_PARAM_MAX, 1, 256, NULL,
      "Number of shared bottleneck tokens."},
-    {"heads", MF_TYPE_INT, "4", MF_PARAM_MIN, 1, 0, NULL,
+    {"heads", MF_TYPE_INT, "4", MF_PARAM_MIN | MF_PARAM_MAX, 1, 1 << 24, NULL,
      "Attention heads; must divide the attention width."},
-    {"dim", MF_TYPE_INT, "0", MF_PARAM_MIN, 0, 0, NULL,
+    {"dim", MF_TYPE_INT, "0", MF_PARAM_MIN | MF_PARAM_MAX, 0, 1 << 24, NULL,
      "Width of the tokens; a modality of another width is projected (bias-free linear); 0 "
      "keeps the modalities' common width."},
     {"mlp_ratio", MF_TYPE_FLOAT, "4", MF_PARAM_MIN | MF_PARAM_MAX, 0.25, 16, NULL,

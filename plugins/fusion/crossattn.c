@@ -34,9 +34,9 @@ typedef struct crossattn_state {
 static const mf_param_spec crossattn_params[] = {
     {"layers", MF_TYPE_INT, "2", MF_PARAM_MIN | MF_PARAM_MAX, 1, MAX_LAYERS, NULL,
      "Crossmodal attention layers of every ordered pair of modalities."},
-    {"heads", MF_TYPE_INT, "4", MF_PARAM_MIN, 1, 0, NULL,
+    {"heads", MF_TYPE_INT, "4", MF_PARAM_MIN | MF_PARAM_MAX, 1, 1 << 24, NULL,
      "Attention heads; must divide the attention width."},
-    {"dim", MF_TYPE_INT, "0", MF_PARAM_MIN, 0, 0, NULL,
+    {"dim", MF_TYPE_INT, "0", MF_PARAM_MIN | MF_PARAM_MAX, 0, 1 << 24, NULL,
      "Width every modality is projected to (bias-free linear, MulT's Conv1d k=1); 0 keeps "
      "the modalities' common width."},
     {"mlp_ratio", MF_TYPE_FLOAT, "4", MF_PARAM_MIN | MF_PARAM_MAX, 0, 16, NULL,

@@ -17,7 +17,7 @@ typedef struct gated_state {
 } gated_state;
 
 static const mf_param_spec gated_params[] = {
-    {"dim", MF_TYPE_INT, "64", MF_PARAM_MIN, 1, 0, NULL, "Width of the fused output."},
+    {"dim", MF_TYPE_INT, "64", MF_PARAM_MIN | MF_PARAM_MAX, 1, 1 << 24, NULL, "Width of the fused output."},
     MF_PARAM_END,
 };
 

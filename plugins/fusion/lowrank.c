@@ -17,8 +17,8 @@ typedef struct lowrank_state {
 } lowrank_state;
 
 static const mf_param_spec lowrank_params[] = {
-    {"rank", MF_TYPE_INT, "4", MF_PARAM_MIN, 1, 0, NULL, "Number r of rank-1 terms (at least 1)."},
-    {"dim", MF_TYPE_INT, "64", MF_PARAM_MIN, 1, 0, NULL, "Width of the fused output."},
+    {"rank", MF_TYPE_INT, "4", MF_PARAM_MIN | MF_PARAM_MAX, 1, 1 << 24, NULL, "Number r of rank-1 terms (at least 1)."},
+    {"dim", MF_TYPE_INT, "64", MF_PARAM_MIN | MF_PARAM_MAX, 1, 1 << 24, NULL, "Width of the fused output."},
     MF_PARAM_END,
 };
 

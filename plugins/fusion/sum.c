@@ -12,7 +12,7 @@ typedef struct sum_state {
 } sum_state;
 
 static const mf_param_spec sum_params[] = {
-    {"dim", MF_TYPE_INT, "64", MF_PARAM_MIN, 1, 0, NULL, "Common width every modality is projected to."},
+    {"dim", MF_TYPE_INT, "64", MF_PARAM_MIN | MF_PARAM_MAX, 1, 1 << 24, NULL, "Common width every modality is projected to."},
     {"activation", MF_TYPE_ENUM, "none", 0, 0, 0, "none|relu|tanh|sigmoid|gelu",
      "Nonlinearity applied to the sum."},
     MF_PARAM_END,

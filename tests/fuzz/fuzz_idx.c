@@ -7,8 +7,8 @@
  *     matching labels, and every sample read; when it loads as labels: opened as the
  *     training labels of as many 1×1 images, and every sample read.
  * A refusal must be one printable line that starts with the file's path; an opened dataset
- * must describe what the header says and give labels within its classes. Anything else
- * aborts.
+ * must describe what the header says, give finite values and labels within its classes (at
+ * most max(1024, samples) of them). Anything else aborts.
  *
  * Build and run with clang's libFuzzer (Debian: clang, libclang-rt-14-dev) from the source
  * root, after `ninja -C build` (libmmfuse provides the config tree):
@@ -105,13 +105,14 @@ static void open_and_read(const char *images, const char *labels, int64_t expect
     mf_config *cfg = mf_config_parse(yaml, strlen(yaml), "fuzz.yaml", &err);
     CHECK(cfg && mf_config_check(cfg, idx_plugin.params, NULL, &err) == 0);
     mf_dataset *ds = mf_dataset_open(&idx_plugin, cfg, "/", &err);
-    if (!ds) { /* only the labels can still be refused: their values */
+    if (!ds) { /* only the values can still be refused: labels, NaN or Inf images */
         check_refusal(&err, input);
         mf_config_free(cfg);
         return;
     }
     const mf_dataset_info *in = mf_dataset_get_info(ds);
     CHECK(in->n_samples == expect_n && in->n_classes >= 1);
+    CHECK(in->n_classes <= 1024 || in->n_classes <= in->n_samples); /* unnamed: capped */
     const int64_t numel = mf_shape_numel(&in->modalities[0].shape), batch = 64;
     float *x = malloc((size_t)(batch * numel) * sizeof *x);
     float *const bufs[1] = {x};
@@ -126,6 +127,8 @@ static void open_and_read(const char *images, const char *labels, int64_t expect
         CHECK(mf_dataset_read(ds, n, idx, &out, &err) == 0);
         for (int64_t i = 0; i < n; i++)
             CHECK(y[i] >= 0 && y[i] < in->n_classes);
+        for (int64_t j = 0; j < n * numel; j++) /* refused at open otherwise (issue 13) */
+            CHECK(isfinite(x[j]));
     }
     free(x);
     mf_dataset_close(ds);
