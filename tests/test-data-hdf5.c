@@ -1356,6 +1356,7 @@ START_TEST(data_wait_is_a_share_of_training)
     mf_run_options opts = {.struct_size = sizeof opts, .quiet = 1, .no_save = 1, .log = stdout};
     mf_run_result a, b;
     mf_error err;
+    mf_error_clear(&err);
     ck_assert_msg(mf_experiment_run(tmp_path("e.yaml"), &opts, &a, &err) == MF_EXIT_OK, "%s",
                   err.msg);
     printf("data wait %.3f of %.3f s\n", a.data_wait, a.seconds);

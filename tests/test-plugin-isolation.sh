@@ -32,7 +32,7 @@ has() { grep -qxF -- "$1" "$2"; } # an exact line
 
 mkdir -m 755 unused used
 for f in ctor_exit ctor_segv ctor_abort ctor_hang; do cp "$bad/$f.so" unused/; done
-for f in build_segv forward_segv build_exit read_abort; do cp "$bad/$f.so" used/; done
+for f in build_segv forward_segv build_exit read_abort custom_segv; do cp "$bad/$f.so" used/; done
 cat > x.yaml <<'EOF'
 name: x
 seed: 1
@@ -132,6 +132,10 @@ run_used forward_segv
 status=$?
 check "a plugin crashing in forward: named with its file and phase" \
     sh -c "[ $status -eq 139 ] && grep -qxF \"mmfuse: plugin 'forward_segv' ($tmp/used/forward_segv.so) crashed with SIGSEGV in forward\" err"
+run_used custom_segv
+status=$?
+check "a plugin's custom op crashing in the backward pass: named with its module" \
+    sh -c "[ $status -eq 139 ] && grep -qxF \"mmfuse: custom op 'crash_in_backward' (module model.encoders.a) crashed with SIGSEGV in backward\" err"
 run_used build_exit
 status=$?
 check "a plugin calling exit(0) in build: named, exit status 1" \

@@ -382,7 +382,8 @@ START_TEST(check_plugin_profiles_of_builtins)
     char *text = NULL;
     size_t len;
     FILE *out = open_memstream(&text, &len);
-    ck_assert_int_eq(mf_check_plugin(mf_registry_find(reg, 0, "identity", &file), file, 0, NULL,
+    const mf_plugin *found_identity = mf_registry_find(reg, 0, "identity", &file); /* file set first */
+    ck_assert_int_eq(mf_check_plugin(found_identity, file, 0, NULL,
                                      out), 0);
     fclose(out);
     ck_assert_ptr_nonnull(strstr(text, "PASS gradients    token ids (6) < 11, masked: nothing to "
@@ -392,7 +393,8 @@ START_TEST(check_plugin_profiles_of_builtins)
                                        "(3,6,5) as declared, with its (B,T) mask\n"));
     free(text);
     out = open_memstream(&text, &len);
-    ck_assert_int_eq(mf_check_plugin(mf_registry_find(reg, 0, "cnn", &file), file, 0, NULL, out), 0);
+    const mf_plugin *found_cnn = mf_registry_find(reg, 0, "cnn", &file); /* file set first */
+    ck_assert_int_eq(mf_check_plugin(found_cnn, file, 0, NULL, out), 0);
     fclose(out);
     ck_assert_ptr_nonnull(strstr(text, "SKIP build        vector (5): refused: "));
     ck_assert_ptr_nonnull(strstr(text, "PASS gradients    image (2,8,8): "));

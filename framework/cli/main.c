@@ -23,7 +23,7 @@ static const char usage[] =
     "       mmfuse plugins [--kind K] [--describe NAME] [--json]\n"
     "       mmfuse check-plugin NAME|FILE.so [-o KEY=VALUE]...\n"
     "       mmfuse new-plugin dataset|encoder|fusion|loss NAME [DIR]\n"
-    "       mmfuse import csv FILE --modality NAME=COLUMNS[:SHAPE]... --label COLUMN [--split SPEC] -o OUT.h5\n"
+    "       mmfuse import csv FILE|- --modality NAME=COLUMNS[:SHAPE]... --label COLUMN [--split SPEC] -o OUT.h5\n"
     "       mmfuse bench MODEL [--mode train|eval] [--threads N] [--steps N] [--warmup N] [--json FILE]\n"
     "       mmfuse reference      (the experiment file reference, as markdown)\n"
     "       mmfuse --version | --help | VERB --help\n";

@@ -234,4 +234,12 @@ int mfi_param_bounds(const mf_param *p, float *lo, float *hi);
 #define MFI_SHAPE_STR 64
 const char *mfi_node_shape_str(const mf_node *n, char buf[MFI_SHAPE_STR]);
 
+/* The custom op whose plugin callback runs on this thread, and which pass ("forward",
+ * "backward"), or NULL: the plugin layer's crash handler names it (framework/plugin/guard.c),
+ * as plugin code runs there outside any module call. Initial-exec: read in a handler. */
+typedef struct mfi_custom_running {
+    const char *op, *scope, *pass;
+} mfi_custom_running;
+extern __thread mfi_custom_running mfi_custom_now __attribute__((tls_model("initial-exec")));
+
 #endif

@@ -39,10 +39,13 @@ mf_node *mf_activate(mf_graph *g, mf_node *x, mf_activation a)
     }
 }
 
-/* "<name>.<suffix>" into key. */
+/* "<name>.<suffix>" into key; a name too long to fit is cut (the parameter store then
+ * refuses a duplicate, naming it). */
 static const char *join(char *key, size_t size, const char *name, const char *suffix)
 {
-    snprintf(key, size, "%s%s%s", name, *name ? "." : "", suffix);
+    int n = snprintf(key, size, "%s%s%s", name, *name ? "." : "", suffix);
+    if (n < 0)
+        key[0] = '\0';
     return key;
 }
 

@@ -9,6 +9,8 @@
 
 #include "ops_common.h"
 
+__thread mfi_custom_running mfi_custom_now __attribute__((tls_model("initial-exec")));
+
 typedef struct custom_state {
     const void *attr;     /* the op's attributes, copied; NULL when attr_size is 0 */
     mf_shape *in_shape;   /* n_in shapes */
@@ -179,10 +181,14 @@ void mfi_op_custom(mf_node *n, int action)
             .attr = st->attr,
             .training = n->graph->training,
         };
+        const mfi_custom_running outer = mfi_custom_now;
+        mfi_custom_now = (mfi_custom_running){op->name ? op->name : "?", n->scope,
+                                              fwd ? "forward" : "backward"};
         if (fwd)
             op->forward(&ctx);
         else
             op->backward(&ctx);
+        mfi_custom_now = outer;
         return;
     }
     default:

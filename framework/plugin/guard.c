@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../core/core_internal.h"
 #include "plugin_internal.h"
 
 /* initial-exec: reading it in a signal handler must not allocate (global-dynamic TLS may) */
@@ -64,6 +65,24 @@ static void say(const char *what, const char *detail, const char *join)
     (void)ignored;
 }
 
+/* A plugin's custom op crashing in the graph's pass (no module call is marked there). */
+static void say_custom(const char *signal_name)
+{
+    char buf[1200];
+    size_t n = 0;
+    put(buf, &n, sizeof buf, "mmfuse: custom op '");
+    put(buf, &n, sizeof buf, mfi_custom_now.op);
+    put(buf, &n, sizeof buf, "' (module ");
+    put(buf, &n, sizeof buf, mfi_custom_now.scope && *mfi_custom_now.scope ? mfi_custom_now.scope : "?");
+    put(buf, &n, sizeof buf, ") crashed with ");
+    put(buf, &n, sizeof buf, signal_name);
+    put(buf, &n, sizeof buf, " in ");
+    put(buf, &n, sizeof buf, mfi_custom_now.pass);
+    buf[n++] = '\n';
+    ssize_t ignored = write(STDERR_FILENO, buf, n);
+    (void)ignored;
+}
+
 static void on_fatal(int sig, siginfo_t *info, void *uc)
 {
     (void)uc;
@@ -74,6 +93,9 @@ static void on_fatal(int sig, siginfo_t *info, void *uc)
         say("crashed with ", mfi_signal_name(sig),
             strcmp(current.phase, "loading") == 0 ? " while " : " in ");
         current.phase = NULL; /* said once */
+    } else if (mfi_custom_now.op) {
+        say_custom(mfi_signal_name(sig));
+        mfi_custom_now.op = NULL;
     }
     /* hand the signal on: a fault re-executes and meets the previous action; a signal that
      * was sent (raise, abort, kill) is raised again */

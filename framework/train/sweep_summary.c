@@ -457,7 +457,7 @@ static int order_metrics(sweep *sw)
         p->metric = metric;
         p->n_metric = n;
     }
-    if (!rc) {
+    if (!rc && n > 0) { /* none yet: a sweep stopped before any point finished */
         for (int m = 0; m < n; m++)
             names[m] = sw->metric_names[order[m]];
         memcpy(sw->metric_names, names, (size_t)n * sizeof *names);
