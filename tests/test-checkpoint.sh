@@ -186,6 +186,14 @@ check "a truncated checkpoint: exit 2" test $? -eq 2
 check "… one sentence naming the file" \
     has "^victim/checkpoints/last.h5: not a readable HDF5 file (corrupt or truncated?), so not a checkpoint$" e4
 
+# a position the plan cannot reach (an edited or damaged checkpoint): refused, not seeked to
+"$exe" run base.yaml --run-dir farpos -q -o train.epochs=2 > /dev/null 2>&1
+rm farpos/result.json
+$py -c "import h5py; f = h5py.File('farpos/checkpoints/last.h5', 'r+'); f.attrs['batch'] = f.attrs['batch'] + 1000000000"
+"$exe" run --resume farpos > e13 2>&1
+check "a checkpoint position beyond the plan: exit 2" test $? -eq 2
+check "… saying so" grep -q "^farpos/checkpoints/last.h5: the checkpoint's position (step [0-9]*, epoch [0-9]*, batch 100000[0-9]*) is outside this run's plan" e13
+
 # ---------------------------------------------------------------- --init-from
 "$exe" run base.yaml --run-dir ft -o train.epochs=1 -o 'model.head.hidden=[16]' \
     --init-from ref/checkpoints/best.h5 > ft.out 2>&1

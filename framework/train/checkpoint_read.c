@@ -2,10 +2,15 @@
  * checkpoint of another model is refused naming the first parameter that differs, and a
  * corrupt or truncated file in one sentence naming it; and fine-tuning (--init-from). */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <hdf5.h>
 
@@ -19,12 +24,16 @@ typedef struct reader {
     mf_error *err;
 } reader;
 
+/* One value: an attribute of several would be read past `out`. */
 static int attr_read(hid_t loc, const char *name, hid_t mem_type, void *out)
 {
     if (H5Aexists(loc, name) <= 0)
         return -1;
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    int ok = a >= 0 && H5Aread(a, mem_type, out) >= 0;
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT), space = a >= 0 ? H5Aget_space(a) : -1;
+    int ok = space >= 0 && H5Sget_simple_extent_npoints(space) == 1 &&
+             H5Aread(a, mem_type, out) >= 0;
+    if (space >= 0)
+        H5Sclose(space);
     if (a >= 0)
         H5Aclose(a);
     return ok ? 0 : -1;
@@ -39,7 +48,8 @@ static int read_int(reader *r, hid_t loc, const char *name, int64_t *out)
     return -1;
 }
 
-/* A string attribute into buf; -1 when absent. */
+/* A string attribute into buf; -1 when absent. Control characters become '?': the text
+ * may end up in a one-line message. */
 static int read_string(hid_t loc, const char *name, char *buf, size_t size)
 {
     hid_t t = mfi_h5_string_type();
@@ -47,6 +57,11 @@ static int read_string(hid_t loc, const char *name, char *buf, size_t size)
     int rc = attr_read(loc, name, t, &v);
     if (rc == 0)
         snprintf(buf, size, "%s", v ? v : "");
+    for (unsigned char *p = (unsigned char *)buf; rc == 0 && *p; p++)
+        if (p[0] == 0xC2 && p[1] >= 0x80 && p[1] < 0xA0) /* a C1 control: both bytes */
+            p[0] = p[1] = '?';
+        else if (*p < 0x20 || *p == 0x7F)
+            *p = '?';
     if (v)
         H5free_memory(v);
     H5Tclose(t);
@@ -62,8 +77,17 @@ static void shape_text(int ndim, const int64_t *dim, char *buf, size_t size)
         snprintf(buf + at, size - at, ")");
 }
 
+/* Whether n floats are all finite: no run saves NaN or Inf (a diverged one stops first). */
+static int all_finite(const float *v, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return 0;
+    return 1;
+}
+
 /* Dataset `group/name` as float32 with shape s into dst. 0 done, 1 absent, 2 other shape
- * (its shape in got), -1 unreadable. */
+ * (its shape in got), 3 a value not finite, -1 unreadable. */
 static int tensor_read(hid_t file, const char *group, const char *name, const mf_shape *s,
                        float *dst, char *got, size_t got_size)
 {
@@ -89,7 +113,8 @@ static int tensor_read(hid_t file, const char *group, const char *name, const mf
     }
     H5Sclose(space);
     int rc = ndim < 0 || ndim > 8 ? -1 : !same ? 2
-             : H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0 ? -1 : 0;
+             : H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0 ? -1
+             : all_finite(dst, mf_shape_numel(s)) ? 0 : 3;
     H5Dclose(ds);
     return rc;
 }
@@ -112,6 +137,9 @@ static int tensors_read(reader *r, const char *group, mf_params *ps, float *buf)
             mf_error_set(r->err, "%s: /%s/%s has shape %s in the checkpoint but %s in this model: "
                          "it was saved from another model", r->path, group, mf_param_name(q), got,
                          want);
+        else if (rc == 3)
+            mf_error_set(r->err, "%s: /%s/%s holds a value that is not finite (NaN or Inf): "
+                         "the checkpoint is corrupt", r->path, group, mf_param_name(q));
         else if (rc < 0)
             mf_error_set(r->err, "%s: /%s/%s cannot be read: the file is corrupt (its checksum "
                          "does not match) or truncated",
@@ -120,6 +148,76 @@ static int tensors_read(reader *r, const char *group, mf_params *ps, float *buf)
             return -1;
     }
     return 0;
+}
+
+/* ---------------------------------------------------------------- global heaps */
+static uint64_t le_bytes(const uint8_t *p, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = n; i-- > 0;)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* Whether the global heap collection at c (len bytes, the header's) is walked by libhdf5
+ * 1.10 (H5HG__cache_heap_deserialize) without harm: every object inside it, and progress at
+ * every step (a free space of size 0 loops forever; an object larger than its collection is
+ * later memcpy'd whole by H5HG_read). */
+static int collection_ok(const uint8_t *c, uint64_t len, size_t ss)
+{
+    const uint64_t objhdr = 8 + ss;
+    for (uint64_t p = 8 + ss; p < len && p + objhdr <= len;) {
+        const uint64_t id = le_bytes(c + p, 2), sz = le_bytes(c + p + 8, ss);
+        if (sz > len - p)
+            return 0;
+        const uint64_t need = id > 0 ? objhdr + ((sz + 7) & ~(uint64_t)7) : sz;
+        if (need == 0 || need > len - p)
+            return 0;
+        p += need;
+    }
+    return 1;
+}
+
+/* Variable-length strings (every string attribute, /config, /manifest) live in global heap
+ * collections, which libhdf5 1.10 trusts: a corrupt one hangs or crashes the first string
+ * read (fuzz_checkpoint.c found both: tests/fuzz/corpus-checkpoint/regression-string-heap-*). Their
+ * addresses are not available through the API for attributes, so every collection in the
+ * file ("GCOL", version 1, 3 zero bytes, its size) is found and walked before any string is
+ * read. */
+static int heaps_ok(reader *r)
+{
+    hid_t fcpl = H5Fget_create_plist(r->file);
+    size_t sa = 0, ss = 0;
+    int sizes = fcpl >= 0 && H5Pget_sizes(fcpl, &sa, &ss) >= 0 && ss >= 1 && ss <= 8;
+    if (fcpl >= 0)
+        H5Pclose(fcpl);
+    /* mapped, not read: a checkpoint may be as large as its model */
+    const int fd = open(r->path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    const off_t n = fd >= 0 && fstat(fd, &st) == 0 ? st.st_size : -1;
+    uint8_t *buf = n > 0 ? mmap(NULL, (size_t)n, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+    if (fd >= 0)
+        close(fd);
+    int ok = sizes && buf != MAP_FAILED;
+    const uint64_t size = (uint64_t)n, hdr = 8 + ss;
+    for (uint64_t at = 0; ok && at + hdr <= size; at++) {
+        const uint8_t *c = memchr(buf + at, 'G', (size_t)(size - hdr + 1 - at));
+        if (!c)
+            break;
+        at = (uint64_t)(c - buf);
+        if (memcmp(c, "GCOL\1\0\0\0", 8) != 0)
+            continue;
+        const uint64_t len = le_bytes(c + 8, ss);
+        ok = len >= hdr && len <= size - at && collection_ok(c, len, ss);
+    }
+    if (buf != MAP_FAILED)
+        munmap(buf, (size_t)n);
+    if (!ok)
+        mf_error_set(r->err, "%s: %s", r->path, !sizes || buf == MAP_FAILED
+                     ? "cannot be reread to check its strings"
+                     : "its string heap is corrupt (the file is damaged), so not a checkpoint "
+                     "mmfuse can read");
+    return ok ? 0 : -1;
 }
 
 /* The checkpoint opened and its format checked. */
@@ -139,6 +237,8 @@ static int open_checkpoint(reader *r)
     }
     char format[64] = "";
     int64_t version = 0;
+    if (heaps_ok(r))
+        return -1;
     if (read_string(r->file, "format", format, sizeof format) || strcmp(format, "mmfuse-checkpoint")) {
         mf_error_set(r->err, "%s: an HDF5 file, but not an mmfuse checkpoint (no format = "
                      "\"mmfuse-checkpoint\" attribute)", r->path);
@@ -190,9 +290,11 @@ static int read_position(reader *r, experiment *e, mfi_train_position *p)
     hid_t g = H5Lexists(r->file, "selection", H5P_DEFAULT) > 0
                   ? H5Gopen2(r->file, "selection", H5P_DEFAULT) : -1;
     char metric[64] = "";
-    int rc = g < 0 || read_int(r, g, "higher_is_better", &sel[0]) ||
-             read_int(r, g, "best_epoch", &sel[1]) || read_int(r, g, "best_step", &sel[2]) ||
-             read_int(r, g, "best_evaluation", &sel[3]) ||
+    /* attr_read, not read_int: one message below names the group */
+    int rc = g < 0 || attr_read(g, "higher_is_better", H5T_NATIVE_INT64, &sel[0]) ||
+             attr_read(g, "best_epoch", H5T_NATIVE_INT64, &sel[1]) ||
+             attr_read(g, "best_step", H5T_NATIVE_INT64, &sel[2]) ||
+             attr_read(g, "best_evaluation", H5T_NATIVE_INT64, &sel[3]) ||
              attr_read(g, "best", H5T_NATIVE_DOUBLE, &p->best) ||
              read_string(g, "metric", metric, sizeof metric);
     p->n_kept = 0;
@@ -207,6 +309,15 @@ static int read_position(reader *r, experiment *e, mfi_train_position *p)
     if (strcmp(metric, e->select)) {
         mf_error_set(r->err, "%s: the checkpoint selects on %s, the experiment on %s", r->path,
                      metric, e->select);
+        return -1;
+    }
+    /* counts a run can reach (where training resumes is checked against the data later) */
+    if (v[0] < 0 || v[1] < 0 || v[1] > INT_MAX || v[2] < 0 || v[3] < 0 || v[4] < 0 ||
+        (v[5] != 0 && v[5] != 1) || (sel[0] != 0 && sel[0] != 1) || sel[1] < -1 ||
+        sel[1] > INT_MAX || sel[2] < -1 || sel[3] < 0) {
+        mf_error_set(r->err, "%s: the checkpoint's position (step, epoch, batch, forwards, "
+                     "evaluations, finished or /selection's best point) is out of range: the "
+                     "file is corrupt", r->path);
         return -1;
     }
     p->step = v[0];
@@ -254,7 +365,8 @@ static int read_optim(reader *r, experiment *e)
     hid_t g = H5Lexists(r->file, "optim", H5P_DEFAULT) > 0
                   ? H5Gopen2(r->file, "optim", H5P_DEFAULT) : -1;
     int64_t step = 0;
-    int rc = g < 0 || read_string(g, "type", type, sizeof type) || read_int(r, g, "step", &step);
+    int rc = g < 0 || read_string(g, "type", type, sizeof type) ||
+             attr_read(g, "step", H5T_NATIVE_INT64, &step);
     if (g >= 0)
         H5Gclose(g);
     if (rc) {
@@ -264,6 +376,11 @@ static int read_optim(reader *r, experiment *e)
     if (strcmp(type, kinds[e->optim.kind])) {
         mf_error_set(r->err, "%s: the checkpoint holds %s's state, the experiment uses %s",
                      r->path, type, kinds[e->optim.kind]);
+        return -1;
+    }
+    if (step < 0) {
+        mf_error_set(r->err, "%s: the checkpoint's /optim step is %lld: the file is corrupt",
+                     r->path, (long long)step);
         return -1;
     }
     e->optim.step = step;
@@ -310,14 +427,22 @@ static int read_standardization(reader *r, experiment *e)
         int rc = !v || !in->mean || !in->inv_std || vector_read(r->file, path, n, v);
         snprintf(path, sizeof path, "standardization/%s/std", in->name);
         rc = rc || vector_read(r->file, path, n, v + n);
+        int bad = 0; /* a mean or 1/std not finite as float32 (a std of 0 included) */
         for (int64_t i = 0; !rc && i < n; i++) {
             in->mean[i] = (float)v[i];
             in->inv_std[i] = (float)(1.0 / v[n + i]);
+            bad = bad || !isfinite(in->mean[i]) || !isfinite(in->inv_std[i]) || !(v[n + i] > 0);
         }
         free(v);
         if (rc) {
             mf_error_set(r->err, "%s: no /standardization/%s of %lld features for input '%s'",
                          r->path, in->name, (long long)n, in->name);
+            return -1;
+        }
+        if (bad) {
+            mf_error_set(r->err, "%s: /standardization/%s holds a mean that is not finite or a "
+                         "std that is not positive and finite: the checkpoint is corrupt",
+                         r->path, in->name);
             return -1;
         }
     }
@@ -328,6 +453,14 @@ static int read_standardization(reader *r, experiment *e)
                      (long long)e->target_dim);
         return -1;
     }
+    for (int64_t i = 0; e->target_mean && i < e->target_dim; i++)
+        if (!isfinite(e->target_mean[i]) || !isfinite(e->target_std[i]) ||
+            !(e->target_std[i] > 0)) {
+            mf_error_set(r->err, "%s: /standardization/target holds a mean that is not finite "
+                         "or a std that is not positive and finite: the checkpoint is corrupt",
+                         r->path);
+            return -1;
+        }
     return 0;
 }
 
@@ -362,11 +495,14 @@ static herr_t collect(hid_t g, const char *name, const H5L_info_t *info, void *d
     (void)g;
     (void)info;
     name_list *l = data;
-    char **grown = realloc(l->name, (size_t)(l->n + 1) * sizeof *grown);
-    if (!grown)
+    char *copy = strdup(name);
+    char **grown = copy ? realloc(l->name, (size_t)(l->n + 1) * sizeof *grown) : NULL;
+    if (!grown) {
+        free(copy);
         return -1;
+    }
     l->name = grown;
-    l->name[l->n++] = strdup(name);
+    l->name[l->n++] = copy;
     return 0;
 }
 
@@ -397,7 +533,12 @@ int mfi_checkpoint_init_from(experiment *e, const char *path, mf_error *err)
     const int np = mf_params_size(e->params);
     char **missing = calloc((size_t)np + 1, sizeof *missing), **shaped = calloc((size_t)np + 1, sizeof *shaped);
     int n_loaded = 0, n_missing = 0, n_shaped = 0, used_count = 0;
-    for (int i = 0; i < np; i++) {
+    const char *not_finite = NULL; /* the run stops: a parameter was overwritten with it */
+    if (!missing || !shaped) {
+        mf_error_set(err, "%s: out of memory while reading the checkpoint", path);
+        not_finite = "";
+    }
+    for (int i = 0; i < np && !not_finite; i++) {
         mf_param *q = mf_params_at(e->params, i);
         char got[96] = "";
         int rc = tensor_read(r.file, "params", mf_param_name(q), mf_param_shape(q),
@@ -406,22 +547,29 @@ int mfi_checkpoint_init_from(experiment *e, const char *path, mf_error *err)
             n_loaded++;
         else if (rc == 1)
             missing[n_missing++] = (char *)mf_param_name(q);
+        else if (rc == 3)
+            not_finite = mf_param_name(q);
         else
             shaped[n_shaped++] = (char *)mf_param_name(q);
+    }
+    if (not_finite && *not_finite) {
+        mf_error_set(err, "%s: /params/%s holds a value that is not finite (NaN or Inf): the "
+                     "checkpoint is corrupt", path, not_finite);
+        n_loaded = 0;
     }
     /* the checkpoint's parameters this model has no place for */
     char **unused = calloc((size_t)in_file.n + 1, sizeof *unused);
     for (int k = 0; unused && k < in_file.n; k++)
         if (!mf_params_find(e->params, in_file.name[k]))
             unused[used_count++] = in_file.name[k];
-    if (n_loaded > 0 && !e->quiet) {
+    if (n_loaded > 0 && !e->quiet && !not_finite) {
         fprintf(e->log, "init-from %s: %d of %d parameters loaded\n", path, n_loaded, np);
         print_names(e->log, "not in the checkpoint, initialised as usual", missing, n_missing);
         print_names(e->log, "of another shape in the checkpoint, initialised as usual", shaped,
                     n_shaped);
         print_names(e->log, "in the checkpoint but not in this model, ignored", unused, used_count);
     }
-    if (n_loaded == 0)
+    if (n_loaded == 0 && !not_finite)
         mf_error_set(err, "%s: none of this model's %d parameters is in the checkpoint with its "
                      "shape (the first, %s, is %s): nothing to initialise from", path, np,
                      np ? mf_param_name(mf_params_at(e->params, 0)) : "-",

@@ -346,6 +346,17 @@ static int resume(loop *L, mf_error *err)
     experiment *e = L->p.e;
     mfi_train_position *pos = &L->p.pos;
     *pos = e->resume_pos; /* mfi_resume_open loaded last.h5 into the model already */
+    /* a position this plan cannot reach is a damaged (or edited) checkpoint, not a place
+     * to start from: the loader would seek past the epoch */
+    const int64_t batches = mfi_loader_batches(L->loader[MF_SPLIT_TRAIN]);
+    if (pos->batch < 0 || pos->batch > batches || pos->step < 0 || pos->step > L->p.total_steps ||
+        pos->epoch < 0) {
+        mf_error_set(err, "%s: the checkpoint's position (step %lld, epoch %d, batch %lld) is "
+                     "outside this run's plan (%lld steps, %lld batches an epoch): the file is "
+                     "damaged", e->resume_from, (long long)pos->step, pos->epoch + 1,
+                     (long long)pos->batch, (long long)L->p.total_steps, (long long)batches);
+        return -1;
+    }
     char best[4300];
     snprintf(best, sizeof best, "%s/checkpoints/best.h5", e->run->path);
     FILE *f = pos->best_evaluation > 0 ? fopen(best, "rb") : NULL;
