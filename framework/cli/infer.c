@@ -3,7 +3,6 @@
  * mmfuse embed RUN_DIR -o EMB.h5 [--split S] [--checkpoint …] [-o KEY.PATH=VALUE]... */
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 
@@ -41,39 +40,6 @@ static const char embed_details[] =
     "/embeddings/fused (N, …) float32, /logits, /labels (or /targets) and /index (each\n"
     "sample's index in the data), attributes run, checkpoint, split, mmfuse.\n";
 
-/* "data.path=x.h5" with x.h5 relative: made absolute against the working folder, since the
- * run's config resolves paths from the run folder. */
-static const char *absolute_override(const char *o)
-{
-    const char *eq = strchr(o, '='), *v = eq ? eq + 1 : NULL;
-    if (!v || !*v || *v == '/')
-        return o;
-    size_t klen = (size_t)(eq - o);
-    static const char *const ends[] = {"path", "file", "dir"};
-    int pathlike = 0;
-    for (int i = 0; i < 3; i++) {
-        size_t n = strlen(ends[i]);
-        pathlike |= klen >= n && strncmp(eq - n, ends[i], n) == 0;
-    }
-    char cwd[4096];
-    if (!pathlike || !getcwd(cwd, sizeof cwd))
-        return o;
-    char *out = malloc(strlen(o) + strlen(cwd) + 2);
-    if (!out)
-        return o;
-    sprintf(out, "%.*s=%s/%s", (int)klen, o, cwd, v);
-    return out; /* freed by infer() (it differs from the argument) */
-}
-
-/* Whether s is one of argv's strings (not a copy made by absolute_override). */
-static int is_argument(const char *s, int argc, char **argv)
-{
-    for (int i = 0; i < argc; i++)
-        if (s == argv[i])
-            return 1;
-    return 0;
-}
-
 static int parse(const char *verb, const char *usage, int argc, char **argv,
                  mf_infer_options *o, const char **overrides)
 {
@@ -85,7 +51,7 @@ static int parse(const char *verb, const char *usage, int argc, char **argv,
         if (takes && i + 1 == argc)
             return mf_cli_usage_error(verb, usage, "%s needs a value", a);
         if (strcmp(a, "-o") == 0 && strchr(argv[i + 1], '='))
-            overrides[o->n_overrides++] = absolute_override(argv[++i]);
+            overrides[o->n_overrides++] = argv[++i];
         else if ((strcmp(a, "-o") == 0 && o->kind != MF_INFER_EVAL) || strcmp(a, "--output") == 0 ||
                  (strcmp(a, "--json") == 0 && o->kind == MF_INFER_EVAL))
             o->output = argv[++i];
@@ -134,9 +100,6 @@ static int infer(const char *verb, mf_infer_kind kind, const char *usage, const 
         if (status != MF_EXIT_OK)
             mf_cli_report(&err);
     }
-    for (int i = 0; i < o.n_overrides; i++)
-        if (!is_argument(o.overrides[i], argc, argv))
-            free((char *)o.overrides[i]);
     free(overrides);
     return status;
 }

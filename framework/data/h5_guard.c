@@ -225,3 +225,34 @@ hid_t mfi_h5_guarded_fapl(int *error)
     }
     return fapl;
 }
+
+/* ---------------------------------------------------------------- checksummed datasets */
+hid_t mfi_h5_checksummed(int rank, const hsize_t *dims, size_t elem_size, size_t chunk_bytes)
+{
+    /* a sample: whole when it fits the budget, else cut in halves along its longest axes */
+    hsize_t chunk[H5S_MAX_RANK], sample = elem_size;
+    for (int a = 1; a < rank; a++)
+        sample *= (chunk[a] = dims[a] > 0 ? dims[a] : 1);
+    while (sample > chunk_bytes) {
+        int longest = 0;
+        for (int a = 1; a < rank; a++)
+            if (chunk[a] > 1 && (!longest || chunk[a] > chunk[longest]))
+                longest = a;
+        if (!longest)
+            break;
+        chunk[longest] = (chunk[longest] + 1) / 2;
+        sample = elem_size;
+        for (int a = 1; a < rank; a++)
+            sample *= chunk[a];
+    }
+    /* then as many samples as fit, but no more than there are */
+    chunk[0] = sample >= chunk_bytes ? 1 : chunk_bytes / sample;
+    if (dims[0] > 0 && chunk[0] > dims[0])
+        chunk[0] = dims[0];
+    hid_t dcpl = rank > 0 && rank <= H5S_MAX_RANK ? H5Pcreate(H5P_DATASET_CREATE) : -1;
+    if (dcpl >= 0 && (H5Pset_chunk(dcpl, rank, chunk) < 0 || H5Pset_fletcher32(dcpl) < 0)) {
+        H5Pclose(dcpl);
+        return -1;
+    }
+    return dcpl;
+}

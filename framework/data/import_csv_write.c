@@ -14,7 +14,7 @@
  * the chunk a block of rows ends in stays in HDF5's default 1 MiB chunk cache until the
  * next block completes it (a chunk evicted half-written is read back and checksummed
  * twice). */
-#define CHUNK_BYTES ((hsize_t)256 << 10)
+#define CHUNK_BYTES ((size_t)256 << 10)
 
 hid_t mfi_csv_storage_type(const mfi_modality *m, const char **dtype)
 {
@@ -71,42 +71,16 @@ static char *columns_text(const mfi_importer *im, const int *col, int n)
     return s;
 }
 
-/* Chunk dimensions for a dataset of `rank` dims and `elem`-byte values: rows of whole
- * samples, or one sample cut along its longest axes when it alone is over CHUNK_BYTES. */
-static void chunk_dims(int rank, const hsize_t *dims, size_t elem, hsize_t *chunk)
-{
-    hsize_t sample = elem;
-    for (int a = 1; a < rank; a++)
-        sample *= (chunk[a] = dims[a]);
-    while (sample > CHUNK_BYTES) {
-        int longest = 0;
-        for (int a = 1; a < rank; a++)
-            if (chunk[a] > 1 && (!longest || chunk[a] > chunk[longest]))
-                longest = a;
-        if (!longest)
-            break;
-        chunk[longest] = (chunk[longest] + 1) / 2;
-        sample = elem;
-        for (int a = 1; a < rank; a++)
-            sample *= chunk[a];
-    }
-    chunk[0] = sample >= CHUNK_BYTES ? 1 : CHUNK_BYTES / sample;
-    if (chunk[0] > dims[0])
-        chunk[0] = dims[0];
-}
-
 /* A dataset, chunked and checksummed — but for variable-length strings (/classes), which
  * HDF5 cannot filter: theirs are references into a heap that has no checksum anyway. */
 static hid_t make_dataset(hid_t where, const char *path, hid_t type, int rank,
                           const hsize_t *dims)
 {
-    hsize_t chunk[MF_MAX_DIMS + 1];
-    chunk_dims(rank, dims, H5Tget_size(type), chunk);
     const int vlen = H5Tis_variable_str(type) > 0;
-    hid_t space = H5Screate_simple(rank, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    hid_t d = space >= 0 && dcpl >= 0 && H5Pset_obj_track_times(dcpl, 0) >= 0 &&
-                      (vlen || (H5Pset_chunk(dcpl, rank, chunk) >= 0 &&
-                                H5Pset_fletcher32(dcpl) >= 0))
+    hid_t space = H5Screate_simple(rank, dims, NULL);
+    hid_t dcpl = vlen ? H5Pcreate(H5P_DATASET_CREATE)
+                      : mfi_h5_checksummed(rank, dims, H5Tget_size(type), CHUNK_BYTES);
+    hid_t d = space >= 0 && dcpl >= 0 && H5Pset_obj_track_times(dcpl, 0) >= 0
                   ? H5Dcreate2(where, path, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT)
                   : -1;
     if (dcpl >= 0)

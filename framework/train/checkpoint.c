@@ -23,26 +23,8 @@ hid_t mfi_h5_string_type(void)
     return t;
 }
 
-/* Creation properties of an array dataset whose chunks carry a Fletcher-32 checksum, which
- * HDF5 verifies on every read (a flipped bit is an error, not a wrong number): chunks of
- * whole rows, about 1 MiB each. */
-int64_t mfi_h5_checksummed(int ndim, const int64_t *dims, size_t elem_size)
-{
-    hsize_t chunk[MF_MAX_DIMS + 1];
-    size_t row = elem_size;
-    for (int d = 1; d < ndim; d++) {
-        chunk[d] = dims[d] > 0 ? (hsize_t)dims[d] : 1;
-        row *= chunk[d];
-    }
-    hsize_t rows = row < ((size_t)1 << 20) ? ((size_t)1 << 20) / row : 1;
-    chunk[0] = dims[0] > 0 && (hsize_t)dims[0] < rows ? (hsize_t)dims[0] : rows;
-    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    if (dcpl >= 0 && (H5Pset_chunk(dcpl, ndim, chunk) < 0 || H5Pset_fletcher32(dcpl) < 0)) {
-        H5Pclose(dcpl);
-        return -1;
-    }
-    return dcpl;
-}
+/* Checkpoint arrays are written whole, in one call: chunks of about 1 MiB. */
+#define CHUNK_BYTES ((size_t)1 << 20)
 
 static int attr_write(hid_t loc, const char *name, hid_t file_type, hid_t mem_type,
                       const void *value)
@@ -83,7 +65,8 @@ static int dataset_write(hid_t loc, const char *name, hid_t file_type, hid_t mem
         dims[d] = (hsize_t)dim[d];
     hid_t space = ndim ? H5Screate_simple(ndim, dims, NULL) : H5Screate(H5S_SCALAR);
     /* arrays carry checksums; a scalar (a text) cannot be chunked */
-    hid_t dcpl = ndim ? mfi_h5_checksummed(ndim, dim, H5Tget_size(file_type)) : H5P_DEFAULT;
+    hid_t dcpl = ndim ? mfi_h5_checksummed(ndim, dims, H5Tget_size(file_type), CHUNK_BYTES)
+                      : H5P_DEFAULT;
     hid_t ds = dcpl < 0 ? -1 : H5Dcreate2(loc, name, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     int ok = ds >= 0 && H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
     if (ds >= 0)
@@ -216,7 +199,7 @@ static int write_state(hid_t file, experiment *e, const char *kind, const mfi_tr
         const int64_t n = p->n_kept;
         hid_t st = mfi_h5_string_type();
         hid_t space = H5Screate_simple(1, (hsize_t[]){(hsize_t)n}, NULL);
-        hid_t dcpl = mfi_h5_checksummed(1, &n, sizeof(double));
+        hid_t dcpl = mfi_h5_checksummed(1, (hsize_t[]){(hsize_t)n}, sizeof(double), CHUNK_BYTES);
         hid_t ds = H5Dcreate2(g, "val", H5T_IEEE_F64LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
         if (dcpl >= 0)
             H5Pclose(dcpl);

@@ -73,9 +73,6 @@ int mfi_checkpoint_load(struct experiment *e, const char *path, unsigned what, f
                         mfi_train_position *pos, mf_error *err);
 /* A variable-length UTF-8 string type (H5Tclose it). */
 int64_t mfi_h5_string_type(void);
-/* Dataset creation properties: chunks of whole rows (~1 MiB) with Fletcher-32 checksums,
- * verified by HDF5 on every read; -1 on failure. H5Pclose it. */
-int64_t mfi_h5_checksummed(int ndim, const int64_t *dims, size_t elem_size);
 /* checkpoint_manifest.c: the plugins recorded in the open checkpoint `file` against the
  * experiment's (same_run: all of them; else those both use); refused naming each
  * difference unless e->force_checkpoint. */

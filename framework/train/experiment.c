@@ -424,12 +424,17 @@ int mfi_experiment_prepare(experiment *e, const mf_run_options *opts, mf_error *
     for (int i = 0; opts && i < opts->n_overrides; i++)
         if (mf_config_override(e->cfg, opts->overrides[i], err))
             return -1;
-    if (!(e->reg = mf_registry_new())) {
+    if (!(e->reg = mf_registry_new()) ||
+        (e->overrides_from_cwd && mfi_track_absolutize_overrides(e, 0))) {
         mf_error_set(err, "out of memory");
         return -1;
     }
     if (validate(e, err))
         return -1;
+    if (e->overrides_from_cwd && mfi_track_absolutize_overrides(e, 1)) {
+        mf_error_set(err, "out of memory");
+        return -1;
+    }
     read_settings(e);
     mfi_track_check_plugins(e);
     /* MMFUSE_THREADS, when set, wins over the file (mf_set_threads(0) reads it). */

@@ -67,6 +67,7 @@ typedef struct model_graph {
 typedef struct experiment {
     const char *path;
     char *base_dir;
+    int overrides_from_cwd; /* -o path values are relative to the working folder (inference) */
     mf_config *cfg;
     mf_registry *reg;
     FILE *log;
@@ -301,6 +302,12 @@ double mfi_clip_coef(double norm, double max_norm);
  * on stderr per plugin whose file or SHA-256 changed (recorded in manifest.json). Call
  * once validation has resolved the plugins. */
 void mfi_track_check_plugins(experiment *e);
+/* The path values e->opts' -o overrides set (whatever a path parameter is to config.yaml:
+ * flagged MF_PARAM_PATH or, for older plugins, named so) made absolute against the working
+ * folder: the host's keys (plugin_part 0, before the plugins load), then the used plugins'
+ * (1, after validation). For inference, whose config resolves from the run folder. -1: out
+ * of memory. */
+int mfi_track_absolutize_overrides(experiment *e, int plugin_part);
 /* The run folder's config.yaml (reproducible from anywhere: absolute data paths, the used
  * plugins' folders and files) and manifest.json; nothing when e->run is NULL. */
 int mfi_track_start(experiment *e, mf_error *err);

@@ -59,6 +59,7 @@ static int open_model(infer *in, mf_error *err)
     fclose(f);
     e->path = config;
     e->base_dir = strdup(in->o->run_dir);
+    e->overrides_from_cwd = 1; /* the user's -o paths are theirs, not the run folder's */
     e->log = in->o->log ? in->o->log : stdout;
     e->quiet = 1;
     e->force_checkpoint = in->o->struct_size >= offsetof(mf_infer_options, force) +
@@ -277,11 +278,8 @@ static hid_t create(hid_t loc, const char *name, hid_t type, int64_t n, const mf
     int nd = 1;
     for (int d = 0; s && d < s->ndim; d++)
         dims[nd++] = (hsize_t)s->dim[d];
-    int64_t d64[MF_MAX_DIMS + 1];
-    for (int d = 0; d < nd; d++)
-        d64[d] = (int64_t)dims[d];
     hid_t space = H5Screate_simple(nd, dims, NULL);
-    hid_t dcpl = mfi_h5_checksummed(nd, d64, H5Tget_size(type));
+    hid_t dcpl = mfi_h5_checksummed(nd, dims, H5Tget_size(type), (size_t)1 << 20); /* ~1 MiB */
     hid_t ds = dcpl < 0 ? -1 : H5Dcreate2(loc, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     if (dcpl >= 0)
         H5Pclose(dcpl);

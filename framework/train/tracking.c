@@ -310,12 +310,19 @@ static int plugin_files(experiment *e, mf_config *plugins)
     return 0;
 }
 
+/* Which values the absolutize_ functions change: every one (config.yaml), or only those set by
+ * -o (whose marks name "-o key=value"), for inference, where they are relative to the
+ * working folder while the run's config.yaml holds absolute paths already. */
+enum { ALL_VALUES, OVERRIDDEN_VALUES };
+
 /* Every path parameter of `specs` present in `section` made absolute against base. */
 static int absolutize_specs(mf_config *section, const mf_param_spec *specs, int by_name,
-                            const char *base)
+                            const char *base, int which)
 {
     for (const mf_param_spec *s = specs; section && s && s->name; s++) {
         mf_config *v = path_param(s, by_name) ? (mf_config *)mf_config_get(section, s->name) : NULL;
+        if (v && which == OVERRIDDEN_VALUES && strncmp(v->mark.file ? v->mark.file : "", "-o ", 3))
+            continue;
         if (v && absolutize(v, base))
             return -1;
     }
@@ -324,41 +331,63 @@ static int absolutize_specs(mf_config *section, const mf_param_spec *specs, int 
 
 /* The path parameters of the used plugin named by section's `type` (or data.reader). */
 static int absolutize_plugin(experiment *e, mf_config *section, int kind, const char *key,
-                             const char *base)
+                             const char *base, int which)
 {
     const char *name = section ? mf_config_scalar(mf_config_get(section, key)) : NULL;
     for (int i = 0; name && i < e->n_used; i++)
         if ((int)e->used[i].plugin->kind == kind && strcmp(e->used[i].plugin->name, name) == 0)
-            return absolutize_specs(section, e->used[i].plugin->params, 1, base);
+            return absolutize_specs(section, e->used[i].plugin->params, 1, base, which);
     return 0;
 }
 
-/* Every path the run resolved against the experiment's folder, made absolute in copy: the
- * host's flagged keys (eval.robustness.baseline) and each used plugin's path parameters
- * (the reader's, the encoders', fusion's, the head's, the losses'). */
-static int absolutize_paths(experiment *e, mf_config *copy, const char *base)
+/* The host's path keys (plugins.path, eval.robustness.baseline) in cfg, made absolute. */
+static int absolutize_host_paths(mf_config *cfg, const char *base, int which)
 {
     int rc = 0;
     for (const mf_section_doc *d = mf_experiment_sections(); rc == 0 && d->key; d++)
         if (!strchr(d->key, '<'))
-            rc = absolutize_specs(d->key[0] ? (mf_config *)mf_config_get(copy, d->key) : copy,
-                                  d->specs, 0, base);
-    mf_config *encoders = (mf_config *)mf_config_get(copy, "model.encoders");
+            rc = absolutize_specs(d->key[0] ? (mf_config *)mf_config_get(cfg, d->key) : cfg,
+                                  d->specs, 0, base, which);
+    return rc;
+}
+
+/* Each used plugin's path parameters in cfg (the reader's, the encoders', fusion's, the
+ * head's, the losses'), made absolute. */
+static int absolutize_plugin_paths(experiment *e, mf_config *cfg, const char *base, int which)
+{
+    int rc = 0;
+    mf_config *encoders = (mf_config *)mf_config_get(cfg, "model.encoders");
     for (int i = 0; rc == 0 && i < mf_config_length(encoders); i++)
-        rc = absolutize_plugin(e, (mf_config *)mf_config_at(encoders, i), MF_KIND_ENCODER, "type", base);
-    mf_config *loss = (mf_config *)mf_config_get(copy, "loss");
+        rc = absolutize_plugin(e, (mf_config *)mf_config_at(encoders, i), MF_KIND_ENCODER, "type",
+                               base, which);
+    mf_config *loss = (mf_config *)mf_config_get(cfg, "loss");
     int n_loss = mf_config_node_kind(loss) == MF_CONFIG_LIST ? mf_config_length(loss) : 0;
     for (int i = 0; rc == 0 && i < n_loss; i++)
-        rc = absolutize_plugin(e, (mf_config *)mf_config_at(loss, i), MF_KIND_LOSS, "type", base);
+        rc = absolutize_plugin(e, (mf_config *)mf_config_at(loss, i), MF_KIND_LOSS, "type", base,
+                               which);
     if (rc == 0 && n_loss == 0)
-        rc = absolutize_plugin(e, loss, MF_KIND_LOSS, "type", base);
+        rc = absolutize_plugin(e, loss, MF_KIND_LOSS, "type", base, which);
     if (rc == 0)
-        rc = absolutize_plugin(e, (mf_config *)mf_config_get(copy, "data"), MF_KIND_DATASET, "reader", base);
+        rc = absolutize_plugin(e, (mf_config *)mf_config_get(cfg, "data"), MF_KIND_DATASET,
+                               "reader", base, which);
     if (rc == 0)
-        rc = absolutize_plugin(e, (mf_config *)mf_config_get(copy, "model.fusion"), MF_KIND_FUSION, "type", base);
+        rc = absolutize_plugin(e, (mf_config *)mf_config_get(cfg, "model.fusion"), MF_KIND_FUSION,
+                               "type", base, which);
     if (rc == 0)
-        rc = absolutize_plugin(e, (mf_config *)mf_config_get(copy, "model.head"), MF_KIND_ENCODER, "type", base);
+        rc = absolutize_plugin(e, (mf_config *)mf_config_get(cfg, "model.head"), MF_KIND_ENCODER,
+                               "type", base, which);
     return rc;
+}
+
+int mfi_track_absolutize_overrides(experiment *e, int plugin_part)
+{
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd))
+        return 0; /* the working folder is gone: the values stay as given */
+    if (!plugin_part)
+        return absolutize_host_paths(e->cfg, cwd, OVERRIDDEN_VALUES);
+    collect_used(e);
+    return absolutize_plugin_paths(e, e->cfg, cwd, OVERRIDDEN_VALUES);
 }
 
 static int write_config(experiment *e, mf_error *err)
@@ -367,7 +396,9 @@ static int write_config(experiment *e, mf_error *err)
     snprintf(path, sizeof path, "%s/config.yaml", e->run->path);
     absolute_dir(e->base_dir, base, sizeof base);
     mf_config *copy = mf_config_copy(e->cfg);
-    int rc = copy ? absolutize_paths(e, copy, base) : -1;
+    int rc = copy && absolutize_host_paths(copy, base, ALL_VALUES) == 0
+                 ? absolutize_plugin_paths(e, copy, base, ALL_VALUES)
+                 : -1;
     mf_config *plugins = rc == 0 ? child_map(copy, "plugins") : NULL;
     if (!plugins || plugin_folders(e, plugins) || plugin_files(e, plugins)) {
         mf_config_free(copy);

@@ -184,7 +184,8 @@ typedef struct mf_infer_options {
     const char *run_dir;
     const char *split;             /* "test" (NULL), "val" or "train" */
     const char *checkpoint;        /* "best" (NULL), "last", or a checkpoint file */
-    int n_overrides;               /* applied to the run's config.yaml ("data.path=…") */
+    int n_overrides;               /* applied to the run's config.yaml ("data.path=…");
+                                    * a relative path value is taken from the working folder */
     const char *const *overrides;
     const char *output;            /* predict: the CSV; embed: the HDF5 file; eval: a JSON file
                                       of the metrics, or NULL (printed only) */
