@@ -17,7 +17,8 @@ TSAN_BUILD ?= build-tsan
 PACKAGES := meson ninja-build pkg-config gcc libopenblas-dev libltdl-dev libyaml-dev \
             libhdf5-dev check libjansson-dev nettle-dev zlib1g-dev dataset-fashion-mnist \
             python3-h5py chromium \
-            clang libclang-rt-14-dev
+            clang libclang-rt-14-dev \
+            libopenmpi-dev openmpi-bin openssh-client
 
 .PHONY: all deps build demo test test-sanitize test-tsan experiments clean install
 

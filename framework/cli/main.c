@@ -52,6 +52,8 @@ static void bounded_openmp_spin(const char *verb, char **argv)
 
 void mf_cli_report(const mf_error *err)
 {
+    if (mf_distributed_rank() > 0)
+        return; /* every rank holds the same message (mf_experiment_run): rank 0 prints it */
     const char *line = err->msg;
     if (!*line)
         line = "failed without saying why (a plugin returned an error with no message)";

@@ -33,6 +33,7 @@ struct mfi_loader {
     int64_t *order; /* this epoch's order */
     int64_t n, batch_size, n_batches;
     int shuffle, prefetch, n_slots;
+    int shard_rank, shard_size; /* this process reads part shard_rank of shard_size of each batch */
     uint64_t seed;
     mfi_batch slot[MAX_SLOTS];
     /* data.shuffle: chunks — indices[group[g] .. group[g+1]) share a chunk; perm is the
@@ -135,22 +136,35 @@ static double now(void)
 
 /* Read batch b of the epoch into its slot; 0 or -1 with the reader's message in err. The
  * caller adds *seconds to the epoch's read time, under the lock. */
+/* Where this process's part of batch b is in the epoch's order, and its size: the batch's
+ * samples cut in shard_size contiguous parts differing by at most one (a part of a short
+ * last batch may be empty). */
+static int64_t batch_part(const mfi_loader *l, int64_t b, int64_t *first)
+{
+    if (b >= l->n_batches)
+        return *first = l->n, 0;
+    const int64_t start = b * l->batch_size;
+    const int64_t n = l->n - start < l->batch_size ? l->n - start : l->batch_size;
+    const int64_t lo = n * l->shard_rank / l->shard_size;
+    *first = start + lo;
+    return n * (l->shard_rank + 1) / l->shard_size - lo;
+}
+
 static int read_batch(mfi_loader *l, int64_t b, double *seconds, mf_error *err)
 {
     const double t0 = now();
     mfi_batch *slot = &l->slot[b % l->n_slots];
-    int64_t first = b * l->batch_size;
-    slot->n = l->n - first < l->batch_size ? l->n - first : l->batch_size;
+    int64_t first, ahead;
+    slot->n = batch_part(l, b, &first);
     slot->index = l->order + first;
     mf_batch_buffers out = {sizeof out, slot->modality, slot->labels, slot->targets};
     /* the batch read n_slots batches from now, announced so that a file reader can have its
      * bytes in flight by then (its own reads start only when the ring has room) */
-    const int64_t ahead = (b + l->n_slots) * l->batch_size;
+    const int64_t ahead_n = batch_part(l, b + l->n_slots, &ahead);
     pthread_mutex_lock(&read_lock);
-    int rc = mf_dataset_read(l->ds, slot->n, slot->index, &out, err);
-    if (!rc && l->prefetch && ahead < l->n)
-        mf_dataset_will_read(l->ds, l->n - ahead < l->batch_size ? l->n - ahead : l->batch_size,
-                             l->order + ahead);
+    int rc = slot->n ? mf_dataset_read(l->ds, slot->n, slot->index, &out, err) : 0;
+    if (!rc && l->prefetch && ahead_n > 0)
+        mf_dataset_will_read(l->ds, ahead_n, l->order + ahead);
     pthread_mutex_unlock(&read_lock);
     *seconds = now() - t0;
     return rc;
@@ -226,6 +240,7 @@ mfi_loader *mfi_loader_new(mf_dataset *ds, const mf_dataset_info *info, const in
     l->indices = indices;
     l->n = n;
     l->batch_size = batch_size;
+    l->shard_size = 1;
     l->n_batches = (n + batch_size - 1) / batch_size;
     l->shuffle = shuffle;
     l->seed = seed;
@@ -418,10 +433,20 @@ void mfi_loader_start_at(mfi_loader *l, int epoch, int64_t first_batch)
 
 int64_t mfi_loader_peek(const mfi_loader *l)
 {
-    int64_t next = l->consumed + l->borrowed, first = next * l->batch_size;
-    if (next >= l->n_batches)
-        return 0;
-    return l->n - first < l->batch_size ? l->n - first : l->batch_size;
+    int64_t first;
+    return batch_part(l, l->consumed + l->borrowed, &first);
+}
+
+int mfi_loader_more(const mfi_loader *l)
+{
+    return l->consumed + l->borrowed < l->n_batches;
+}
+
+void mfi_loader_shard(mfi_loader *l, int rank, int size)
+{
+    l->shard_rank = size > 1 ? rank : 0;
+    l->shard_size = size > 1 ? size : 1;
+    mfi_loader_start(l, 0);
 }
 
 int64_t mfi_loader_next(mfi_loader *l, const mfi_batch **batch, mf_error *err)

@@ -53,7 +53,15 @@ void mfi_loader_start(mfi_loader *l, int epoch);
 /* Start epoch `epoch` at its batch `first_batch` (a resumed run): the same order, the batches
  * before it skipped. */
 void mfi_loader_start_at(mfi_loader *l, int epoch, int64_t first_batch);
-/* Size of the next batch (0 at the end of the epoch), so the caller can pick its graph. */
+/* Data parallelism: this process reads part `rank` of `size` of every batch (contiguous
+ * parts of the same epoch order, sizes differing by at most one; a part of a short last
+ * batch may be empty). The epoch order, the batch count and the batch size stay the whole
+ * batch's. Restarts epoch 0. */
+void mfi_loader_shard(mfi_loader *l, int rank, int size);
+/* Whether the epoch has a batch left (its part may be empty: see mfi_loader_shard). */
+int mfi_loader_more(const mfi_loader *l);
+/* Size of the next batch (of this process's part of it), so the caller can pick its graph;
+ * 0 at the end of the epoch. */
 int64_t mfi_loader_peek(const mfi_loader *l);
 /* Borrow the next batch until the following call: its size, 0 at the end of the epoch, -1
  * on a read error (the reader's message in err). */

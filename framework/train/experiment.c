@@ -440,6 +440,10 @@ int mfi_experiment_prepare(experiment *e, const mf_run_options *opts, mf_error *
     /* MMFUSE_THREADS, when set, wins over the file (mf_set_threads(0) reads it). */
     const char *env_threads = getenv("MMFUSE_THREADS");
     mf_set_threads(env_threads && *env_threads ? 0 : (int)e->threads);
+    if (!(env_threads && *env_threads) && e->threads == 0 && e->comm.local_size > 1) {
+        const int share = mf_get_threads() / e->comm.local_size; /* ranks share the cores */
+        mf_set_threads(share > 0 ? share : 1);
+    }
     if (mfi_open_data(e, err) || mfi_build_model(e, err) || mfi_optim_configure(e, err) ||
         mfi_check_select(e, err) ||
         !mfi_graph_for(e, e->batch_size, 1, err))
@@ -475,6 +479,38 @@ int mfi_exit_status(int status, const mf_error *err)
                ? MF_EXIT_FAILED : status;
 }
 
+/* The run's folder (rank 0's: the others only read the checkpoints they start from): a new
+ * one, or the resumed one at its step; after --init-from's parameters. */
+static int start_run(experiment *e, mfi_run_dir *run, const char *resume_dir, mf_run_result *res,
+                     mf_error *err)
+{
+    const mf_run_options *opts = e->opts;
+    const char *runs = NULL, *name = NULL;
+    mf_config_string(e->cfg, "runs", &runs, NULL);
+    mf_config_string(e->cfg, "name", &name, NULL);
+    if (e->init_from && mfi_checkpoint_init_from(e, e->init_from, err))
+        return MF_EXIT_BAD_INPUT;
+    if (resume_dir && e->comm.rank > 0)
+        return mfi_resume_load(e, resume_dir, err) ? MF_EXIT_BAD_INPUT : MF_EXIT_OK;
+    if (resume_dir) {
+        if (mfi_resume_open(e, run, resume_dir, err))
+            return MF_EXIT_BAD_INPUT;
+    } else if (e->comm.rank > 0 || (opts && opts->no_save)) {
+        return MF_EXIT_OK;
+    } else {
+        if (mfi_run_dir_create(run, opts ? opts->run_dir : NULL, runs, name, err))
+            return MF_EXIT_FAILED;
+        if ((e->run = run, mfi_track_start(e, err)) || mfi_run_dir_publish(run, err)) {
+            mfi_run_dir_abandon(run, err);
+            e->run = NULL;
+            return MF_EXIT_FAILED;
+        }
+    }
+    e->run = run;
+    snprintf(res->run_dir, sizeof res->run_dir, "%s", run->path);
+    return MF_EXIT_OK;
+}
+
 int mf_experiment_run(const char *path, const mf_run_options *opts, mf_run_result *res,
                       mf_error *err)
 {
@@ -507,37 +543,20 @@ int mf_experiment_run(const char *path, const mf_run_options *opts, mf_run_resul
     e.base_dir = strdup(copy ? dirname(copy) : ".");
     free(copy);
 
-    int status = MF_EXIT_BAD_INPUT;
-    if (mfi_experiment_prepare(&e, opts, err))
-        goto done;
-    if (opts && opts->validate_only) {
-        status = MF_EXIT_OK;
-        goto done;
-    }
     mfi_run_dir run;
-    const char *runs = NULL, *name = NULL;
-    mf_config_string(e.cfg, "runs", &runs, NULL);
-    mf_config_string(e.cfg, "name", &name, NULL);
-    if (e.init_from && mfi_checkpoint_init_from(&e, e.init_from, err))
+    int status = mfi_dist_world(&e.comm, err) ? MF_EXIT_BAD_INPUT : MF_EXIT_OK;
+    FILE *silent = e.comm.rank > 0 ? fopen("/dev/null", "w") : NULL;
+    if (silent) /* rank 0 speaks and writes for all */
+        e.log = silent, e.quiet = 1;
+    if (status == MF_EXIT_OK && mfi_experiment_prepare(&e, opts, err))
+        status = MF_EXIT_BAD_INPUT;
+    if ((status = mfi_dist_agree(&e.comm, status, err)) || (opts && opts->validate_only))
         goto done;
-    if (resume) {
-        if (mfi_resume_open(&e, &run, resume_dir, err))
-            goto done;
-        e.run = &run;
-        snprintf(res->run_dir, sizeof res->run_dir, "%s", run.path);
-    } else if (!(opts && opts->no_save)) {
-        if (mfi_run_dir_create(&run, opts ? opts->run_dir : NULL, runs, name, err)) {
-            status = MF_EXIT_FAILED;
-            goto done;
-        }
-        if ((e.run = &run, mfi_track_start(&e, err)) || mfi_run_dir_publish(&run, err)) {
-            mfi_run_dir_abandon(&run, err);
-            e.run = NULL;
-            status = MF_EXIT_FAILED;
-            goto done;
-        }
-        e.run = &run;
-        snprintf(res->run_dir, sizeof res->run_dir, "%s", run.path);
+    status = start_run(&e, &run, resume ? resume_dir : NULL, res, err);
+    if ((status = mfi_dist_agree(&e.comm, status, err))) {
+        if (e.run) /* another rank failed: rank 0's folder stays as it was made or resumed */
+            mfi_run_dir_free(e.run);
+        goto done;
     }
     describe(&e);
     if (!(e.details = json_object())) {
@@ -555,5 +574,7 @@ int mf_experiment_run(const char *path, const mf_run_options *opts, mf_run_resul
     }
 done:
     mfi_experiment_free(&e);
+    if (silent)
+        fclose(silent);
     return mfi_exit_status(status, err);
 }

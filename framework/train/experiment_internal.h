@@ -21,6 +21,7 @@
 #include "../data/assemble.h"
 #include "../data/loader.h"
 #include "checkpoint.h"
+#include "dist.h"
 #include "rundir.h"
 
 #define MAX_MODALITIES 16
@@ -68,6 +69,7 @@ typedef struct experiment {
     const char *path;
     char *base_dir;
     int overrides_from_cwd; /* -o path values are relative to the working folder (inference) */
+    mfi_comm comm;          /* the ranks training together (data parallel); {0, 1} alone */
     mf_config *cfg;
     mf_registry *reg;
     FILE *log;
@@ -194,6 +196,9 @@ void mfi_meter_reset(mfi_meter *m, int with_retrieval);
 /* One batch after its forward; labels/targets as the loader delivered them. */
 void mfi_meter_add(mfi_meter *m, experiment *e, model_graph *mg, const mfi_batch *batch);
 void mfi_meter_table(mfi_meter *m, mfi_metric_table *out);
+/* The meter's counts and sums over the ranks (retrieval's embeddings gathered), once per
+ * pass, before mfi_meter_table: every rank then holds the whole split's. */
+int mfi_meter_reduce(mfi_meter *m, const mfi_comm *c);
 /* The metrics of a pass over validation (or training) data, for train.select. */
 void mfi_metric_names(const experiment *e, mfi_metric_table *out);
 /* The value of `name` in a table, NAN when absent. */
@@ -214,8 +219,10 @@ typedef struct mfi_pass {
     int64_t steps_per_epoch, total_steps;
     int64_t group_left;         /* batches still to accumulate into this step */
     int64_t group_samples;      /* samples of the whole accumulation group */
-    double last_loss;
-    int64_t samples;            /* trained on by this process */
+    double last_loss;           /* the step's last batch, over every rank */
+    double part_loss[3];        /* this rank's share: Σ loss·b of the last batch, its b, the
+                                 * group's samples (summed over the ranks at the step) */
+    int64_t samples;            /* trained on (by every rank) */
     struct mfi_progress *progress; /* the terminal's progress line, or NULL */
 } mfi_pass;
 
@@ -234,6 +241,8 @@ int mfi_resume_locate(const char *file, const char *which, char *dir, size_t siz
  * first checkpoint starts again), load it — parameters, optimiser state, RNG, and the position
  * into e->resume_pos — and reopen the folder at its step. */
 int mfi_resume_open(experiment *e, mfi_run_dir *run, const char *dir, mf_error *err);
+/* Its first half, for the ranks other than 0: the checkpoint loaded, the folder untouched. */
+int mfi_resume_load(experiment *e, const char *dir, mf_error *err);
 
 /* loop.c: training with validation points, selection, checkpoints and resume; the test pass
  * at the kept point; robustness. */

@@ -57,6 +57,12 @@ static int open_model(infer *in, mf_error *err)
         return MF_EXIT_BAD_INPUT;
     }
     fclose(f);
+    if (mfi_dist_launched_size() > 1) {
+        mf_error_set(err, "%s: eval, predict and embed run as one process: start them without "
+                     "mpirun or srun", in->o->run_dir);
+        return MF_EXIT_BAD_INPUT;
+    }
+    e->comm = (mfi_comm){0, 1, 0, 1};
     e->path = config;
     e->base_dir = strdup(in->o->run_dir);
     e->overrides_from_cwd = 1; /* the user's -o paths are theirs, not the run folder's */

@@ -188,6 +188,17 @@ static int make_loaders(experiment *e, mfi_loader **loader, mf_error *err)
     return MF_EXIT_OK;
 }
 
+/* Data parallelism: each rank reads its part of every batch of every split, once the
+ * standardisation is fitted on the whole training split (by each rank: the same numbers). */
+static int loaders_for_rank(experiment *e, mfi_loader **loader, mf_error *err)
+{
+    int status = make_loaders(e, loader, err);
+    for (int s = 0; status == MF_EXIT_OK && s < 3; s++)
+        if (loader[s] && e->comm.size > 1)
+            mfi_loader_shard(loader[s], e->comm.rank, e->comm.size);
+    return status;
+}
+
 /* ---------------------------------------------------------------- validation points */
 static int better(double v, double best, int higher)
 {
@@ -267,6 +278,10 @@ static int validate(loop *L, int epoch_end, int *stop, mf_error *err)
     experiment *e = p->e;
     const int has_val = L->loader[MF_SPLIT_VAL] != NULL;
     mfi_metric_table tr, va = {0};
+    if (mfi_meter_reduce(p->meter, &e->comm)) {
+        mf_error_set(err, "%s: summing the training metrics over the ranks failed", e->path);
+        return MF_EXIT_FAILED;
+    }
     mfi_meter_table(p->meter, &tr);
     L->train_seconds += now() - L->point_start;
     L->final_train_loss = mfi_metric_get(&tr, "loss");
@@ -357,8 +372,9 @@ static int resume(loop *L, mf_error *err)
                      (long long)pos->batch, (long long)L->p.total_steps, (long long)batches);
         return -1;
     }
-    char best[4300];
-    snprintf(best, sizeof best, "%s/checkpoints/best.h5", e->run->path);
+    char best[4300]; /* beside last.h5 (every rank reads them; rank 0 alone has e->run) */
+    snprintf(best, sizeof best, "%.*s/best.h5",
+             (int)(strrchr(e->resume_from, '/') - e->resume_from), e->resume_from);
     FILE *f = pos->best_evaluation > 0 ? fopen(best, "rb") : NULL;
     if (f)
         fclose(f);
@@ -368,7 +384,8 @@ static int resume(loop *L, mf_error *err)
              0))
         return -1;
     if (!e->quiet)
-        fprintf(e->log, "resuming %s at step %lld (epoch %d, batch %lld)\n", e->run->path,
+        fprintf(e->log, "resuming %s at step %lld (epoch %d, batch %lld)\n",
+                e->run ? e->run->path : e->resume_from,
                 (long long)pos->step, pos->epoch + 1, (long long)pos->batch);
     return 0;
 }
@@ -491,14 +508,14 @@ int mfi_train(experiment *e, mf_run_result *res, mf_error *err)
         mf_error_set(err, "out of memory");
         goto done;
     }
-    if ((status = make_loaders(e, L.loader, err)) != MF_EXIT_OK)
-        goto done;
-    plan(&L);
-    memcpy(L.kept, mf_params_values(e->params), (size_t)numel * sizeof(float));
-    if (e->resume_from && resume(&L, err)) {
-        status = MF_EXIT_BAD_INPUT;
-        goto done;
+    if ((status = loaders_for_rank(e, L.loader, err)) == MF_EXIT_OK) {
+        plan(&L);
+        memcpy(L.kept, mf_params_values(e->params), (size_t)numel * sizeof(float));
+        if (e->resume_from && resume(&L, err))
+            status = MF_EXIT_BAD_INPUT;
     }
+    if ((status = mfi_dist_agree(&e->comm, status, err)) != MF_EXIT_OK)
+        goto done;
     L.p.progress = mfi_progress_new(e->log, e->quiet, L.p.total_steps, L.p.steps_per_epoch,
                                     e->steps > 0 ? 0 : (int)e->epochs);
     if ((status = event(&L, "start",
@@ -508,10 +525,13 @@ int mfi_train(experiment *e, mf_run_result *res, mf_error *err)
                       ? MF_EXIT_FAILED : train(&L, err))) {
         if (e->diverged)
             event(&L, "diverged", json_pack("{s:s}", "message", err->msg), NULL);
+        else /* the other ranks wait for this one in the next sum: all end */
+            mfi_dist_fail(&e->comm, status, err);
         goto done;
     }
     mfi_progress_clear(L.p.progress);
-    status = finish(&L, res, err);
+    if ((status = finish(&L, res, err)) != MF_EXIT_OK)
+        mfi_dist_fail(&e->comm, status, err);
     if (status == MF_EXIT_OK &&
         event(&L, "done", json_pack("{s:f}", "test_metric", isfinite(res->test_metric)
                                                                 ? res->test_metric : 0.0), err))

@@ -341,6 +341,36 @@ void mfi_meter_add(mfi_meter *m, experiment *e, model_graph *mg, const mfi_batch
     m->seen += b;
 }
 
+int mfi_meter_reduce(mfi_meter *m, const mfi_comm *c)
+{
+    if (c->size <= 1)
+        return 0;
+    const experiment *e = m->e;
+    const int64_t k = e->target_kind == MF_TARGET_CLASSES ? e->target_dim : 1;
+    const int64_t width = e->target_dim > 0 ? e->target_dim : 1;
+    int64_t counts[3 + MFI_MAX_TOP_K] = {m->seen, m->elems, m->label_correct};
+    memcpy(counts + 3, m->top_hits, sizeof m->top_hits);
+    double sums[3] = {m->loss_sum, m->sq_sum, m->abs_sum};
+    const int64_t mine = m->with_retrieval ? (m->seen < m->cap ? m->seen : m->cap) : 0;
+    int64_t rows[2];
+    if (mfi_dist_sum_i64(c, counts, 3 + MFI_MAX_TOP_K) || mfi_dist_sum_f64(c, sums, 3) ||
+        mfi_dist_sum_i64(c, m->tp, 3 * k) ||
+        (m->confusion && mfi_dist_sum_i64(c, m->confusion, k * k)) ||
+        mfi_dist_sum_f64(c, m->sq_target, width) || mfi_dist_sum_f64(c, m->abs_target, width) ||
+        mfi_dist_sum_f64(c, &m->plugin_sum[0][0], MAX_LOSSES * MF_LOSS_MAX_METRICS) ||
+        (m->with_retrieval && (mfi_dist_gather_rows(c, m->ra, mine, m->dim, m->cap, &rows[0]) ||
+                               mfi_dist_gather_rows(c, m->rb, mine, m->dim, m->cap, &rows[1]))))
+        return -1;
+    m->seen = counts[0];
+    m->elems = counts[1];
+    m->label_correct = counts[2];
+    memcpy(m->top_hits, counts + 3, sizeof m->top_hits);
+    m->loss_sum = sums[0];
+    m->sq_sum = sums[1];
+    m->abs_sum = sums[2];
+    return 0;
+}
+
 /* ---------------------------------------------------------------- results */
 static void normalize_rows(float *x, int64_t n, int64_t d)
 {

@@ -102,7 +102,7 @@ int mfi_resume_locate(const char *file, const char *which, char *dir, size_t siz
     return rc;
 }
 
-int mfi_resume_open(experiment *e, mfi_run_dir *run, const char *dir, mf_error *err)
+int mfi_resume_load(experiment *e, const char *dir, mf_error *err)
 {
     char *last = e->resume_buf;
     snprintf(last, sizeof e->resume_buf, "%s/checkpoints/last.h5", dir);
@@ -117,5 +117,12 @@ int mfi_resume_open(experiment *e, mfi_run_dir *run, const char *dir, mf_error *
     } else if (!e->quiet) {
         fprintf(e->log, "%s: no checkpoint yet: the run starts again from its beginning\n", dir);
     }
-    return mfi_run_dir_reopen(run, dir, e->resume_from ? pos->step : 0, err);
+    return 0;
+}
+
+int mfi_resume_open(experiment *e, mfi_run_dir *run, const char *dir, mf_error *err)
+{
+    return mfi_resume_load(e, dir, err) ||
+                   mfi_run_dir_reopen(run, dir, e->resume_from ? e->resume_pos.step : 0, err)
+               ? -1 : 0;
 }

@@ -109,8 +109,9 @@ static void first_nonfinite(mf_graph *g, int grads, char *buf, size_t size)
 static int diverged(pass *p, model_graph *mg, int in_gradients, double value, mf_error *err)
 {
     experiment *e = p->e;
-    char where[512];
-    first_nonfinite(mg->g, in_gradients, where, sizeof where);
+    char where[512] = "on another rank (this one's part of the batch was empty)";
+    if (mg)
+        first_nonfinite(mg->g, in_gradients, where, sizeof where);
     char last[4300] = "";
     FILE *f = NULL;
     if (e->run && e->checkpoint) {
@@ -147,13 +148,38 @@ static void start_group(pass *p, const mfi_loader *loader)
                                                                   : n % e->batch_size;
 }
 
-/* The optimiser step closing a group: hooks around it, the gradients' norm checked. */
+/* Data parallelism, after backward: each rank weighted its part of a batch by its share
+ * of the whole group's samples, so the sum of the ranks' gradients is the gradient of the
+ * group, as one process would compute it (up to the order of the sums). The loss of the
+ * step's last batch, and the samples, are summed with them. */
+static int reduce_step(pass *p, model_graph *mg, mf_error *err)
+{
+    experiment *e = p->e;
+    if (mfi_dist_sum_f32(&e->comm, mf_params_grads(e->params), mf_params_numel(e->params)) ||
+        mfi_dist_sum_f64(&e->comm, p->part_loss, 3)) {
+        mf_error_set(err, "%s: the gradients' all-reduce failed at step %lld", e->path,
+                     (long long)p->pos.step + 1);
+        return MF_EXIT_FAILED;
+    }
+    p->last_loss = p->part_loss[1] > 0 ? p->part_loss[0] / p->part_loss[1] : 0;
+    p->samples += (int64_t)p->part_loss[2];
+    memset(p->part_loss, 0, sizeof p->part_loss);
+    if (e->comm.size > 1 && !isfinite(p->last_loss)) /* alone, checked after forward */
+        return diverged(p, mg, 0, p->last_loss, err);
+    return MF_EXIT_OK;
+}
+
+/* The optimiser step closing a group: hooks around it, the gradients' norm checked. mg is
+ * the graph of the group's last batch (NULL when this rank's part of it was empty). */
 static int step(pass *p, model_graph *mg, mf_error *err)
 {
     experiment *e = p->e;
     const mf_train_hooks *h = p->hooks;
-    mf_train_state st = {sizeof st, p->pos.epoch, p->pos.step, mg->g, e->params, &e->optim,
-                         p->last_loss, 0, NULL, NULL};
+    int status = reduce_step(p, mg, err);
+    if (status)
+        return status;
+    mf_train_state st = {sizeof st, p->pos.epoch, p->pos.step, mg ? mg->g : NULL, e->params,
+                         &e->optim, p->last_loss, 0, NULL, NULL};
     if (h && mfi_call_hook(p, h->after_backward, &st, "after_backward", err))
         return MF_EXIT_FAILED;
     e->accum_batches = 0; /* the backward already weighted each batch of the group */
@@ -172,41 +198,60 @@ int mfi_validation_due(const mfi_pass *p)
     return p->pos.step >= p->total_steps || (every > 0 && p->pos.step % every == 0);
 }
 
+/* Forward and backward of this rank's part of a batch (b > 0 samples) into the gradients,
+ * weighted by its share of the group. */
+static model_graph *train_batch(pass *p, mfi_loader *loader, int64_t b, mf_error *err)
+{
+    experiment *e = p->e;
+    model_graph *mg = mfi_graph_for(e, b, 1, err);
+    const mfi_batch *batch;
+    if (!mg || mfi_loader_next(loader, &batch, err) < 0 ||
+        mfi_fill_batch(e, mg, batch, 1,
+                       mfi_augment_draw(e, batch->n, (uint64_t)p->pos.forwards), NULL, err))
+        return NULL;
+    /* dropout's masks follow the count of training forwards: a resumed run draws the
+     * uninterrupted run's */
+    mf_graph_set_rng_position(mg->g, (uint64_t)p->pos.forwards);
+    mf_graph_forward(mg->g);
+    const float loss = mf_node_value(mg->loss)[0];
+    if (e->comm.size == 1 && !isfinite(loss)) { /* with ranks: once summed, at the step */
+        diverged(p, mg, 0, loss, err);
+        return NULL;
+    }
+    p->part_loss[0] = (double)loss * (double)b;
+    if (p->group_samples == b)
+        mf_graph_backward(mg->g, mg->loss); /* into zeroed gradients: the optimiser zeroed them */
+    else
+        mf_graph_backward_scaled(mg->g, mg->loss, (float)b / (float)p->group_samples);
+    mfi_meter_add(p->meter, e, mg, batch);
+    return mg;
+}
+
 int mfi_train_batches(mfi_pass *p, mfi_loader *loader, mf_error *err)
 {
     experiment *e = p->e;
-    int64_t b;
-    while ((b = mfi_loader_peek(loader)) > 0) {
-        model_graph *mg = mfi_graph_for(e, b, 1, err);
-        const mfi_batch *batch;
-        if (!mg || mfi_loader_next(loader, &batch, err) < 0 ||
-            mfi_fill_batch(e, mg, batch, 1,
-                           mfi_augment_draw(e, batch->n, (uint64_t)p->pos.forwards), NULL, err))
-            return -MF_EXIT_BAD_INPUT;
+    while (mfi_loader_more(loader)) {
+        const int64_t b = mfi_loader_peek(loader); /* this rank's part: may be empty */
         if (p->group_left == 0)
             start_group(p, loader);
-        /* dropout's masks follow the count of training forwards: a resumed run draws the
-         * uninterrupted run's */
-        mf_graph_set_rng_position(mg->g, (uint64_t)p->pos.forwards++);
-        mf_graph_forward(mg->g);
-        const float loss = mf_node_value(mg->loss)[0];
-        if (!isfinite(loss))
-            return -diverged(p, mg, 0, loss, err);
-        p->last_loss = loss;
-        if (p->group_samples == b)
-            mf_graph_backward(mg->g, mg->loss); /* into zeroed gradients: the optimiser zeroed them */
-        else
-            mf_graph_backward_scaled(mg->g, mg->loss, (float)b / (float)p->group_samples);
+        model_graph *mg = NULL;
+        const mfi_batch *batch;
+        if (b > 0 && !(mg = train_batch(p, loader, b, err)))
+            return e->diverged ? -MF_EXIT_FAILED : -MF_EXIT_BAD_INPUT;
+        if (b == 0 && mfi_loader_next(loader, &batch, err) < 0)
+            return -MF_EXIT_BAD_INPUT;
+        p->part_loss[0] = b > 0 ? p->part_loss[0] : 0;
+        p->part_loss[1] = (double)b;
+        p->part_loss[2] += (double)b;
+        p->pos.forwards++;
         p->pos.batch++;
-        p->samples += b;
-        mfi_meter_add(p->meter, e, mg, batch);
         if (--p->group_left > 0)
             continue;
         int status = step(p, mg, err);
         if (status)
             return -status;
         if (p->progress)
-            mfi_progress_step(p->progress, p->pos.epoch, p->pos.step, loss,
+            mfi_progress_step(p->progress, p->pos.epoch, p->pos.step, p->last_loss,
                               p->samples);
         if (mfi_validation_due(p))
             return 1;
@@ -218,11 +263,15 @@ int mfi_train_batches(mfi_pass *p, mfi_loader *loader, mf_error *err)
 int mfi_eval_batches(experiment *e, mfi_loader *loader, mf_rng *rng, mfi_batch_fn each,
                      void *user, mf_error *err)
 {
-    int64_t b;
     mfi_loader_start(loader, 0);
-    while ((b = mfi_loader_peek(loader)) > 0) {
-        model_graph *mg = mfi_graph_for(e, b, 0, err);
+    while (mfi_loader_more(loader)) {
+        const int64_t b = mfi_loader_peek(loader); /* this rank's part: may be empty */
         const mfi_batch *batch;
+        if (b == 0 && mfi_loader_next(loader, &batch, err) < 0)
+            return MF_EXIT_BAD_INPUT;
+        if (b == 0)
+            continue;
+        model_graph *mg = mfi_graph_for(e, b, 0, err);
         if (!mg || mfi_loader_next(loader, &batch, err) < 0 ||
             mfi_fill_batch(e, mg, batch, 0, NULL, rng, err))
             return MF_EXIT_BAD_INPUT;
@@ -253,5 +302,10 @@ int mfi_run_pass(pass *p, mfi_loader *loader, int training, mf_rng *rng, mf_erro
 {
     (void)training; /* training batches go through mfi_train_batches */
     mfi_meter_reset(p->meter, 1);
-    return mfi_eval_batches(p->e, loader, rng, meter_batch, p, err);
+    int status = mfi_eval_batches(p->e, loader, rng, meter_batch, p, err);
+    if (status == MF_EXIT_OK && mfi_meter_reduce(p->meter, &p->e->comm)) {
+        mf_error_set(err, "%s: summing the evaluation's metrics over the ranks failed", p->e->path);
+        status = MF_EXIT_FAILED;
+    }
+    return status;
 }

@@ -166,9 +166,15 @@ typedef struct mf_section_doc {
 MF_API const mf_section_doc *mf_experiment_sections(void);
 
 /* Load, validate and run one experiment file. Returns an MF_EXIT_* status; on failure err
- * holds the reasons (one per line). */
+ * holds the reasons (one per line). Started by an MPI launcher (`mpirun -np N`, `srun`) in
+ * a build with MPI, the N processes train one model data-parallel (docs/distributed.md):
+ * each reads its part of every batch, rank 0 writes the run folder and prints; every rank
+ * returns the same status and message (a rank that fails mid-run ends them all). */
 MF_API int mf_experiment_run(const char *path, const mf_run_options *opts, mf_run_result *res,
                              mf_error *err);
+/* This process's rank among those an MPI launcher started (0 when none did): the others
+ * leave printing to rank 0. */
+MF_API int mf_distributed_rank(void);
 
 /* ---------------------------------------------------------------- a trained model */
 /* What a finished (or stopped) run's model is used for: its metrics on a split (eval), one

@@ -1,0 +1,111 @@
+#!/bin/sh
+# Data-parallel training over MPI (issue 14, docs/distributed.md): 2 ranks with a part of
+# each batch train the model one process trains with the whole batch — the same loss curve
+# over 50 steps (to 1e-4 relative) and the same final parameters; rank 0 alone writes; a run
+# stopped at 2 ranks resumes alone; a rank that dies ends the others; bad input is one
+# message, once. Skipped, saying so, when mmfuse was built without MPI.
+set -u
+exe=${MMFUSE_EXE:?}
+src=${MMFUSE_SOURCE_ROOT:?}
+fault=${1:-}
+. "$(dirname "$0")/lib.sh"
+need_h5py
+mpirun=${MPIRUN:-mpirun}
+if [ "${MMFUSE_HAVE_MPI:-0}" != 1 ]; then
+    echo "SKIP: this mmfuse was built without MPI (meson -Dmpi=enabled, after make deps)"
+    exit 77
+fi
+if ldd "$exe" | grep -q 'libasan\|libtsan'; then
+    echo "SKIP under a sanitizer: Open MPI's own start-up leaks and races would be reported"
+    exit 77
+fi
+# CI runs as root; Open MPI refuses that unless told. Two ranks on this 2-core machine,
+# one thread each; a rank that waits yields its core (shared machines).
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
+mpi() { timeout 300 "$mpirun" --oversubscribe -np "$@"; }
+
+# satellite without dropout (a rank draws its own masks), 50 steps of batch 64, a validation
+# point after each step so that metrics.csv holds the loss curve
+opts="-o model.head.dropout=0 -o train.steps=50 -o train.val_every=1 -o data.batch_size=64"
+"$exe" run "$src/experiments/satellite.yaml" --run-dir one -q $opts > one.out 2>&1
+check "one process: exit 0" test $? -eq 0
+mpi 2 "$exe" run "$src/experiments/satellite.yaml" --run-dir two -q $opts > two.out 2>&1
+check "2 ranks: exit 0" test $? -eq 0
+check "2 ranks: the result printed once" test "$(count '^test accuracy' two.out)" -eq 1
+check "2 ranks: rank 1 made no run folder of its own" test ! -e runs
+cat > same.py <<'EOF'
+import csv, sys
+import h5py, numpy as np
+a, b = (list(csv.DictReader(open(d + "/metrics.csv"))) for d in sys.argv[1:3])
+assert len(a) == len(b) == 50, (len(a), len(b))
+for key in ("train_loss", "val_loss", "val_accuracy"):
+    x = np.array([float(r[key]) for r in a]); y = np.array([float(r[key]) for r in b])
+    rel = np.max(np.abs(x - y) / np.maximum(np.abs(x), 1e-12))
+    assert rel < 1e-4, (key, rel)
+p, q = (h5py.File(d + "/checkpoints/last.h5", "r")["params"] for d in sys.argv[1:3])
+names = []
+p.visit(lambda n: names.append(n) if isinstance(p[n], h5py.Dataset) else None)
+assert names
+for n in names:
+    u, v = p[n][()], q[n][()]
+    assert np.allclose(u, v, rtol=1e-4, atol=1e-5), (n, np.max(np.abs(u - v)))
+EOF
+check "2 ranks × 32 match 1 process × 64: loss curve over 50 steps and parameters" \
+    $py same.py one two
+
+# the evaluation's counts are summed over the ranks, not their accuracies averaged
+cat > test.py <<'EOF'
+import json, sys
+a, b = (json.load(open(d + "/result.json")) for d in sys.argv[1:3])
+ca, cb = a["details"]["test"]["confusion"], b["details"]["test"]["confusion"]
+assert ca == cb, (ca, cb)
+assert sum(map(sum, cb)) == 2000
+EOF
+check "2 ranks: the test confusion matrix is the whole split's" $py test.py one two
+
+# stopped at 2 ranks (rank 0 killed while it writes metrics.csv), resumed by one process
+if [ -n "$fault" ] && [ -f "$fault/enospc.so" ]; then
+    after=$(($(stat -c %s one/metrics.csv) / 2))
+    mpi 2 -x LD_PRELOAD="$fault/enospc.so" -x MMFUSE_FAULT_PATH=metrics.csv \
+        -x MMFUSE_FAULT_WRITE_AFTER=$after -x MMFUSE_FAULT_KILL=1 \
+        "$exe" run "$src/experiments/satellite.yaml" --run-dir stopped -q $opts \
+        -o train.checkpoint_every=0 > stopped.out 2>&1
+    check "rank 0 killed: mpirun ends, not 0" test $? -ne 0
+    check "… naming the rank" has "rank 0" stopped.out
+    "$exe" run --resume stopped -q > resumed.out 2>&1
+    check "resumed by one process: exit 0" test $? -eq 0
+    check "… to the same parameters and loss curve" $py same.py one stopped
+else
+    echo "SKIP the kill and resume (no tests/fault/enospc.so given)"
+fi
+
+# a rank that dies (SIGKILL) ends the others with a message naming it, instead of a hang
+mpi 2 "$exe" run "$src/experiments/satellite.yaml" --no-save -q -o train.epochs=100000 \
+    > killed.out 2>&1 &
+job=$!
+victim=
+for _ in $(seq 100); do
+    sleep 0.2
+    for p in $(pgrep -f "mmfuse run $src/experiments/satellite.yaml --no-save"); do
+        tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1' && victim=$p
+    done
+    [ -n "$victim" ] && break
+done
+sleep 1
+[ -n "$victim" ] && kill -KILL "$victim"
+wait $job
+rc=$?
+check "rank 1 killed: the job ends, not 0 ($rc)" test -n "$victim" -a $rc -ne 0 -a $rc -ne 124
+check "… naming rank 1" has "rank 1" killed.out
+
+# bad input: every rank finds it, rank 0 says it once, exit 2
+mpi 2 "$exe" run "$src/experiments/satellite.yaml" --no-save -q -o data.batch_size=-1 \
+    > bad.out 2>&1
+check "bad input at 2 ranks: exit 2" test $? -eq 2
+check "… one message, once" test "$(grep -c 'batch_size' bad.out)" -eq 1
+
+# the commands that do not train refuse a launch for several ranks
+mpi 2 "$exe" eval one > eval.out 2>&1
+check "eval under mpirun: exit 2" test $? -eq 2
+check "… saying to start it alone" has "run as one process" eval.out
+finish
