@@ -104,6 +104,37 @@ mpi 2 "$exe" run "$src/experiments/satellite.yaml" --no-save -q -o data.batch_si
 check "bad input at 2 ranks: exit 2" test $? -eq 2
 check "… one message, once" test "$(grep -c 'batch_size' bad.out)" -eq 1
 
+# a sweep spreads its points over the ranks: one point per rank, or per pair of ranks with
+# --ranks-per-point 2; a rerun skips the finished points
+cat > sw.yaml <<EOF
+include: $src/experiments/satellite.yaml
+name: sw
+train: {epochs: 2}
+sweep:
+  model.fusion.type: [concat, sum]
+  seed: [1, 2]
+EOF
+sweep="$exe sweep sw.yaml -o data.path=$src/experiments/data/satellite.h5"
+mpi 2 $sweep > sw1.out 2>&1
+check "a 2-rank sweep: exit 0" test $? -eq 0
+check "… 4 points, 2 at a time, 1 rank each" \
+    has "^running 4 points on 2 ranks: 2 at a time, 1 rank each$" sw1.out
+check "… every point done once" \
+    test "$(grep -c '^\[[1-4]/4\] point [1-4] .* done: val acc' sw1.out)" -eq 4
+check "… the summary written once, by rank 0" \
+    test "$(count '^summary: runs/sw/sweep/summary.md' sw1.out)" -eq 1
+check "… each point's run folder" test "$(ls runs/sw/sweep/*/result.json | wc -l)" -eq 4
+mpi 2 $sweep > sw2.out 2>&1
+check "rerun: the finished points skipped" has "^skipping 4 finished points$" sw2.out
+rm -rf runs/sw/sweep/sum-s2
+mpi 2 $sweep --ranks-per-point 2 > sw3.out 2>&1
+check "--ranks-per-point 2: the missing point on both ranks" \
+    has "^running 1 point on 2 ranks: 1 at a time, 2 ranks each$" sw3.out
+check "… done" grep -q '"status": "done"' runs/sw/sweep/sum-s2/result.json
+mpi 2 $sweep --ranks-per-point 3 > sw4.out 2>&1
+check "--ranks-per-point 3 of 2 ranks: exit 2" test $? -eq 2
+check "… saying why, once" test "$(count 'does not divide the 2 ranks' sw4.out)" -eq 1
+
 # the commands that do not train refuse a launch for several ranks
 mpi 2 "$exe" eval one > eval.out 2>&1
 check "eval under mpirun: exit 2" test $? -eq 2

@@ -8,7 +8,25 @@
 
 #include "cli.h"
 
-static const char sweep_usage[] = "mmfuse sweep FILE.yaml [--jobs N] [-o KEY.PATH=VALUE]...";
+static const char sweep_usage[] =
+    "mmfuse sweep FILE.yaml [--jobs N] [--ranks-per-point K] [-o KEY.PATH=VALUE]...";
+
+/* "--jobs 4", "-j 4", "--jobs=4": the number into *out, from 1 to 1024; i moves past it. */
+static int count_option(const char *name, int argc, char **argv, int *i, int *out)
+{
+    const char *a = argv[*i];
+    const size_t len = strlen(name);
+    const char *v = strncmp(a, name, len) == 0 && a[len] == '=' ? a + len + 1
+                    : *i + 1 < argc ? argv[++*i] : NULL;
+    char *end = NULL;
+    errno = 0;
+    long n = v ? strtol(v, &end, 10) : 0;
+    if (!v || !*v || errno || *end || n < 1 || n > 1024)
+        return mf_cli_usage_error("sweep", sweep_usage, "%s takes a number from 1 to 1024%s%s%s",
+                                  name, v ? ", not '" : "", v ? v : "", v ? "'" : "");
+    *out = (int)n;
+    return 0;
+}
 
 int mf_cli_sweep(int argc, char **argv)
 {
@@ -30,16 +48,9 @@ int mf_cli_sweep(int argc, char **argv)
             overrides[opts.n_overrides++] = a + 2;
         } else if (strcmp(a, "--jobs") == 0 || strcmp(a, "-j") == 0 ||
                    strncmp(a, "--jobs=", 7) == 0) {
-            const char *v = a[1] == '-' && a[6] == '=' ? a + 7 : i + 1 < argc ? argv[++i] : NULL;
-            char *end = NULL;
-            errno = 0;
-            long n = v ? strtol(v, &end, 10) : 0;
-            if (!v || !*v || errno || *end || n < 1 || n > 1024)
-                status = mf_cli_usage_error("sweep", sweep_usage,
-                                            "--jobs takes a number of processes from 1 to 1024%s%s%s",
-                                            v ? ", not '" : "", v ? v : "", v ? "'" : "");
-            else
-                opts.jobs = (int)n;
+            status = count_option("--jobs", argc, argv, &i, &opts.jobs);
+        } else if (strcmp(a, "--ranks-per-point") == 0 || strncmp(a, "--ranks-per-point=", 18) == 0) {
+            status = count_option("--ranks-per-point", argc, argv, &i, &opts.ranks_per_point);
         } else if (a[0] == '-' && a[1]) {
             status = mf_cli_usage_error("sweep", sweep_usage, "unknown option '%s'", a);
         } else if (file) {

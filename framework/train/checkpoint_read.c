@@ -86,6 +86,22 @@ static int all_finite(const float *v, int64_t n)
     return 1;
 }
 
+/* H5Dread once the file's type is a standard one (IEEE floats, plain integers): libhdf5
+ * 1.10 converts a corrupt float type (a precision past its size) by reading past its own
+ * buffer. A negative value when refused or unreadable. */
+static herr_t checked_read(hid_t ds, hid_t mem, void *buf)
+{
+    const hid_t standard[] = {H5T_IEEE_F32LE, H5T_IEEE_F32BE, H5T_IEEE_F64LE, H5T_IEEE_F64BE,
+                              H5T_STD_U64LE,  H5T_STD_U64BE,  H5T_STD_I64LE,  H5T_STD_I64BE};
+    hid_t t = H5Dget_type(ds);
+    int ok = 0;
+    for (size_t i = 0; t >= 0 && !ok && i < sizeof standard / sizeof *standard; i++)
+        ok = H5Tequal(t, standard[i]) > 0;
+    if (t >= 0)
+        H5Tclose(t);
+    return ok ? H5Dread(ds, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) : -1;
+}
+
 /* Dataset `group/name` as float32 with shape s into dst. 0 done, 1 absent, 2 other shape
  * (its shape in got), 3 a value not finite, -1 unreadable. */
 static int tensor_read(hid_t file, const char *group, const char *name, const mf_shape *s,
@@ -113,7 +129,7 @@ static int tensor_read(hid_t file, const char *group, const char *name, const mf
     }
     H5Sclose(space);
     int rc = ndim < 0 || ndim > 8 ? -1 : !same ? 2
-             : H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0 ? -1
+             : checked_read(ds, H5T_NATIVE_FLOAT, dst) < 0 ? -1
              : all_finite(dst, mf_shape_numel(s)) ? 0 : 3;
     H5Dclose(ds);
     return rc;
@@ -261,7 +277,7 @@ static int read_kept(hid_t g, mfi_train_position *p)
     const hssize_t n = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
     char names[MFI_MAX_KEPT * 65];
     int rc = n < 1 || n > MFI_MAX_KEPT ||
-             H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, p->kept_value) < 0 ||
+             checked_read(ds, H5T_NATIVE_DOUBLE, p->kept_value) < 0 ||
              read_string(ds, "names", names, sizeof names);
     if (space >= 0)
         H5Sclose(space);
@@ -341,7 +357,7 @@ static int read_rng(reader *r, experiment *e)
                    ? H5Dopen2(r->file, "rng/modality_dropout", H5P_DEFAULT) : -1;
     hid_t space = ds >= 0 ? H5Dget_space(ds) : -1;
     int ok = space >= 0 && H5Sget_simple_extent_npoints(space) == 6 &&
-             H5Dread(ds, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, words) >= 0;
+             checked_read(ds, H5T_NATIVE_UINT64, words) >= 0;
     if (space >= 0)
         H5Sclose(space);
     if (ds >= 0)
@@ -402,7 +418,7 @@ static int vector_read(hid_t file, const char *path, int64_t n, double *dst)
         return -1;
     hid_t ds = H5Dopen2(file, path, H5P_DEFAULT), space = ds >= 0 ? H5Dget_space(ds) : -1;
     int ok = space >= 0 && H5Sget_simple_extent_npoints(space) == n &&
-             H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) >= 0;
+             checked_read(ds, H5T_NATIVE_DOUBLE, dst) >= 0;
     if (space >= 0)
         H5Sclose(space);
     if (ds >= 0)

@@ -63,10 +63,38 @@ static double now(void)
 
 #if MF_HAVE_MPI
 /* ---------------------------------------------------------------- with MPI */
+/* The communicators handles name: 0 the world, then the groups of sweeps (a few at most:
+ * one per sweep a process runs). */
+#define MAX_COMMS 64
+static MPI_Comm comms[MAX_COMMS];
+static int n_comms = 1;
+
 static MPI_Comm comm_of(const mfi_comm *c)
 {
-    (void)c; /* one communicator so far: the world */
-    return MPI_COMM_WORLD;
+    return c->handle > 0 && c->handle < n_comms ? comms[c->handle] : MPI_COMM_WORLD;
+}
+
+int mfi_dist_split(const mfi_comm *c, int color, mfi_comm *out, mf_error *err)
+{
+    *out = (mfi_comm){0, 1, -1, 1};
+    if (c->size <= 1)
+        return 0;
+    MPI_Comm group;
+    if (n_comms == MAX_COMMS ||
+        MPI_Comm_split(comm_of(c), color, c->rank, &group) != MPI_SUCCESS) {
+        mf_error_set(err, "MPI could not make a group of ranks (MPI_Comm_split)");
+        return -1;
+    }
+    comms[n_comms] = group;
+    *out = (mfi_comm){0, 1, n_comms++, c->local_size};
+    MPI_Comm_rank(group, &out->rank);
+    MPI_Comm_size(group, &out->size);
+    return 0;
+}
+
+int mfi_dist_bcast_ints(const mfi_comm *c, int *buf, int n)
+{
+    return c->size <= 1 || MPI_Bcast(buf, n, MPI_INT, 0, comm_of(c)) == MPI_SUCCESS ? 0 : -1;
 }
 
 static void finalize(void)
@@ -254,6 +282,19 @@ int mfi_dist_agree(const mfi_comm *c, int status, mf_error *err)
 {
     (void)c, (void)err;
     return status;
+}
+
+int mfi_dist_split(const mfi_comm *c, int color, mfi_comm *out, mf_error *err)
+{
+    (void)c, (void)color, (void)err;
+    *out = (mfi_comm){0, 1, -1, 1};
+    return 0;
+}
+
+int mfi_dist_bcast_ints(const mfi_comm *c, int *buf, int n)
+{
+    (void)c, (void)buf, (void)n;
+    return 0;
 }
 
 void mfi_dist_fail(const mfi_comm *c, int status, const mf_error *err)

@@ -39,6 +39,14 @@ int mfi_dist_agree(const mfi_comm *c, int status, mf_error *err);
  * the rank, on stderr, then every rank ends with `status` (MPI_Abort). Returns only at
  * size 1. */
 void mfi_dist_fail(const mfi_comm *c, int status, const mf_error *err);
+/* Groups of ranks (a sweep's points): the ranks of c with the same color in *out, ranked
+ * as in c. {0, 1} alone. */
+int mfi_dist_split(const mfi_comm *c, int color, mfi_comm *out, mf_error *err);
+/* Rank 0's n ints to every rank of c. */
+int mfi_dist_bcast_ints(const mfi_comm *c, int *buf, int n);
+/* This process alone (what a sweep validates its points with). */
+#define MFI_COMM_SELF ((mfi_comm){0, 1, -1, 1})
+
 /* Seconds spent in the sums since the process started (the all-reduce's share of a step). */
 double mfi_dist_seconds(void);
 

@@ -514,6 +514,18 @@ static int start_run(experiment *e, mfi_run_dir *run, const char *resume_dir, mf
 int mf_experiment_run(const char *path, const mf_run_options *opts, mf_run_result *res,
                       mf_error *err)
 {
+    mfi_comm world;
+    if (mfi_dist_world(&world, err)) {
+        if (res)
+            memset(res, 0, sizeof *res);
+        return MF_EXIT_BAD_INPUT;
+    }
+    return mfi_experiment_run_on(&world, path, opts, res, err);
+}
+
+int mfi_experiment_run_on(const mfi_comm *comm, const char *path, const mf_run_options *opts,
+                          mf_run_result *res, mf_error *err)
+{
     experiment e;
     mf_run_result local_res;
     memset(&e, 0, sizeof e);
@@ -544,7 +556,8 @@ int mf_experiment_run(const char *path, const mf_run_options *opts, mf_run_resul
     free(copy);
 
     mfi_run_dir run;
-    int status = mfi_dist_world(&e.comm, err) ? MF_EXIT_BAD_INPUT : MF_EXIT_OK;
+    int status = MF_EXIT_OK;
+    e.comm = *comm;
     FILE *silent = e.comm.rank > 0 ? fopen("/dev/null", "w") : NULL;
     if (silent) /* rank 0 speaks and writes for all */
         e.log = silent, e.quiet = 1;

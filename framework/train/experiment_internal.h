@@ -231,6 +231,9 @@ typedef struct mfi_pass {
  * model and its full-batch training graph. e->path, e->log, e->quiet, e->base_dir set. */
 int mfi_experiment_prepare(experiment *e, const mf_run_options *opts, mf_error *err);
 void mfi_experiment_free(experiment *e);
+/* mf_experiment_run on the ranks of comm (a sweep's group of ranks, or MFI_COMM_SELF). */
+int mfi_experiment_run_on(const mfi_comm *comm, const char *path, const mf_run_options *opts,
+                          mf_run_result *res, mf_error *err);
 
 /* resume.c */
 /* The run folder `which` names ("latest": the newest of the experiment `file`), checked to be

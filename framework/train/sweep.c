@@ -39,6 +39,7 @@
 
 /* mfi_config_copy, and mfi_config_is_quoted so that "1" stays a string and 1 a number when
  * a value travels as override text */
+#include "experiment_internal.h"
 #include "rundir.h"
 #include "sweep_internal.h"
 #include "text.h"
@@ -76,7 +77,7 @@ static int validate_points(sweep *sw, mf_error *err)
                              .log = sw->log, .quiet = 1, .no_save = 1, .validate_only = 1};
         mf_error perr;
         mf_error_clear(&perr);
-        int status = mf_experiment_run(sw->path, &ro, NULL, &perr);
+        int status = mfi_experiment_run_on(&MFI_COMM_SELF, sw->path, &ro, NULL, &perr);
         free(o);
         if (status == MF_EXIT_OK)
             continue;
@@ -202,7 +203,7 @@ static char **child_env(int jobs)
     return env;
 }
 
-static int launch(sweep *sw, sweep_point *p, mf_error *err)
+int mfi_sweep_point_prepare(const sweep *sw, sweep_point *p, mf_error *err)
 {
     char path[FILE_PATH_MAX];
     if (mf_make_dirs(p->dir, err))
@@ -217,7 +218,14 @@ static int launch(sweep *sw, sweep_point *p, mf_error *err)
         return -1;
     }
     free(spec);
+    return 0;
+}
 
+static int launch(sweep *sw, sweep_point *p, mf_error *err)
+{
+    char path[FILE_PATH_MAX];
+    if (mfi_sweep_point_prepare(sw, p, err))
+        return -1;
     int n;
     const char **o = mfi_sweep_point_overrides(sw, p, &n);
     const char **argv = o ? calloc((size_t)(2 * n + 8), sizeof *argv) : NULL;
@@ -291,9 +299,8 @@ static void last_log_line(const sweep_point *p, char *out, size_t size)
     free(text);
 }
 
-/* A finished process: its outcome in p, one progress line, failures also into err. */
-static void finished(sweep *sw, sweep_point *p, int wstatus, int done_so_far, int to_run,
-                     mf_error *err)
+void mfi_sweep_point_finished(sweep *sw, sweep_point *p, int wstatus, int done_so_far, int to_run,
+                              mf_error *err)
 {
     int idx = (int)(p - sw->points) + 1;
     char why[1024] = "", last[700];
@@ -392,7 +399,7 @@ static int run_points(sweep *sw, int jobs, int to_run, int *stopped, mf_error *e
                     st = 0;
                 running--;
                 reaped++;
-                finished(sw, p, st, ++ended, to_run, err);
+                mfi_sweep_point_finished(sw, p, st, ++ended, to_run, err);
             }
         }
         if (!reaped) {
@@ -444,6 +451,78 @@ static int take_lock(sweep *sw, mf_error *err)
     return 0;
 }
 
+int mfi_sweep_open(sweep *sw, int *status, mf_error *err)
+{
+    *status = MF_EXIT_FAILED;
+    if (mf_make_dirs(sw->dir, err))
+        return -1;
+    /* two sweeps of one grid at once would run its points twice over each other */
+    int locked = take_lock(sw, err);
+    if (locked) {
+        *status = locked > 0 ? MF_EXIT_BAD_INPUT : MF_EXIT_FAILED;
+        return -1;
+    }
+    if (write_sweep_json(sw, err))
+        return -1;
+    /* resume: a point already done with the same settings is kept */
+    int skipped = 0, changed = 0;
+    char scratch[FILE_PATH_MAX];
+    snprintf(scratch, sizeof scratch, "%s/.point-check.yaml", sw->dir);
+    for (int i = 0; i < sw->n_points; i++) {
+        sweep_point *p = &sw->points[i];
+        int done = mfi_sweep_read_result(sw, p);
+        if (done < 0) {
+            mf_error_set(err, "out of memory reading the points' results");
+            return -1;
+        }
+        if (!done)
+            continue;
+        char file[FILE_PATH_MAX];
+        snprintf(file, sizeof file, "%s/point.yaml", p->dir);
+        char *was = mfi_text_read_file(file), *now = point_yaml(sw, p, scratch, 0);
+        if (was && now && strcmp(was, now) == 0) {
+            p->state = POINT_SKIPPED;
+            skipped++;
+        } else {
+            changed++;
+        }
+        free(was);
+        free(now);
+    }
+    if (skipped)
+        fprintf(sw->log, "skipping %d finished point%s\n", skipped, skipped == 1 ? "" : "s");
+    if (changed)
+        fprintf(sw->log, "re-running %d finished point%s whose settings changed\n", changed,
+                changed == 1 ? "" : "s");
+    *status = MF_EXIT_OK;
+    return sw->n_points - skipped;
+}
+
+int mfi_sweep_count_failed(const sweep *sw)
+{
+    int failed = 0;
+    for (int i = 0; i < sw->n_points; i++)
+        failed += sw->points[i].state == POINT_FAILED || sw->points[i].state == POINT_PENDING;
+    return failed;
+}
+
+int mfi_sweep_finish(sweep *sw, const mf_error *failures, int run_rc, mf_error *err)
+{
+    const int failed = mfi_sweep_count_failed(sw);
+    if (mfi_sweep_summarise(sw, err))
+        return MF_EXIT_FAILED;
+    if (failures->count)
+        mf_error_set(err, "%s", failures->msg);
+    if (run_rc)
+        return MF_EXIT_FAILED;
+    if (failed) {
+        mf_error_set(err, "%s: %d of %d points failed (their logs: %s/*/log.txt)", sw->path,
+                     failed, sw->n_points, sw->dir);
+        return MF_EXIT_FAILED;
+    }
+    return MF_EXIT_OK;
+}
+
 int mf_sweep_run(const char *path, const mf_sweep_options *opts, mf_error *err)
 {
     if (!path || !opts || !opts->exe || opts->struct_size < sizeof *opts) {
@@ -455,6 +534,9 @@ int mf_sweep_run(const char *path, const mf_sweep_options *opts, mf_error *err)
     sw.path = path;
     sw.opts = opts;
     sw.log = opts->log ? opts->log : stdout;
+    FILE *silent = mf_distributed_rank() > 0 ? fopen("/dev/null", "w") : NULL;
+    if (silent) /* under MPI rank 0 tells the sweep; the others only their points' ends */
+        sw.log = silent;
     int jobs = opts->jobs > 0 ? opts->jobs : 1;
     int status = MF_EXIT_BAD_INPUT;
     sw.lock_fd = -1;
@@ -473,6 +555,8 @@ int mf_sweep_run(const char *path, const mf_sweep_options *opts, mf_error *err)
     if (mf_config_has(sw.cfg, "name") && mf_config_string(sw.cfg, "name", &name, NULL))
         name = "experiment";
     snprintf(sw.dir, sizeof sw.dir, "%s/%s/sweep", runs, name);
+    for (int i = 0; i < sw.n_points; i++)
+        snprintf(sw.points[i].dir, sizeof sw.points[i].dir, "%s/%s", sw.dir, sw.points[i].name);
     /* said before validating: with real data, checking every point takes a moment */
     fprintf(sw.log, "%s: %d point%s (%d configuration%s × %d seed%s) in %s\n", path, sw.n_points,
             sw.n_points == 1 ? "" : "s", sw.n_configs, sw.n_configs == 1 ? "" : "s", sw.n_seeds,
@@ -486,57 +570,23 @@ int mf_sweep_run(const char *path, const mf_sweep_options *opts, mf_error *err)
         goto done;
     }
 
-    status = MF_EXIT_FAILED;
-    if (mf_make_dirs(sw.dir, err))
+    mfi_comm world;
+    if (mfi_dist_world(&world, err))
         goto done;
-    /* two sweeps of one grid at once would run its points twice over each other */
-    int locked = take_lock(&sw, err);
-    if (locked) {
-        status = locked > 0 ? MF_EXIT_BAD_INPUT : MF_EXIT_FAILED;
+    if (world.size > 1) {
+        status = mfi_sweep_run_ranks(&sw, &world, err);
         goto done;
     }
-    if (write_sweep_json(&sw, err))
+    int to_run = mfi_sweep_open(&sw, &status, err);
+    if (to_run < 0)
         goto done;
-
-    /* resume: a point already done with the same settings is kept */
-    int skipped = 0, changed = 0;
-    char scratch[FILE_PATH_MAX];
-    snprintf(scratch, sizeof scratch, "%s/.point-check.yaml", sw.dir);
-    for (int i = 0; i < sw.n_points; i++) {
-        sweep_point *p = &sw.points[i];
-        snprintf(p->dir, sizeof p->dir, "%s/%s", sw.dir, p->name);
-        int done = mfi_sweep_read_result(&sw, p);
-        if (done < 0) {
-            mf_error_set(err, "out of memory reading the points' results");
-            goto done;
-        }
-        if (!done)
-            continue;
-        char file[FILE_PATH_MAX];
-        snprintf(file, sizeof file, "%s/point.yaml", p->dir);
-        char *was = mfi_text_read_file(file), *now = point_yaml(&sw, p, scratch, 0);
-        if (was && now && strcmp(was, now) == 0) {
-            p->state = POINT_SKIPPED;
-            skipped++;
-        } else {
-            changed++;
-        }
-        free(was);
-        free(now);
-    }
-    int to_run = sw.n_points - skipped;
-    if (skipped)
-        fprintf(sw.log, "skipping %d finished point%s\n", skipped, skipped == 1 ? "" : "s");
-    if (changed)
-        fprintf(sw.log, "re-running %d finished point%s whose settings changed\n", changed,
-                changed == 1 ? "" : "s");
     if (jobs > to_run && to_run > 0)
         jobs = to_run; /* the cores go to the points there are */
     if (to_run)
         fprintf(sw.log, "running %d point%s, %d at a time\n", to_run, to_run == 1 ? "" : "s",
                 jobs);
     fflush(sw.log);
-
+    status = MF_EXIT_FAILED;
     if (!(sw.envp = child_env(jobs))) {
         mf_error_set(err, "out of memory");
         goto done;
@@ -548,30 +598,22 @@ int mf_sweep_run(const char *path, const mf_sweep_options *opts, mf_error *err)
     catch_stops(1, old);
     int stopped = 0, run_rc = run_points(&sw, jobs, to_run, &stopped, &failures);
     catch_stops(0, old);
-    int failed = 0;
-    for (int i = 0; i < sw.n_points; i++)
-        failed += sw.points[i].state == POINT_FAILED || sw.points[i].state == POINT_PENDING;
-    if (mfi_sweep_summarise(&sw, err))
-        goto done;
-    if (failures.count) {
-        mf_error_set(err, "%s", failures.msg);
-    }
     if (run_rc == -2) {
+        const int failed = mfi_sweep_count_failed(&sw);
+        if (mfi_sweep_summarise(&sw, err))
+            goto done;
+        if (failures.count)
+            mf_error_set(err, "%s", failures.msg);
         mf_error_set(err, "%s: stopped by %s: %d running point%s stopped, %d not run; run the "
                      "sweep again to finish them (finished points are kept)", path,
-                     stop_signal == SIGINT ? "SIGINT" : stop_signal == SIGHUP ? "SIGHUP" : "SIGTERM", stopped, stopped == 1 ? " was" : "s were",
-                     failed - stopped);
+                     stop_signal == SIGINT ? "SIGINT" : stop_signal == SIGHUP ? "SIGHUP" : "SIGTERM",
+                     stopped, stopped == 1 ? " was" : "s were", failed - stopped);
         goto done;
     }
-    if (run_rc)
-        goto done;
-    if (failed) {
-        mf_error_set(err, "%s: %d of %d points failed (their logs: %s/*/log.txt)", path, failed,
-                     sw.n_points, sw.dir);
-        goto done;
-    }
-    status = MF_EXIT_OK;
+    status = mfi_sweep_finish(&sw, &failures, run_rc, err);
 done:
+    if (silent)
+        fclose(silent);
     if (sw.lock_fd >= 0)
         close(sw.lock_fd); /* and the lock with it (the points' copies are closed) */
     mfi_sweep_free(&sw);

@@ -59,6 +59,27 @@ int mfi_sweep_load_grid(sweep *sw, mf_error *err);
 const char **mfi_sweep_point_overrides(const sweep *sw, const sweep_point *p, int *n);
 void mfi_sweep_free(sweep *sw);
 
+/* sweep.c */
+/* The sweep's folder made and locked, sweep.json written, the finished points whose
+ * settings did not change marked skipped (said on the log): how many points are to run, or
+ * -1 with *status and err. */
+int mfi_sweep_open(sweep *sw, int *status, mf_error *err);
+/* A point's folder made, its stale result.json removed, point.yaml written. */
+int mfi_sweep_point_prepare(const sweep *sw, sweep_point *p, mf_error *err);
+/* A point ended with `wstatus` (a wait status): its outcome in p, one progress line,
+ * failures also into err. */
+void mfi_sweep_point_finished(sweep *sw, sweep_point *p, int wstatus, int done_so_far, int to_run,
+                              mf_error *err);
+/* Points failed or not run. */
+int mfi_sweep_count_failed(const sweep *sw);
+/* The summary, then the status: the failures (collected in `failures`) into err. */
+int mfi_sweep_finish(sweep *sw, const mf_error *failures, int run_rc, mf_error *err);
+
+/* sweep_ranks.c: the points spread over MPI ranks (mpirun -np N mmfuse sweep FILE), each
+ * trained in-process by its group of ranks. */
+struct mfi_comm;
+int mfi_sweep_run_ranks(sweep *sw, const struct mfi_comm *world, mf_error *err);
+
 /* sweep_summary.c */
 /* 1 when the point's result.json says done (its numbers read into p), else 0; -1 out of memory. */
 int mfi_sweep_read_result(sweep *sw, sweep_point *p);

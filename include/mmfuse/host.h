@@ -254,6 +254,8 @@ typedef struct mf_sweep_options {
     FILE *log;                     /* progress; NULL: stdout */
     /* appended in 0.3 (struct_size tells): */
     int validate_only;             /* check every point (mmfuse validate), run nothing */
+    /* appended in 0.4: */
+    int ranks_per_point;           /* under MPI: each point trains on this many ranks (<= 0: 1) */
 } mf_sweep_options;
 
 /* Run every point of the experiment's `sweep:` grid (key path → list of values; `seed`
