@@ -24,6 +24,22 @@ typedef struct reader {
     mf_error *err;
 } reader;
 
+/* Whether type t (closed here) is one mmfuse writes numbers as: IEEE floats, 32- or 64-bit
+ * integers. libhdf5 1.10 converts a damaged type (a float's precision past its size) by
+ * reading past its own buffer, so only these are converted. */
+static int standard_type(hid_t t)
+{
+    const hid_t standard[] = {H5T_IEEE_F32LE, H5T_IEEE_F32BE, H5T_IEEE_F64LE, H5T_IEEE_F64BE,
+                              H5T_STD_I64LE,  H5T_STD_I64BE,  H5T_STD_U64LE,  H5T_STD_U64BE,
+                              H5T_STD_I32LE,  H5T_STD_I32BE};
+    int ok = 0;
+    for (size_t i = 0; t >= 0 && !ok && i < sizeof standard / sizeof *standard; i++)
+        ok = H5Tequal(t, standard[i]) > 0;
+    if (t >= 0)
+        H5Tclose(t);
+    return ok;
+}
+
 /* One value: an attribute of several would be read past `out`. */
 static int attr_read(hid_t loc, const char *name, hid_t mem_type, void *out)
 {
@@ -31,6 +47,7 @@ static int attr_read(hid_t loc, const char *name, hid_t mem_type, void *out)
         return -1;
     hid_t a = H5Aopen(loc, name, H5P_DEFAULT), space = a >= 0 ? H5Aget_space(a) : -1;
     int ok = space >= 0 && H5Sget_simple_extent_npoints(space) == 1 &&
+             (H5Tget_class(mem_type) == H5T_STRING || standard_type(H5Aget_type(a))) &&
              H5Aread(a, mem_type, out) >= 0;
     if (space >= 0)
         H5Sclose(space);
@@ -86,20 +103,11 @@ static int all_finite(const float *v, int64_t n)
     return 1;
 }
 
-/* H5Dread once the file's type is a standard one (IEEE floats, plain integers): libhdf5
- * 1.10 converts a corrupt float type (a precision past its size) by reading past its own
- * buffer. A negative value when refused or unreadable. */
+/* H5Dread once the file's type is a standard one (standard_type) */
 static herr_t checked_read(hid_t ds, hid_t mem, void *buf)
 {
-    const hid_t standard[] = {H5T_IEEE_F32LE, H5T_IEEE_F32BE, H5T_IEEE_F64LE, H5T_IEEE_F64BE,
-                              H5T_STD_U64LE,  H5T_STD_U64BE,  H5T_STD_I64LE,  H5T_STD_I64BE};
-    hid_t t = H5Dget_type(ds);
-    int ok = 0;
-    for (size_t i = 0; t >= 0 && !ok && i < sizeof standard / sizeof *standard; i++)
-        ok = H5Tequal(t, standard[i]) > 0;
-    if (t >= 0)
-        H5Tclose(t);
-    return ok ? H5Dread(ds, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) : -1;
+    return standard_type(H5Dget_type(ds)) ? H5Dread(ds, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf)
+                                          : -1;
 }
 
 /* Dataset `group/name` as float32 with shape s into dst. 0 done, 1 absent, 2 other shape
