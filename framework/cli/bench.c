@@ -17,7 +17,9 @@ static const char bench_usage[] =
     "                    [--batch N] [--width N] [--seq N] [--profile]\n"
     "       MODEL: mlp-concat, tensor-fusion, cnn-late, clip-dual or xattn-fusion\n"
     "              (shared/bench/README.md); xattn-fusion is built from plugins, found as\n"
-    "              `mmfuse run` finds them (MMFUSE_PLUGIN_PATH, then the built-in ones)";
+    "              `mmfuse run` finds them (MMFUSE_PLUGIN_PATH, then the built-in ones)\n"
+    "       mmfuse bench allreduce [--steps N] [--json FILE]: under mpirun, the all-reduce\n"
+    "              alone at message sizes from 4 KiB to 64 MiB (docs/distributed.md)";
 
 /* Shown by --help only: the other sizes (tests/bench/torch_scale.py builds the same). */
 static const char bench_sizes[] =
@@ -74,6 +76,8 @@ static int size_error(const char *opt, const char *v, int *size)
 }
 
 /* Append one JSON line (torch_ref.py's fields where they mean the same). */
+static int append_line(const char *path, json_t *line);
+
 static int append_json(const char *path, const mf_bench_options *o, const mf_bench_result *r,
                        int width, int seq)
 {
@@ -94,6 +98,14 @@ static int append_json(const char *path, const mf_bench_options *o, const mf_ben
         (json_int_t)r->graph_bytes, "check", r->check, "mmfuse", MF_VERSION_STRING, "host", host);
     if (!line)
         return -1;
+    json_object_set_new(line, "ranks", json_integer(o->ranks->ranks));
+    json_object_set_new(line, "allreduce_ms", json_real(o->ranks->allreduce_ms));
+    return append_line(path, line);
+}
+
+/* One JSON line appended to path; takes line. */
+static int append_line(const char *path, json_t *line)
+{
     char *text = json_dumps(line, JSON_COMPACT);
     json_decref(line);
     FILE *f = text ? fopen(path, "a") : NULL;
@@ -102,6 +114,34 @@ static int append_json(const char *path, const mf_bench_options *o, const mf_ben
         ok = 0;
     free(text);
     return ok ? 0 : -1;
+}
+
+/* The all-reduce alone over message sizes from 4 KiB to 64 MiB (times 4), for projecting how
+ * data parallelism scales (docs/distributed.md). */
+static int bench_allreduce(int steps, const char *json)
+{
+    for (int64_t bytes = 4096; bytes <= ((int64_t)64 << 20); bytes *= 4) {
+        mf_error err;
+        mf_error_clear(&err);
+        double ms;
+        int ranks, status = mf_bench_allreduce(bytes / 4, steps, &ms, &ranks, &err);
+        if (status) {
+            mf_cli_report(&err);
+            return status;
+        }
+        if (mf_distributed_rank() > 0)
+            continue;
+        printf("allreduce %9lld bytes  ranks=%d  median %.4f ms  %.3f GB/s\n", (long long)bytes,
+               ranks, ms, ms > 0 ? (double)bytes / (ms * 1e-3) * 1e-9 : 0.0);
+        if (json && append_line(json, json_pack("{s:s, s:s, s:I, s:i, s:i, s:f, s:s}", "tag",
+                                                "mmfuse", "model", "allreduce", "bytes",
+                                                (json_int_t)bytes, "ranks", ranks, "steps", steps,
+                                                "median_ms", ms, "mmfuse", MF_VERSION_STRING))) {
+            fprintf(stderr, "mmfuse bench: cannot append to '%s': %s\n", json, strerror(errno));
+            return MF_EXIT_FAILED;
+        }
+    }
+    return MF_EXIT_OK;
 }
 
 int mf_cli_bench(int argc, char **argv)
@@ -154,6 +194,8 @@ int mf_cli_bench(int argc, char **argv)
     }
     if (!o.model)
         return mf_cli_usage_error("bench", bench_usage, "which model?");
+    if (strcmp(o.model, "allreduce") == 0)
+        return bench_allreduce(o.steps, json);
     if (width && strcmp(o.model, "mlp-concat"))
         return mf_cli_usage_error("bench", bench_usage, "--width is for mlp-concat, not '%s'",
                                   o.model);
@@ -161,8 +203,10 @@ int mf_cli_bench(int argc, char **argv)
         return mf_cli_usage_error("bench", bench_usage, "--seq is for xattn-fusion, not '%s'",
                                   o.model);
     mf_bench_result r;
+    mf_bench_ranks ranks = {sizeof ranks, 1, 0, 0};
     mf_error err;
     mf_error_clear(&err);
+    o.ranks = &ranks;
     o.batch = batch;
     o.width = width;
     o.seq = seq;
@@ -171,6 +215,12 @@ int mf_cli_bench(int argc, char **argv)
         mf_cli_report(&err);
         return status;
     }
+    if (mf_distributed_rank() > 0)
+        return MF_EXIT_OK; /* rank 0 reports for all */
+    if (ranks.ranks > 1)
+        printf("ranks=%d  all-reduce of %lld bytes: median %.3f ms, %.0f%% of the step\n",
+               ranks.ranks, (long long)ranks.allreduce_bytes, ranks.allreduce_ms,
+               100 * ranks.allreduce_ms / r.median_ms);
     printf("%-14s %-5s B=%d thr=%d  median %.3f ms  mean %.3f ms  %.0f samples/s  %.1f MFLOP/step"
            "  %.1f GFLOP/s  sgemm alone %.1f GFLOP/s (%d calls, %.0f%% of the step)  peak RSS %ld kB"
            "  (check %.4f)\n",

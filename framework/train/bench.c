@@ -32,6 +32,7 @@
 #include <mmfuse/host.h>
 
 #include "../core/gemm.h"
+#include "dist.h"
 
 void openblas_set_num_threads(int num_threads); /* OpenBLAS's; see core/threads.c */
 
@@ -411,11 +412,18 @@ static void load(net *n, const batches *d, int it)
     memcpy(mf_node_value(n->target), d->y[b], (size_t)mf_node_numel(n->target) * sizeof(float));
 }
 
-static void step(net *n, mf_optim *opt, int training)
+/* One step; with ranks, each steps its part of the batch and the gradients are summed
+ * before the optimiser (*sum_seconds: that sum's time). */
+static void step(net *n, mf_optim *opt, int training, const mfi_comm *c, double *sum_seconds)
 {
     mf_graph_forward(n->g);
     if (training) {
         mf_graph_backward(n->g, n->loss); /* gradients start at zero: the optimiser zeroed them */
+        if (c && c->size > 1) {
+            const double t0 = now();
+            mfi_dist_sum_f32(c, mf_params_grads(n->params), mf_params_numel(n->params));
+            *sum_seconds = now() - t0;
+        }
         mf_optim_step(opt, n->params);
     }
 }
@@ -512,7 +520,7 @@ static void replay(net *n, const batches *d, mf_optim *opt, const mf_bench_optio
     mfi_gemm_log log = {0};
     mfi_gemm_record(&log);
     load(n, d, 0);
-    step(n, opt, o->train);
+    step(n, opt, o->train, NULL, NULL);
     mfi_gemm_record(NULL);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -545,8 +553,16 @@ static int bench_run_sized(const mf_bench_options *o, int batch, int width, int 
         return MF_EXIT_BAD_INPUT;
     const int xattn = strcmp(o->model, "xattn-fusion") == 0;
     memset(res, 0, sizeof *res);
+    mfi_comm world;
+    if (mfi_dist_world(&world, err))
+        return MF_EXIT_BAD_INPUT;
     mf_set_threads(o->threads);
-    const int B = batch ? batch : model->batch;
+    const int global_batch = batch ? batch : model->batch, B = global_batch / world.size;
+    if (global_batch % world.size) {
+        mf_error_set(err, "bench: the batch of %d does not split evenly over %d ranks (--batch)",
+                     global_batch, world.size);
+        return MF_EXIT_BAD_INPUT;
+    }
     net n;
     layers L;
     batches d;
@@ -555,7 +571,7 @@ static int bench_run_sized(const mf_bench_options *o, int batch, int width, int 
     memset(&d, 0, sizeof d);
     mf_optim opt = {MF_OPTIM_ADAM, 1e-3, 0.9, 0.999, 1e-8, 0, 0, 0};
     int status = MF_EXIT_FAILED;
-    double *times = NULL;
+    double *times = NULL, *sums = NULL;
 
     n.seq = seq ? seq : 16;
     n.params = mf_params_new();
@@ -576,23 +592,26 @@ static int bench_run_sized(const mf_bench_options *o, int batch, int width, int 
     if (n.ones)
         for (int i = 0; i < B; i++)
             mf_node_value(n.ones)[i] = 1.0f;
-    if (make_batches(&d, &n, B, o->seed) || !(times = malloc((size_t)o->steps * sizeof *times))) {
+    if (make_batches(&d, &n, B, o->seed + (uint64_t)world.rank) ||
+        !(times = malloc((size_t)o->steps * sizeof *times)) ||
+        !(sums = calloc((size_t)o->steps, sizeof *sums))) {
         mf_error_set(err, "out of memory");
         goto done;
     }
     for (int it = 0; it < o->warmup + o->steps; it++) {
         load(&n, &d, it);
-        double t0 = now();
-        step(&n, &opt, o->train);
+        double t0 = now(), sum = 0;
+        step(&n, &opt, o->train, &world, &sum);
         double t1 = now();
         if (it >= o->warmup)
-            times[it - o->warmup] = t1 - t0;
+            times[it - o->warmup] = t1 - t0, sums[it - o->warmup] = sum;
     }
     if (o->profile) { /* the same steps again, each kernel timed */
         mf_graph_set_profiling(n.g, 1);
         for (int it = 0; it < o->steps; it++) {
+            double sum;
             load(&n, &d, it);
-            step(&n, &opt, o->train);
+            step(&n, &opt, o->train, &world, &sum);
         }
         fprintf(stderr, "per-op time over %d steps (%s, %s, %d threads):\n", o->steps, o->model,
                 o->train ? "train" : "eval", mf_get_threads());
@@ -620,13 +639,20 @@ static int bench_run_sized(const mf_bench_options *o, int batch, int width, int 
         products_report(&n, o->model, batch || width || seq ? "torch_scale.py" : "torch_ref.py",
                         xattn ? XATTN_REF_PARAMS(n.seq) : mlp_params, 2 * macs);
     replay(&n, &d, &opt, o, median, res);
-    res->batch = B;
-    res->flops_per_step = 2 * macs * (o->train ? 3 : 1);
+    res->batch = global_batch;
+    res->flops_per_step = 2 * macs * world.size * (o->train ? 3 : 1);
     res->median_ms = median * 1e3;
     res->mean_ms = sum / o->steps * 1e3;
     res->min_ms = times[0] * 1e3;
     res->p90_ms = times[(int)(0.9 * o->steps)] * 1e3;
-    res->samples_per_s = B / median;
+    res->samples_per_s = global_batch / median;
+    if (o->struct_size >= offsetof(mf_bench_options, ranks) + sizeof o->ranks && o->ranks &&
+        o->ranks->struct_size >= sizeof *o->ranks) {
+        qsort(sums, (size_t)o->steps, sizeof *sums, compare_doubles);
+        o->ranks->ranks = world.size;
+        o->ranks->allreduce_ms = sums[o->steps / 2] * 1e3;
+        o->ranks->allreduce_bytes = world.size > 1 ? mf_params_numel(n.params) * 4 : 0;
+    }
     res->gflops_at_median = (double)res->flops_per_step / median * 1e-9;
     res->params = mf_params_numel(n.params);
     res->graph_bytes = (int64_t)mf_graph_bytes(n.g);
@@ -634,6 +660,7 @@ static int bench_run_sized(const mf_bench_options *o, int batch, int width, int 
     status = MF_EXIT_OK;
 done:
     free(times);
+    free(sums);
     free_batches(&d);
     mf_graph_free(n.g);
     mf_module_free(n.module);

@@ -227,6 +227,43 @@ int mfi_dist_agree(const mfi_comm *c, int status, mf_error *err)
     return agreed;
 }
 
+static int compare_doubles(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int mf_bench_allreduce(int64_t n, int reps, double *median_ms, int *ranks, mf_error *err)
+{
+    mfi_comm world;
+    *median_ms = 0;
+    if (mfi_dist_world(&world, err))
+        return MF_EXIT_BAD_INPUT;
+    *ranks = world.size;
+    if (world.size <= 1 || n < 1 || reps < 1)
+        return MF_EXIT_OK;
+    float *buf = calloc((size_t)n, sizeof *buf);
+    double *t = calloc((size_t)reps, sizeof *t);
+    if (!buf || !t) {
+        free(buf);
+        free(t);
+        mf_error_set(err, "out of memory for %lld floats", (long long)n);
+        return MF_EXIT_FAILED;
+    }
+    for (int i = -3; i < reps; i++) { /* three to warm the connections up */
+        MPI_Barrier(MPI_COMM_WORLD);  /* every rank starts the sum together */
+        const double t0 = now();
+        mfi_dist_sum_f32(&world, buf, n);
+        if (i >= 0)
+            t[i] = now() - t0;
+    }
+    qsort(t, (size_t)reps, sizeof *t, compare_doubles);
+    *median_ms = t[reps / 2] * 1e3;
+    free(buf);
+    free(t);
+    return MF_EXIT_OK;
+}
+
 void mfi_dist_fail(const mfi_comm *c, int status, const mf_error *err)
 {
     if (c->size <= 1)
@@ -240,6 +277,15 @@ void mfi_dist_fail(const mfi_comm *c, int status, const mf_error *err)
 
 #else
 /* ---------------------------------------------------------------- without MPI */
+int mf_bench_allreduce(int64_t n, int reps, double *median_ms, int *ranks, mf_error *err)
+{
+    (void)n, (void)reps;
+    mfi_comm world;
+    *median_ms = 0;
+    *ranks = 1;
+    return mfi_dist_world(&world, err) ? MF_EXIT_BAD_INPUT : MF_EXIT_OK;
+}
+
 int mfi_dist_world(mfi_comm *world, mf_error *err)
 {
     *world = (mfi_comm){0, 1, 0, 1};

@@ -294,7 +294,24 @@ typedef struct mf_bench_options {
      * 2W-W-10); seq: xattn-fusion's patches and tokens T (a multiple of 4; the image is
      * 28×(7T/4)). Read only when struct_size covers them. */
     int batch, width, seq;
+    /* appended in 0.4: under MPI (`mpirun -np N mmfuse bench`) each rank steps its part,
+     * batch/N, of every batch and the gradients are summed (MPI_Allreduce) before the
+     * optimiser, as data-parallel training does; the step times are rank 0's. When not
+     * NULL, receives what the ranks did. */
+    struct mf_bench_ranks *ranks;
 } mf_bench_options;
+
+typedef struct mf_bench_ranks {
+    uint32_t struct_size;         /* sizeof(mf_bench_ranks) */
+    int ranks;                    /* 1 without MPI */
+    double allreduce_ms;          /* median of the gradients' sum, per step */
+    int64_t allreduce_bytes;      /* what each rank sends in it */
+} mf_bench_ranks;
+
+/* The all-reduce alone (MPI_Allreduce, in place, sum of floats) over the ranks: the median of
+ * `reps` sums of n floats, in milliseconds (0 at one rank). For projecting how data
+ * parallelism scales from measured message times (docs/distributed.md). */
+MF_API int mf_bench_allreduce(int64_t n, int reps, double *median_ms, int *ranks, mf_error *err);
 
 typedef struct mf_bench_result {
     int batch, threads;
