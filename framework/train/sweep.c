@@ -562,7 +562,8 @@ int mf_sweep_run(const char *path, const mf_sweep_options *opts, mf_error *err)
             sw.n_points == 1 ? "" : "s", sw.n_configs, sw.n_configs == 1 ? "" : "s", sw.n_seeds,
             sw.n_seeds == 1 ? "" : "s", sw.dir);
     fflush(sw.log);
-    if (validate_points(&sw, err))
+    mfi_comm world;
+    if (mfi_dist_world(&world, err) || validate_points(&sw, err))
         goto done;
     if (opts->struct_size >= offsetof(mf_sweep_options, validate_only) + sizeof opts->validate_only &&
         opts->validate_only) {
@@ -570,9 +571,6 @@ int mf_sweep_run(const char *path, const mf_sweep_options *opts, mf_error *err)
         goto done;
     }
 
-    mfi_comm world;
-    if (mfi_dist_world(&world, err))
-        goto done;
     if (world.size > 1) {
         status = mfi_sweep_run_ranks(&sw, &world, err);
         goto done;
