@@ -33,6 +33,8 @@ mpi 2 "$exe" run "$src/experiments/satellite.yaml" --run-dir two -q $opts > two.
 check "2 ranks: exit 0" test $? -eq 0
 check "2 ranks: the result printed once" test "$(count '^test accuracy' two.out)" -eq 1
 check "2 ranks: rank 1 made no run folder of its own" test ! -e runs
+check "2 ranks: manifest.json says so" grep -q '"ranks": 2' two/manifest.json
+check "1 process: ranks 1" grep -q '"ranks": 1' one/manifest.json
 cat > same.py <<'EOF'
 import csv, sys
 import h5py, numpy as np

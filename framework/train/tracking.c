@@ -505,10 +505,11 @@ json_t *mfi_track_manifest(experiment *e)
         json_array_append_new(overrides, json_string(e->opts->overrides[i]));
     for (int i = 0; i < mf_registry_refusal_count(e->reg); i++)
         json_array_append_new(warnings, json_string(mf_registry_refusal(e->reg, i)));
-    return json_pack("{s:s, s:s, s:s, s:s, s:o, s:I, s:i, s:s, s:s, s:o, s:i, s:o, s:o, s:o, s:o}",
+    return json_pack("{s:s, s:s, s:s, s:s, s:o, s:I, s:i, s:i, s:s, s:s, s:o, s:i, s:o, s:o, s:o, s:o}",
                      "mmfuse", MF_VERSION_STRING, "abi", abi, "started", e->track_started,
                      "experiment", path, "overrides", overrides, "seed", (json_int_t)e->seed,
-                     "threads", mf_get_threads(), "host", host, "kernel", kernel, "cpu",
+                     "threads", mf_get_threads(), "ranks", e->comm.size > 1 ? e->comm.size : 1,
+                     "host", host, "kernel", kernel, "cpu",
                      cpu_model(), "cores", (int)sysconf(_SC_NPROCESSORS_ONLN), "blas",
                      blas_info(), "plugins", plugins_json(e, 0), "plugins_changed",
                      plugins_json(e, 1), "plugin_warnings", warnings);
