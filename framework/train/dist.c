@@ -27,7 +27,7 @@ int mfi_dist_launched_size(void)
         if (v && atoi(v) > 0)
             return atoi(v);
     }
-    return getenv("PMIX_RANK") ? 2 : 1; /* PMIx without its size: launched, size unknown */
+    return getenv("PMIX_RANK") ? -1 : 1; /* PMIx without its size: launched, size unknown */
 }
 
 int mf_distributed_rank(void)
@@ -111,7 +111,7 @@ int mfi_dist_world(mfi_comm *world, mf_error *err)
     *world = (mfi_comm){0, 1, 0, 1};
     int started = 0;
     MPI_Initialized(&started);
-    if (!started && mfi_dist_launched_size() <= 1)
+    if (!started && mfi_dist_launched_size() == 1)
         return 0; /* not launched: no MPI at all (a singleton MPI_Init costs a second) */
     if (!started) {
         int provided;
@@ -290,11 +290,15 @@ int mfi_dist_world(mfi_comm *world, mf_error *err)
 {
     *world = (mfi_comm){0, 1, 0, 1};
     const int n = mfi_dist_launched_size();
-    if (n <= 1)
+    if (n == 1)
         return 0;
-    mf_error_set(err, "this mmfuse was built without MPI, so it cannot train as one of %d ranks "
+    char ranks[32] = "several";
+    if (n > 1)
+        snprintf(ranks, sizeof ranks, "%d", n);
+    mf_error_set(err, "this mmfuse was built without MPI, so it cannot train as one of %s ranks "
                  "(each would train alone into the same folders): rebuild with MPI "
-                 "(`make deps`, then meson setup -Dmpi=enabled), or run it without mpirun", n);
+                 "(`make deps`, then meson setup -Dmpi=enabled), or run it without mpirun",
+                 ranks);
     return -1;
 }
 

@@ -16,7 +16,7 @@ typedef struct mfi_comm {
 } mfi_comm;
 
 /* The world size an MPI launcher gave this process (its environment: Open MPI's, PMIx's or
- * PMI's variables), 1 when none started it. */
+ * PMI's variables), 1 when none started it, -1 when one did without saying the size. */
 int mfi_dist_launched_size(void);
 /* Start MPI once when launched (MPI_THREAD_FUNNELED: only the training thread calls it; it
  * is finalized at exit) and give the world; {0, 1} when not launched. -1, with the reason,

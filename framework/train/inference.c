@@ -57,7 +57,7 @@ static int open_model(infer *in, mf_error *err)
         return MF_EXIT_BAD_INPUT;
     }
     fclose(f);
-    if (mfi_dist_launched_size() > 1) {
+    if (mfi_dist_launched_size() != 1) {
         mf_error_set(err, "%s: eval, predict and embed run as one process: start them without "
                      "mpirun or srun", in->o->run_dir);
         return MF_EXIT_BAD_INPUT;

@@ -214,7 +214,7 @@ static model_graph *train_batch(pass *p, mfi_loader *loader, int64_t b, mf_error
     mf_graph_set_rng_position(mg->g, (uint64_t)p->pos.forwards);
     mf_graph_forward(mg->g);
     const float loss = mf_node_value(mg->loss)[0];
-    if (e->comm.size == 1 && !isfinite(loss)) { /* with ranks: once summed, at the step */
+    if (e->comm.size <= 1 && !isfinite(loss)) { /* with ranks: once summed, at the step */
         diverged(p, mg, 0, loss, err);
         return NULL;
     }
