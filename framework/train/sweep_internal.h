@@ -75,6 +75,10 @@ int mfi_sweep_count_failed(const sweep *sw);
 /* The summary, then the status: the failures (collected in `failures`) into err. */
 int mfi_sweep_finish(sweep *sw, const mf_error *failures, int run_rc, mf_error *err);
 
+/* sweep_procs.c: the points to run (after mfi_sweep_open) as processes of their own, `jobs`
+ * at a time; SIGINT, SIGTERM and SIGHUP stop them. Returns the sweep's status. */
+int mfi_sweep_run_processes(sweep *sw, int jobs, mf_error *err);
+
 /* sweep_ranks.c: the points spread over MPI ranks (mpirun -np N mmfuse sweep FILE), each
  * trained in-process by its group of ranks. */
 struct mfi_comm;
