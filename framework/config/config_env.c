@@ -10,32 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/text.h"
 #include "config_internal.h"
-
-typedef struct buffer {
-    char *data;
-    size_t len, capacity;
-    int failed;
-} buffer;
-
-static void put(buffer *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->capacity) {
-        size_t capacity = 2 * (b->len + n + 1);
-        char *grown = realloc(b->data, capacity);
-        if (!grown) {
-            b->failed = 1;
-            return;
-        }
-        b->data = grown;
-        b->capacity = capacity;
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
 
 static int is_name(const char *s, size_t len)
 {
@@ -67,17 +43,17 @@ static int expand(mf_config *n, mf_error *err)
 {
     if (!strstr(n->text, "${"))
         return 0;
-    buffer out = {NULL, 0, 0, 0};
+    mfi_text out = {0};
     char what[4 * MFI_CONFIG_EXCERPT + 16];
-    put(&out, "", 0);
+    mfi_text_add(&out, "", 0);
     for (const char *p = n->text; *p;) {
         if (p[0] == '$' && p[1] == '$' && p[2] == '{') {
-            put(&out, "${", 2);
+            mfi_text_add(&out, "${", 2);
             p += 3;
             continue;
         }
         if (p[0] != '$' || p[1] != '{') {
-            put(&out, p++, 1);
+            mfi_text_add(&out, p++, 1);
             continue;
         }
         const char *close = strchr(p + 2, '}');
@@ -126,27 +102,27 @@ static int expand(mf_config *n, mf_error *err)
             goto fail;
         }
         if (value)
-            put(&out, value, strlen(value));
+            mfi_text_add(&out, value, strlen(value));
         else
-            put(&out, comma + 1, (size_t)(close - comma - 1));
+            mfi_text_add(&out, comma + 1, (size_t)(close - comma - 1));
         p = close + 1;
     }
-    if (out.failed) {
+    if (out.oom) {
         mfi_config_report(err, &n->mark, n->path, "out of memory");
         goto fail;
     }
     if (n->style == YAML_PLAIN_SCALAR_STYLE) { /* as YAML would have read the result */
-        size_t start = strspn(out.data, " \t\r\n"), end = out.len;
-        while (end > start && strchr(" \t\r\n", out.data[end - 1]))
+        size_t start = strspn(out.s, " \t\r\n"), end = out.len;
+        while (end > start && strchr(" \t\r\n", out.s[end - 1]))
             end--;
-        memmove(out.data, out.data + start, end - start);
-        out.data[end - start] = '\0';
+        memmove(out.s, out.s + start, end - start);
+        out.s[end - start] = '\0';
     }
     free(n->text);
-    n->text = out.data;
+    n->text = out.s;
     return 0;
 fail:
-    free(out.data);
+    free(out.s);
     return 1;
 }
 

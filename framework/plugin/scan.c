@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../core/text.h"
 #include "plugin_internal.h"
 #include "scan.h"
 
@@ -180,25 +181,9 @@ static void scan_child(void *arg, int fd)
     mfi_isolated_done(fd);
 }
 
-typedef struct answer {
-    char *buf;
-    size_t n, cap;
-} answer;
-
 static void gather(void *user, const char *bytes, size_t n)
 {
-    answer *a = user;
-    if (a->n + n + 1 > a->cap) {
-        size_t ncap = (a->n + n + 1) * 2;
-        char *p = realloc(a->buf, ncap);
-        if (!p)
-            return;
-        a->buf = p;
-        a->cap = ncap;
-    }
-    memcpy(a->buf + a->n, bytes, n);
-    a->n += n;
-    a->buf[a->n] = '\0';
+    mfi_text_add(user, bytes, n);
 }
 
 static json_t *scan_apart(const char *path, double limit)
@@ -207,13 +192,13 @@ static json_t *scan_apart(const char *path, double limit)
     /* a bare name would send dlopen searching the library path */
     snprintf(open_path, sizeof open_path, "%s%s", strchr(path, '/') ? "" : "./", path);
     job j = {path, open_path};
-    answer a = {0};
+    mfi_text a = {0}; /* out of memory: no answer, refused as unreadable */
     char what[256];
     int status = mfi_isolate(scan_child, &j, limit, gather, &a, what, sizeof what);
     json_t *r = NULL;
-    if (status == 0 && a.buf)
-        r = json_loads(a.buf, 0, NULL);
-    free(a.buf);
+    if (status == 0 && a.s && !a.oom)
+        r = json_loads(a.s, 0, NULL);
+    free(a.s);
     if (status != 0) {
         /* a hang is remembered like a crash (a run must not wait for it every time) */
         int hung = strncmp(what, "timed out", 9) == 0;

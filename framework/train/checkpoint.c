@@ -12,7 +12,7 @@
 #include "../data/h5_guard.h"
 #include "checkpoint.h"
 #include "experiment_internal.h"
-#include "text.h"
+#include "../core/text.h"
 
 /* ---------------------------------------------------------------- writing */
 hid_t mfi_h5_string_type(void)

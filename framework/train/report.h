@@ -9,7 +9,7 @@
 
 #include <mmfuse/host.h>
 
-#include "text.h"
+#include "../core/text.h"
 
 /* run_dir/report.html from metrics.csv, result.json, config.yaml and manifest.json (each
  * optional, but metrics.csv or result.json must be there). Written atomically. */

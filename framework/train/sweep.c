@@ -41,7 +41,7 @@
 #include "experiment_internal.h"
 #include "rundir.h"
 #include "sweep_internal.h"
-#include "text.h"
+#include "../core/text.h"
 
 
 #define MAX_BAD_REPORTED 10

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "sweep_internal.h"
-#include "text.h"
+#include "../core/text.h"
 
 #define MAX_POINTS 10000   /* a bigger grid is surely a typo */
 #define SLUG_MAX 40

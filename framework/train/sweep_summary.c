@@ -10,7 +10,7 @@
 
 #include "report.h"
 #include "sweep_internal.h"
-#include "text.h"
+#include "../core/text.h"
 
 static double number(const json_t *j, const char *key)
 {

@@ -17,7 +17,7 @@
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
  *       -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iinclude -Iframework/config \
  *       tests/fuzz/fuzz_config.c framework/config/config_*.c framework/core/base.c \
- *       framework/core/fileio.c $(pkg-config --cflags --libs yaml-0.1) -o /tmp/fuzz-config
+ *       framework/core/fileio.c framework/core/text.c $(pkg-config --cflags --libs yaml-0.1) -o /tmp/fuzz-config
  *   cp -r tests/fuzz/corpus /tmp/fuzz-corpus
  *   /tmp/fuzz-config -max_total_time=600 -max_len=2048 -timeout=10 \
  *       -dict=tests/fuzz/yaml.dict /tmp/fuzz-corpus

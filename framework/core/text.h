@@ -1,7 +1,7 @@
 /* Growing text (private): appended to, never shortened; an allocation failure sets oom and
  * makes every later call a no-op, so callers check once at the end. */
-#ifndef MF_TRAIN_TEXT_H
-#define MF_TRAIN_TEXT_H
+#ifndef MF_CORE_TEXT_H
+#define MF_CORE_TEXT_H
 
 #include <stddef.h>
 

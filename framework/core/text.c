@@ -1,4 +1,5 @@
-/* Growing text: the report pages and the sweep's summaries are built in one. */
+/* Growing text: the report pages, the sweep's summaries, `${env:…}` substitutions and the
+ * plugin scanner's answers are built in one. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
