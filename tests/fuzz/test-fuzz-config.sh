@@ -23,7 +23,7 @@ cd "$src" || exit 1
 # shellcheck disable=SC2086 # $yaml is a list of flags
 "$cc" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iinclude -Iframework/config \
-    tests/fuzz/fuzz_config.c framework/config/config_*.c framework/core/base.c framework/core/fileio.c \
+    tests/fuzz/fuzz_config.c framework/config/config_*.c framework/core/base.c framework/core/fileio.c framework/core/text.c \
     $yaml -o "$tmp/fuzz-config" || { echo "FAIL: building the fuzzer"; exit 1; }
 mkdir "$tmp/corpus" "$tmp/artifacts"
 cp tests/fuzz/corpus/* "$tmp/corpus/"
