@@ -55,6 +55,15 @@ EOF
 check "2 ranks × 32 match 1 process × 64: loss curve over 50 steps and parameters" \
     $py same.py one two
 
+# the gradients summed in buckets started during backward (a tiny bucket size: one bucket per
+# parameter or two); a bucket started before its gradients were final would change the curve
+mpi 2 "$exe" run "$src/experiments/satellite.yaml" --run-dir buckets $opts \
+    -o train.bucket_mb=0.001 > buckets.out 2>&1
+check "2 ranks, gradient buckets overlapping backward: exit 0" test $? -eq 0
+check "… in 6 buckets" grep -q 'summed in 6 buckets of about 0.001 MiB, while backward runs' \
+    buckets.out
+check "… the same loss curve and parameters as 1 process × 64" $py same.py one buckets
+
 # the evaluation's counts are summed over the ranks, not their accuracies averaged
 cat > test.py <<'EOF'
 import json, sys

@@ -14,10 +14,12 @@
 
 static const char bench_usage[] =
     "mmfuse bench MODEL [--mode train|eval] [--threads N] [--steps N] [--warmup N] [--json FILE]\n"
-    "                    [--batch N] [--width N] [--seq N] [--profile]\n"
+    "                    [--batch N] [--width N] [--seq N] [--bucket-mb X] [--profile]\n"
     "       MODEL: mlp-concat, tensor-fusion, cnn-late, clip-dual or xattn-fusion\n"
     "              (shared/bench/README.md); xattn-fusion is built from plugins, found as\n"
     "              `mmfuse run` finds them (MMFUSE_PLUGIN_PATH, then the built-in ones)\n"
+    "       --bucket-mb X: under mpirun, sum the gradients in buckets of about X MiB during\n"
+    "              backward, as train.bucket_mb (default 25; 0: one sum after backward)\n"
     "       mmfuse bench allreduce [--steps N] [--json FILE]: under mpirun, the all-reduce\n"
     "              alone at message sizes from 4 KiB to 64 MiB (docs/distributed.md)";
 
@@ -100,6 +102,8 @@ static int append_json(const char *path, const mf_bench_options *o, const mf_ben
         return -1;
     json_object_set_new(line, "ranks", json_integer(o->ranks->ranks));
     json_object_set_new(line, "allreduce_ms", json_real(o->ranks->allreduce_ms));
+    json_object_set_new(line, "bucket_mb", json_real(o->ranks->bucket_mb));
+    json_object_set_new(line, "buckets", json_integer(o->ranks->buckets));
     return append_line(path, line);
 }
 
@@ -151,12 +155,14 @@ int mf_cli_bench(int argc, char **argv)
     mf_bench_options o = {sizeof o, NULL, 1, 0, 200, 20, 0, 0};
     const char *json = NULL;
     int batch = 0, width = 0, seq = 0;
+    double bucket_mb = 25;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes_value = strcmp(a, "--mode") == 0 || strcmp(a, "--threads") == 0 ||
                           strcmp(a, "--steps") == 0 || strcmp(a, "--warmup") == 0 ||
                           strcmp(a, "--json") == 0 || strcmp(a, "--batch") == 0 ||
-                          strcmp(a, "--width") == 0 || strcmp(a, "--seq") == 0;
+                          strcmp(a, "--width") == 0 || strcmp(a, "--seq") == 0 ||
+                          strcmp(a, "--bucket-mb") == 0;
         if (takes_value && !v)
             return mf_cli_usage_error("bench", bench_usage, "%s needs a value", a);
         if (strcmp(a, "--mode") == 0) {
@@ -166,6 +172,12 @@ int mf_cli_bench(int argc, char **argv)
             o.train = strcmp(v, "train") == 0;
         } else if (strcmp(a, "--json") == 0) {
             json = v;
+        } else if (strcmp(a, "--bucket-mb") == 0) {
+            char *end;
+            bucket_mb = strtod(v, &end);
+            if (end == v || *end || !(bucket_mb >= 0 && bucket_mb <= 1e6))
+                return mf_cli_usage_error("bench", bench_usage,
+                                          "--bucket-mb takes MiB from 0 to 1e6, not '%s'", v);
         } else if (strcmp(a, "--batch") == 0 || strcmp(a, "--width") == 0 ||
                    strcmp(a, "--seq") == 0) {
             int *size = a[2] == 'b' ? &batch : a[2] == 'w' ? &width : &seq;
@@ -203,7 +215,7 @@ int mf_cli_bench(int argc, char **argv)
         return mf_cli_usage_error("bench", bench_usage, "--seq is for xattn-fusion, not '%s'",
                                   o.model);
     mf_bench_result r;
-    mf_bench_ranks ranks = {sizeof ranks, 1, 0, 0};
+    mf_bench_ranks ranks = {sizeof ranks, 1, 0, 0, bucket_mb, 0};
     mf_error err;
     mf_error_clear(&err);
     o.ranks = &ranks;
@@ -218,9 +230,10 @@ int mf_cli_bench(int argc, char **argv)
     if (mf_distributed_rank() > 0)
         return MF_EXIT_OK; /* rank 0 reports for all */
     if (ranks.ranks > 1)
-        printf("ranks=%d  all-reduce of %lld bytes: median %.3f ms, %.0f%% of the step\n",
-               ranks.ranks, (long long)ranks.allreduce_bytes, ranks.allreduce_ms,
-               100 * ranks.allreduce_ms / r.median_ms);
+        printf("ranks=%d  all-reduce of %lld bytes in %d bucket%s: median %.3f ms not hidden "
+               "by backward, %.0f%% of the step\n", ranks.ranks, (long long)ranks.allreduce_bytes,
+               ranks.buckets ? ranks.buckets : 1, ranks.buckets > 1 ? "s" : "",
+               ranks.allreduce_ms, 100 * ranks.allreduce_ms / r.median_ms);
     printf("%-14s %-5s B=%d thr=%d  median %.3f ms  mean %.3f ms  %.0f samples/s  %.1f MFLOP/step"
            "  %.1f GFLOP/s  sgemm alone %.1f GFLOP/s (%d calls, %.0f%% of the step)  peak RSS %ld kB"
            "  (check %.4f)\n",

@@ -200,6 +200,8 @@ typedef struct mfi_profile {
     int64_t calls[MF_OP_COUNT][2];
 } mfi_profile;
 
+typedef void (*mfi_backward_hook)(void *ctx, int node_index);
+
 struct mf_graph {
     mf_arena *arena;     /* the graph itself lives in it too */
     int training, compiled;
@@ -210,9 +212,17 @@ struct mf_graph {
     uint64_t forward_count; /* forwards run so far (fresh dropout masks each) */
     const char *scope;      /* mf_graph_set_scope: new nodes record it (in the arena) */
     mfi_profile *profile;   /* per-op timings when profiling, else NULL */
+    mfi_backward_hook on_backward; /* mfi_graph_set_backward_hook, else NULL */
+    void *on_backward_ctx;
     int has_error;
     char error[MFI_ERROR_CAPACITY];
 };
+
+/* Called by backward on its thread after each node's backward, with the node's index i:
+ * every node from i up has then run its backward, so a gradient no node below i writes is
+ * final (the data-parallel trainer starts summing gradient buckets over the ranks as they
+ * become final). fn NULL removes it. */
+void mfi_graph_set_backward_hook(mf_graph *g, mfi_backward_hook fn, void *ctx);
 
 /* Record the graph's first error (later ones are ignored). */
 void mfi_graph_fail(mf_graph *g, const char *fmt, ...) MF_PRINTF(2, 3);

@@ -523,6 +523,8 @@ void mfi_graph_backward_seeded(mf_graph *g, mf_node *out, const float *seed)
         prepare_inputs(n, epoch);
         run_op(g, n, MFI_BACKWARD);
         n->fresh = 0;
+        if (g->on_backward)
+            g->on_backward(g->on_backward_ctx, i);
     }
     /* the gradients no op wrote read zero, as after a full clear (variables included) */
     for (int i = 0; i < g->n_nodes; i++) {
@@ -530,6 +532,12 @@ void mfi_graph_backward_seeded(mf_graph *g, mf_node *out, const float *seed)
         if (n->grad && n->base == n && n->op != MF_OP_PARAM && n->gepoch != epoch)
             zero_grad(n);
     }
+}
+
+void mfi_graph_set_backward_hook(mf_graph *g, mfi_backward_hook fn, void *ctx)
+{
+    if (g)
+        g->on_backward = fn, g->on_backward_ctx = ctx;
 }
 
 void mf_graph_backward(mf_graph *g, mf_node *loss)

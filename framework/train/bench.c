@@ -33,6 +33,7 @@
 
 #include "../core/gemm.h"
 #include "bench_internal.h"
+#include "buckets.h"
 #include "dist.h"
 
 void openblas_set_num_threads(int num_threads); /* OpenBLAS's; see core/threads.c */
@@ -242,19 +243,56 @@ static void load(net *n, const batches *d, int it)
 }
 
 /* One step; with ranks, each steps its part of the batch and the gradients are summed
- * before the optimiser (*sum_seconds: that sum's time). */
-static void step(net *n, mf_optim *opt, int training, const mfi_comm *c, double *sum_seconds)
+ * before the optimiser, in buckets during backward when bk is not NULL (*sum_seconds: the
+ * time the sums took that backward did not hide). */
+static void step(net *n, mf_optim *opt, int training, const mfi_comm *c, mfi_buckets *bk,
+                 double *sum_seconds)
 {
     mf_graph_forward(n->g);
     if (training) {
+        const double before = mfi_dist_seconds();
+        mfi_buckets_arm(bk, n->g);
         mf_graph_backward(n->g, n->loss); /* gradients start at zero: the optimiser zeroed them */
-        if (c && c->size > 1) {
-            const double t0 = now();
+        if (bk)
+            mfi_buckets_finish(bk);
+        else if (c && c->size > 1)
             mfi_dist_sum_f32(c, mf_params_grads(n->params), mf_params_numel(n->params));
-            *sum_seconds = now() - t0;
-        }
+        *sum_seconds = mfi_dist_seconds() - before;
         mf_optim_step(opt, n->params);
     }
+}
+
+/* What an MPI caller asked (mf_bench_ranks.bucket_mb) and is told. */
+static mf_bench_ranks *ranks_of(const mf_bench_options *o)
+{
+    return o->struct_size >= offsetof(mf_bench_options, ranks) + sizeof o->ranks && o->ranks &&
+                   o->ranks->struct_size >= offsetof(mf_bench_ranks, allreduce_bytes) +
+                                                sizeof o->ranks->allreduce_bytes
+               ? o->ranks : NULL;
+}
+
+static int make_buckets(const mf_bench_options *o, const mfi_comm *world, net *n,
+                        mfi_buckets **bk, mf_error *err)
+{
+    const mf_bench_ranks *r = ranks_of(o);
+    const int asked = r && r->struct_size >= offsetof(mf_bench_ranks, buckets) + sizeof r->buckets;
+    *bk = asked && o->train
+              ? mfi_buckets_new(world, n->params, r->bucket_mb * 1048576.0, err) : NULL;
+    return asked && o->train && !*bk && err->msg[0] ? -1 : 0;
+}
+
+static void report_ranks(const mf_bench_options *o, const mfi_comm *world, const net *n,
+                         const mfi_buckets *bk, double *sums)
+{
+    mf_bench_ranks *r = ranks_of(o);
+    if (!r)
+        return;
+    qsort(sums, (size_t)o->steps, sizeof *sums, compare_doubles);
+    r->ranks = world->size;
+    r->allreduce_ms = sums[o->steps / 2] * 1e3;
+    r->allreduce_bytes = world->size > 1 ? mf_params_numel(n->params) * 4 : 0;
+    if (r->struct_size >= offsetof(mf_bench_ranks, buckets) + sizeof r->buckets)
+        r->buckets = mfi_buckets_count(bk);
 }
 
 /* Time the recorded sgemm calls alone, median of `reps` replays: through mfi_gemm (OpenBLAS
@@ -349,7 +387,8 @@ static void replay(net *n, const batches *d, mf_optim *opt, const mf_bench_optio
     mfi_gemm_log log = {0};
     mfi_gemm_record(&log);
     load(n, d, 0);
-    step(n, opt, o->train, NULL, NULL);
+    double unused;
+    step(n, opt, o->train, NULL, NULL, &unused);
     mfi_gemm_record(NULL);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -401,6 +440,7 @@ static int bench_run_sized(const mf_bench_options *o, int batch, int width, int 
     mf_optim opt = {MF_OPTIM_ADAM, 1e-3, 0.9, 0.999, 1e-8, 0, 0, 0};
     int status = MF_EXIT_FAILED;
     double *times = NULL, *sums = NULL;
+    mfi_buckets *bk = NULL;
 
     n.seq = seq ? seq : 16;
     n.params = mf_params_new();
@@ -421,6 +461,8 @@ static int bench_run_sized(const mf_bench_options *o, int batch, int width, int 
     if (n.ones)
         for (int i = 0; i < B; i++)
             mf_node_value(n.ones)[i] = 1.0f;
+    if (make_buckets(o, &world, &n, &bk, err))
+        goto done;
     if (make_batches(&d, &n, B, o->seed + (uint64_t)world.rank) ||
         !(times = malloc((size_t)o->steps * sizeof *times)) ||
         !(sums = calloc((size_t)o->steps, sizeof *sums))) {
@@ -430,7 +472,7 @@ static int bench_run_sized(const mf_bench_options *o, int batch, int width, int 
     for (int it = 0; it < o->warmup + o->steps; it++) {
         load(&n, &d, it);
         double t0 = now(), sum = 0;
-        step(&n, &opt, o->train, &world, &sum);
+        step(&n, &opt, o->train, &world, bk, &sum);
         double t1 = now();
         if (it >= o->warmup)
             times[it - o->warmup] = t1 - t0, sums[it - o->warmup] = sum;
@@ -440,7 +482,7 @@ static int bench_run_sized(const mf_bench_options *o, int batch, int width, int 
         for (int it = 0; it < o->steps; it++) {
             double sum;
             load(&n, &d, it);
-            step(&n, &opt, o->train, &world, &sum);
+            step(&n, &opt, o->train, &world, bk, &sum);
         }
         fprintf(stderr, "per-op time over %d steps (%s, %s, %d threads):\n", o->steps, o->model,
                 o->train ? "train" : "eval", mf_get_threads());
@@ -475,19 +517,14 @@ static int bench_run_sized(const mf_bench_options *o, int batch, int width, int 
     res->min_ms = times[0] * 1e3;
     res->p90_ms = times[(int)(0.9 * o->steps)] * 1e3;
     res->samples_per_s = global_batch / median;
-    if (o->struct_size >= offsetof(mf_bench_options, ranks) + sizeof o->ranks && o->ranks &&
-        o->ranks->struct_size >= sizeof *o->ranks) {
-        qsort(sums, (size_t)o->steps, sizeof *sums, compare_doubles);
-        o->ranks->ranks = world.size;
-        o->ranks->allreduce_ms = sums[o->steps / 2] * 1e3;
-        o->ranks->allreduce_bytes = world.size > 1 ? mf_params_numel(n.params) * 4 : 0;
-    }
+    report_ranks(o, &world, &n, bk, sums);
     res->gflops_at_median = (double)res->flops_per_step / median * 1e-9;
     res->params = mf_params_numel(n.params);
     res->graph_bytes = (int64_t)mf_graph_bytes(n.g);
     res->threads = mf_get_threads();
     status = MF_EXIT_OK;
 done:
+    mfi_buckets_free(bk);
     free(times);
     free(sums);
     free_batches(&d);

@@ -165,6 +165,68 @@ int mfi_dist_sum_i64(const mfi_comm *c, int64_t *buf, int64_t n)
     return sum(c, buf, n, MPI_INT64_T, sizeof *buf);
 }
 
+int mfi_dist_dup(const mfi_comm *c, mfi_comm *out, mf_error *err)
+{
+    *out = *c;
+    if (c->size <= 1)
+        return 0;
+    if (n_comms == MAX_COMMS || MPI_Comm_dup(comm_of(c), &comms[n_comms]) != MPI_SUCCESS) {
+        mf_error_set(err, "MPI could not make a communicator for the gradients (MPI_Comm_dup)");
+        return -1;
+    }
+    out->handle = n_comms++;
+    return 0;
+}
+
+/* The sums in flight (a model has tens of buckets at most). */
+static MPI_Request *pending;
+static int n_pending, cap_pending;
+
+int mfi_dist_isum_f32(const mfi_comm *c, float *buf, int64_t n)
+{
+    if (c->size <= 1)
+        return 0;
+    for (int64_t at = 0; at < n; at += PIECE) {
+        if (n_pending == cap_pending) {
+            const int cap = cap_pending ? 2 * cap_pending : 64;
+            MPI_Request *grown = realloc(pending, (size_t)cap * sizeof *grown);
+            if (!grown)
+                return -1;
+            pending = grown, cap_pending = cap;
+        }
+        const int count = (int)(n - at < PIECE ? n - at : PIECE);
+        if (MPI_Iallreduce(MPI_IN_PLACE, buf + at, count, MPI_FLOAT, MPI_SUM, comm_of(c),
+                           &pending[n_pending]) != MPI_SUCCESS)
+            return -1;
+        n_pending++;
+    }
+    return 0;
+}
+
+int mfi_dist_progress(void)
+{
+    if (n_pending == 0)
+        return 0;
+    const double t0 = now();
+    int done = 0;
+    const int rc = MPI_Testall(n_pending, pending, &done, MPI_STATUSES_IGNORE);
+    if (done)
+        n_pending = 0;
+    seconds_in_sums += now() - t0;
+    return rc == MPI_SUCCESS ? 0 : -1;
+}
+
+int mfi_dist_wait(void)
+{
+    if (n_pending == 0)
+        return 0;
+    const double t0 = now();
+    const int rc = MPI_Waitall(n_pending, pending, MPI_STATUSES_IGNORE);
+    n_pending = 0;
+    seconds_in_sums += now() - t0;
+    return rc == MPI_SUCCESS ? 0 : -1;
+}
+
 int mfi_dist_gather_rows(const mfi_comm *c, float *buf, int64_t mine, int64_t width, int64_t cap,
                          int64_t *total)
 {
@@ -319,6 +381,22 @@ int mfi_dist_sum_i64(const mfi_comm *c, int64_t *buf, int64_t n)
     (void)c, (void)buf, (void)n;
     return 0;
 }
+
+int mfi_dist_dup(const mfi_comm *c, mfi_comm *out, mf_error *err)
+{
+    (void)err;
+    *out = *c;
+    return 0;
+}
+
+int mfi_dist_isum_f32(const mfi_comm *c, float *buf, int64_t n)
+{
+    (void)c, (void)buf, (void)n;
+    return 0;
+}
+
+int mfi_dist_progress(void) { return 0; }
+int mfi_dist_wait(void) { return 0; }
 
 int mfi_dist_gather_rows(const mfi_comm *c, float *buf, int64_t mine, int64_t width, int64_t cap,
                          int64_t *total)

@@ -47,7 +47,19 @@ int mfi_dist_bcast_ints(const mfi_comm *c, int *buf, int n);
 /* This process alone (what a sweep validates its points with). */
 #define MFI_COMM_SELF ((mfi_comm){0, 1, -1, 1})
 
-/* Seconds spent in the sums since the process started (the all-reduce's share of a step). */
+/* Non-blocking sums, for the gradient buckets that overlap backward (buckets.c): a
+ * communicator of their own (a duplicate of c: the sums in flight cannot be mistaken for any
+ * other collective over c), sums started on it in the same order on every rank, and
+ * finished together. Started sums must not be touched until mfi_dist_wait. */
+int mfi_dist_dup(const mfi_comm *c, mfi_comm *out, mf_error *err);
+int mfi_dist_isum_f32(const mfi_comm *c, float *buf, int64_t n);
+/* Lets the started sums advance (MPI progresses them only inside its calls). */
+int mfi_dist_progress(void);
+/* Waits for every started sum. */
+int mfi_dist_wait(void);
+
+/* Seconds spent in the sums since the process started (the all-reduce's share of a step):
+ * for the non-blocking ones, the time in progress and wait calls, the part not hidden. */
 double mfi_dist_seconds(void);
 
 #endif

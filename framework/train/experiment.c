@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "buckets.h"
 #include "experiment_internal.h"
 
 mf_config *mfi_section(experiment *e, const char *key)
@@ -401,6 +402,7 @@ void mfi_experiment_free(experiment *e)
         mf_module_free(e->loss[i]);
     mf_module_free(e->markers);
     mfi_optim_free(e);
+    mfi_buckets_free(e->buckets);
     mf_params_free(e->params);
     for (int m = 0; m < e->n_mod; m++)
         mfi_input_free(&e->input[m]);

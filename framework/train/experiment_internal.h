@@ -70,6 +70,9 @@ typedef struct experiment {
     char *base_dir;
     int overrides_from_cwd; /* -o path values are relative to the working folder (inference) */
     mfi_comm comm;          /* the ranks training together (data parallel); {0, 1} alone */
+    double bucket_mb;       /* train.bucket_mb: gradient buckets overlapping backward, 0 none */
+    struct mfi_buckets *buckets; /* made by the first training pass at several ranks */
+    int buckets_made;
     mf_config *cfg;
     mf_registry *reg;
     FILE *log;

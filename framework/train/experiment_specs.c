@@ -247,6 +247,11 @@ const mf_param_spec mfi_train_specs[] = {
     {"accumulate", MF_TYPE_INT, "1", MF_PARAM_MIN | MF_PARAM_MAX, 1, 1 << 20, NULL,
      "Batches whose gradients are averaged into one optimiser step (gradient accumulation: "
      "torch's loss / N with optimizer.step() every N batches)."},
+    {"bucket_mb", MF_TYPE_FLOAT, "25", MF_PARAM_MIN, 0, 0, NULL,
+     "Under MPI data parallelism: the gradients are summed over the ranks in buckets of about "
+     "this many MiB, each started while backward still runs, as soon as its parameters' "
+     "gradients are final (torch DDP's bucket_cap_mb). Gradients that fit one bucket, or 0, "
+     "are summed once after backward (one blocking all-reduce). Ignored in one process."},
     MF_PARAM_END,
 };
 

@@ -252,6 +252,8 @@ int mfi_optim_configure(experiment *e, mf_error *err)
     e->base_lr = e->last_lr = e->optim.lr;
     e->accumulate = 1; /* read first: the schedule's checks count steps with it */
     mf_config_int(mfi_section(e, "train"), "accumulate", &e->accumulate, NULL);
+    e->bucket_mb = 25;
+    mf_config_float(mfi_section(e, "train"), "bucket_mb", &e->bucket_mb, NULL);
     if (nesterov && (kind != MF_OPTIM_SGD || e->optim.momentum <= 0)) {
         mf_config_error(err, mf_config_get(o, "nesterov"), kind != MF_OPTIM_SGD
                         ? "Nesterov momentum is an option of sgd, and optim.type is %s"

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "buckets.h"
 #include "experiment_internal.h"
 #include "progress.h"
 
@@ -155,8 +156,10 @@ static void start_group(pass *p, const mfi_loader *loader)
 static int reduce_step(pass *p, model_graph *mg, mf_error *err)
 {
     experiment *e = p->e;
-    if (mfi_dist_sum_f32(&e->comm, mf_params_grads(e->params), mf_params_numel(e->params)) ||
-        mfi_dist_sum_f64(&e->comm, p->part_loss, 3)) {
+    const int grads = e->buckets ? mfi_buckets_finish(e->buckets)
+                                 : mfi_dist_sum_f32(&e->comm, mf_params_grads(e->params),
+                                                    mf_params_numel(e->params));
+    if (grads || mfi_dist_sum_f64(&e->comm, p->part_loss, 3)) {
         mf_error_set(err, "%s: the gradients' all-reduce failed at step %lld", e->path,
                      (long long)p->pos.step + 1);
         return MF_EXIT_FAILED;
@@ -219,6 +222,8 @@ static model_graph *train_batch(pass *p, mfi_loader *loader, int64_t b, mf_error
         return NULL;
     }
     p->part_loss[0] = (double)loss * (double)b;
+    if (p->group_left == 1) /* the group's last batch: its backward finishes the gradients */
+        mfi_buckets_arm(e->buckets, mg->g);
     if (p->group_samples == b)
         mf_graph_backward(mg->g, mg->loss); /* into zeroed gradients: the optimiser zeroed them */
     else
@@ -227,9 +232,40 @@ static model_graph *train_batch(pass *p, mfi_loader *loader, int64_t b, mf_error
     return mg;
 }
 
+/* The gradient buckets, made once by every rank together (their communicator is a
+ * collective's), at the first training pass. */
+static int make_buckets(experiment *e, mf_error *err)
+{
+    if (e->buckets_made)
+        return 0;
+    e->buckets_made = 1;
+    mf_error local;
+    mf_error_clear(&local);
+    e->buckets = mfi_buckets_new(&e->comm, e->params, e->bucket_mb * 1048576.0, &local);
+    if (!e->buckets && local.msg[0]) {
+        mf_error_set(err, "%s: %s", e->path, local.msg);
+        return -1;
+    }
+    if (e->comm.size > 1 && !e->quiet && e->log) {
+        const int n = mfi_buckets_count(e->buckets);
+        fprintf(e->log, "%s: data parallel over %d ranks: the gradients are summed ", e->path,
+                e->comm.size);
+        if (n)
+            fprintf(e->log, "in %d bucket%s of about %g MiB, while backward runs\n", n,
+                    n == 1 ? "" : "s", e->bucket_mb);
+        else
+            fprintf(e->log, "once after backward (%.3g MiB%s)\n",
+                    (double)mf_params_numel(e->params) * 4 / 1048576.0,
+                    e->bucket_mb > 0 ? ", within one bucket of train.bucket_mb" : "; train.bucket_mb 0");
+    }
+    return 0;
+}
+
 int mfi_train_batches(mfi_pass *p, mfi_loader *loader, mf_error *err)
 {
     experiment *e = p->e;
+    if (make_buckets(e, err))
+        return -MF_EXIT_FAILED;
     while (mfi_loader_more(loader)) {
         const int64_t b = mfi_loader_peek(loader); /* this rank's part: may be empty */
         if (p->group_left == 0)

@@ -306,6 +306,11 @@ typedef struct mf_bench_ranks {
     int ranks;                    /* 1 without MPI */
     double allreduce_ms;          /* median of the gradients' sum, per step */
     int64_t allreduce_bytes;      /* what each rank sends in it */
+    /* appended in 0.4 (read when struct_size covers them): the sum in buckets of about
+     * bucket_mb MiB started during backward, as train.bucket_mb does (0: one sum after
+     * backward); allreduce_ms is then the part backward did not hide. buckets: how many. */
+    double bucket_mb;
+    int buckets;
 } mf_bench_ranks;
 
 /* The all-reduce alone (MPI_Allreduce, in place, sum of floats) over the ranks: the median of
