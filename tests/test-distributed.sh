@@ -1,9 +1,10 @@
 #!/bin/sh
 # Data-parallel training over MPI (issue 14, docs/distributed.md): 2 ranks with a part of
 # each batch train the model one process trains with the whole batch — the same loss curve
-# over 50 steps (to 1e-4 relative) and the same final parameters; rank 0 alone writes; a run
-# stopped at 2 ranks resumes alone; a rank that dies ends the others; bad input is one
-# message, once. Skipped, saying so, when mmfuse was built without MPI.
+# over 50 steps (to 1e-4 relative) and the same final parameters, contrastive losses too
+# (their batch gathered over the ranks); rank 0 alone writes; a run stopped at 2 ranks resumes
+# alone; a rank that dies ends the others; bad input is one message, once. Skipped, saying
+# so, when mmfuse was built without MPI.
 set -u
 exe=${MMFUSE_EXE:?}
 src=${MMFUSE_SOURCE_ROOT:?}
@@ -39,8 +40,10 @@ cat > same.py <<'EOF'
 import csv, sys
 import h5py, numpy as np
 a, b = (list(csv.DictReader(open(d + "/metrics.csv"))) for d in sys.argv[1:3])
-assert len(a) == len(b) == 50, (len(a), len(b))
-for key in ("train_loss", "val_loss", "val_accuracy"):
+steps = int(sys.argv[3]) if len(sys.argv) > 3 else 50
+keys = sys.argv[4].split(",") if len(sys.argv) > 4 else ("train_loss", "val_loss", "val_accuracy")
+assert len(a) == len(b) == steps, (len(a), len(b))
+for key in keys:
     x = np.array([float(r[key]) for r in a]); y = np.array([float(r[key]) for r in b])
     rel = np.max(np.abs(x - y) / np.maximum(np.abs(x), 1e-12))
     assert rel < 1e-4, (key, rel)
@@ -63,6 +66,59 @@ check "2 ranks, gradient buckets overlapping backward: exit 0" test $? -eq 0
 check "… in 6 buckets" grep -q 'summed in 6 buckets of about 0.001 MiB, while backward runs' \
     buckets.out
 check "… the same loss curve and parameters as 1 process × 64" $py same.py one buckets
+
+# contrastive losses gather both embeddings over the ranks (mf_gather_batch, open_clip's
+# gather with gradient): every sample meets the whole batch's negatives, so 2 ranks train the
+# model one process trains. 127 training samples in batches of 64 and 63: rank 1's part is
+# 32 rows of either, two graphs for the two whole batches; validation 34 (17 + 17), test 39.
+cat > clip.yaml <<EOF
+name: clip-dist
+seed: 1
+data: {reader: shapes, seed: 0, samples: 200, size: 16, max_tokens: 12,
+       split: [0.633, 0.17, 0.197], batch_size: 64}
+model:
+  encoders:
+    image: {type: cnn, channels: [8], out: 16}
+    caption: {type: bag, width: 16, out: 16}
+  fusion: none
+loss: {type: clip}
+optim: {type: adamw, lr: 1.0e-3, weight_decay: 0.1}
+train: {steps: 30, val_every: 1}
+EOF
+for loss in clip siglip; do
+    "$exe" run clip.yaml --run-dir $loss-one -q -o loss.type=$loss > $loss-one.out 2>&1
+    check "$loss, one process: exit 0" test $? -eq 0
+    mpi 2 "$exe" run clip.yaml --run-dir $loss-two -q -o loss.type=$loss > $loss-two.out 2>&1
+    check "$loss, 2 ranks: exit 0" test $? -eq 0
+    check "$loss: 2 ranks gathering match 1 process: train and val loss over 30 steps, parameters" \
+        $py same.py $loss-one $loss-two 30 train_loss,val_loss
+done
+# a per-rank term beside it (cross-entropy over each rank's part, weighted by its share)
+sed -e 's/^  fusion: none$/  fusion: {type: concat}\n  head: {type: mlp, dropout: 0}/' \
+    -e 's/^loss: .*/loss: [{type: cross_entropy}, {type: clip, weight: 0.5}]/' clip.yaml > mix.yaml
+"$exe" run mix.yaml --run-dir mix-one -q > mix-one.out 2>&1
+check "cross-entropy + 0.5·clip, one process: exit 0" test $? -eq 0
+mpi 2 "$exe" run mix.yaml --run-dir mix-two -q > mix-two.out 2>&1
+check "cross-entropy + 0.5·clip, 2 ranks: exit 0" test $? -eq 0
+check "… the same losses and parameters" $py same.py mix-one mix-two 30 train_loss,val_loss
+# the gather's blocking sum during backward, while gradient buckets are in flight
+mpi 2 "$exe" run clip.yaml --run-dir clip-buckets -o train.bucket_mb=0.001 \
+    > clip-buckets.out 2>&1
+check "clip, 2 ranks with gradient buckets: exit 0" test $? -eq 0
+check "… summed while backward runs" has "in [0-9]* buckets of about 0.001 MiB, while backward runs" \
+    clip-buckets.out
+check "… the same losses and parameters as 1 process" \
+    $py same.py clip-one clip-buckets 30 train_loss,val_loss
+# a rank with no part of a batch could not take part in the gather: refused before training
+mpi 2 "$exe" run clip.yaml --no-save -q -o data.batch_size=63 > clip-empty.out 2>&1
+check "clip, a last batch of 1 sample for 2 ranks: exit 2" test $? -eq 2
+check "… saying why, once" test "$(grep -cxF -e "-o data.batch_size=63:1:17: data.batch_size: the clip loss gathers the batch across ranks, but the train split's last batch has 1 sample for 2 ranks, so a rank would have no part of it; choose data.batch_size so that every split's last batch has at least 2 samples (the train split has 127 samples), or run on fewer ranks" clip-empty.out)" -eq 1
+mpi 2 "$exe" run clip.yaml --no-save -q -o data.batch_size=33 -o loss.type=siglip \
+    > clip-val.out 2>&1
+check "siglip, a validation batch of 1 sample for 2 ranks: exit 2" test $? -eq 2
+check "… naming the split" grep -qF "the siglip loss gathers the batch across ranks, but the validation split's last batch has 1 sample for 2 ranks" clip-val.out
+"$exe" run clip.yaml --no-save -q -o data.batch_size=63 -o train.steps=2 > clip-alone.out 2>&1
+check "… while one process trains it" test $? -eq 0
 
 # the evaluation's counts are summed over the ranks, not their accuracies averaged
 cat > test.py <<'EOF'

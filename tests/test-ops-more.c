@@ -483,6 +483,40 @@ START_TEST(test_gather_errors)
 }
 END_TEST
 
+/* mf_gather_batch in one process (issue 14): the batch is all here, so it is x itself —
+ * a contrastive loss's graph, values and gradients are those of one without it. (Its
+ * kernel under ranks is checked end to end against one process: tests/test-distributed.sh.) */
+START_TEST(test_gather_batch_alone)
+{
+    mf_graph *g = mf_graph_new(1);
+    mf_node *a = var(g, "a", mf_shape2(4, 3)), *b = var(g, "b", mf_shape2(4, 3));
+    mf_node *ga = mf_gather_batch(g, a), *gb = mf_gather_batch(g, b);
+    ck_assert_ptr_eq(ga, a);
+    ck_assert_ptr_eq(gb, b);
+    ck_assert_int_eq(mf_graph_size(g), 2); /* no node added */
+    ck_assert_ptr_null(mf_gather_batch(g, NULL));
+    ck_assert_ptr_null(mf_gather_batch(NULL, a));
+    // CLIP's loss over the "gathered" rows: the gradient reaches a and b unchanged
+    mf_node *logits = mf_scale(g, mf_matmul(g, ga, gb, 0, 1), 3.0f);
+    mf_node *diag = mf_arange(g, mf_node_shape(ga)->dim[0]);
+    mf_node *loss = mf_add(g, mf_cross_entropy(g, logits, diag),
+                           mf_cross_entropy(g, mf_transpose(g, logits, 0, 1), diag));
+    gradcheck_filled(g, loss);
+    mf_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_gather_batch_errors)
+{
+    mf_graph *g = mf_graph_new(0), *h = mf_graph_new(0);
+    mf_node *x = mf_input(g, "x", mf_shape2(2, 3));
+    expect_error(h, mf_gather_batch(h, x), "gather_batch: input 0 belongs to another graph");
+    compile_ok(g);
+    expect_error(g, mf_gather_batch(g, x),
+                 "gather_batch: the graph is already compiled; no node can be added to it");
+}
+END_TEST
+
 /* ================================================================ initialisers */
 static mf_params *one_param(mf_init init, int64_t n, uint64_t seed, mf_param **p)
 {
@@ -866,6 +900,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_gather_forward);
     tcase_add_test(tc, test_grad_gather);
     tcase_add_test(tc, test_gather_errors);
+    tcase_add_test(tc, test_gather_batch_alone);
+    tcase_add_test(tc, test_gather_batch_errors);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("params");

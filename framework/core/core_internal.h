@@ -60,6 +60,8 @@ typedef enum mf_op {
     MF_OP_GATHER,      /* ops_nn.c          */
     /* issue 11 */
     MF_OP_LINEAR,      /* ops_linalg.c: x (…,K)·W (K,N) [+ b (N)], mfi_linear */
+    /* issue 14 */
+    MF_OP_GATHER_BATCH, /* ops_collective.c: every rank's rows (mf_gather_batch) */
     MF_OP_COUNT
 } mf_op;
 
@@ -129,6 +131,7 @@ void mfi_op_clamp(mf_node *n, int action);
 void mfi_op_max(mf_node *n, int action);
 void mfi_op_gather(mf_node *n, int action);
 void mfi_op_linear(mf_node *n, int action);
+void mfi_op_gather_batch(mf_node *n, int action);
 
 /* y (…,N) = x (…,K)·w (K,N) + b (N) (b may be NULL): one op for mf_linear_forward, the
  * bias pre-filled in y's rows and the product added to it, no reshape around it. */
@@ -202,6 +205,21 @@ typedef struct mfi_profile {
 
 typedef void (*mfi_backward_hook)(void *ctx, int node_index);
 
+/* The ranks a data-parallel step runs on, as the train layer gives them to a graph (core
+ * knows nothing of MPI): this rank's rows of a batch of batch_rows go at [offset, offset + b)
+ * of the whole batch. Both functions are collective: every rank of the communicator calls
+ * them, in the same order; 0 on success. gather_rows: the caller's `mine` rows of `width`
+ * floats at the front of buf (cap rows) become every rank's rows in rank order, *total
+ * their count. sum_f32: an in-place sum of n floats over the ranks. */
+typedef struct mfi_collective {
+    void *ctx;
+    int rank, size;
+    int64_t batch_rows, offset;
+    int (*gather_rows)(void *ctx, float *buf, int64_t mine, int64_t width, int64_t cap,
+                       int64_t *total);
+    int (*sum_f32)(void *ctx, float *buf, int64_t n);
+} mfi_collective;
+
 struct mf_graph {
     mf_arena *arena;     /* the graph itself lives in it too */
     int training, compiled;
@@ -214,6 +232,7 @@ struct mf_graph {
     mfi_profile *profile;   /* per-op timings when profiling, else NULL */
     mfi_backward_hook on_backward; /* mfi_graph_set_backward_hook, else NULL */
     void *on_backward_ctx;
+    const mfi_collective *collective; /* mfi_graph_set_collective (in the arena), else NULL */
     int has_error;
     char error[MFI_ERROR_CAPACITY];
 };
@@ -223,6 +242,11 @@ struct mf_graph {
  * final (the data-parallel trainer starts summing gradient buckets over the ranks as they
  * become final). fn NULL removes it. */
 void mfi_graph_set_backward_hook(mf_graph *g, mfi_backward_hook fn, void *ctx);
+
+/* The ranks mf_gather_batch gathers over (copied into the graph; NULL or size 1: one
+ * process, where the gather is the identity). Set it before building the nodes: a gather
+ * takes batch_rows and offset when it is made, so its shape is static. */
+void mfi_graph_set_collective(mf_graph *g, const mfi_collective *c);
 
 /* Record the graph's first error (later ones are ignored). */
 void mfi_graph_fail(mf_graph *g, const char *fmt, ...) MF_PRINTF(2, 3);

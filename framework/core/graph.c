@@ -24,6 +24,8 @@ static const char *const op_names[] = {
     "constant", "expand", "softplus", "clamp", "max", "gather",
     /* issue 11 */
     "linear",
+    /* issue 14 */
+    "gather_batch",
 };
 _Static_assert(sizeof op_names / sizeof op_names[0] == MF_OP_COUNT, "one name per op");
 
@@ -72,6 +74,7 @@ const mfi_op_fn mfi_cpu_ops[MF_OP_COUNT] = {
     [MF_OP_MAX] = mfi_op_max,
     [MF_OP_GATHER] = mfi_op_gather,
     [MF_OP_LINEAR] = mfi_op_linear,
+    [MF_OP_GATHER_BATCH] = mfi_op_gather_batch,
 };
 
 /* Ops whose backward honours n->fresh (overwrites an input's whole gradient when told):
@@ -538,6 +541,18 @@ void mfi_graph_set_backward_hook(mf_graph *g, mfi_backward_hook fn, void *ctx)
 {
     if (g)
         g->on_backward = fn, g->on_backward_ctx = ctx;
+}
+
+void mfi_graph_set_collective(mf_graph *g, const mfi_collective *c)
+{
+    if (!g)
+        return;
+    mfi_collective *copy = c ? mf_arena_alloc(g->arena, sizeof *copy) : NULL;
+    if (c && !copy)
+        mfi_graph_fail(g, "gather_batch: out of memory");
+    else if (copy)
+        *copy = *c;
+    g->collective = copy;
 }
 
 void mf_graph_backward(mf_graph *g, mf_node *loss)

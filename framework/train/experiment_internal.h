@@ -25,7 +25,10 @@
 #include "rundir.h"
 
 #define MAX_MODALITIES 16
-#define MAX_GRAPHS 4 /* (full batch, last partial batch) × (train, eval) */
+/* (full batch, last partial batch) × (train, eval); under ranks, a model that gathers its
+ * batch (mf_gather_batch) keys graphs by the whole batch too: the last batches of each split,
+ * and prepare's graph */
+#define MAX_GRAPHS 8
 #define MAX_LOSSES 8
 #define MAX_METRICS 64
 #define MFI_MAX_TOP_K 4 /* eval.top_k values (brief "metrics") */
@@ -54,6 +57,8 @@ typedef struct model_graph {
     mf_graph *g;
     int64_t batch;
     int training;
+    int64_t whole, offset;            /* a gathering model's whole batch and this rank's first
+                                         row in it; 0 alone or without a gather */
     mf_node *input[MAX_MODALITIES];
     mf_node *mask[MAX_MODALITIES];    /* (B,T) padding of a token input, else NULL */
     mf_node *missing[MAX_MODALITIES]; /* (B,F): 1 where the sample's modality is missing */
@@ -110,6 +115,7 @@ typedef struct experiment {
     uint32_t emb_flags[MAX_MODALITIES], fused_flags;
     model_graph graphs[MAX_GRAPHS];
     int n_graphs;
+    int gathers;                      /* under ranks: the model gathers the batch (model.c) */
 
     int64_t seed, batch_size, epochs, threads, patience;
     const char *select;               /* "val.accuracy", … */

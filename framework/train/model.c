@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/core_internal.h" /* mfi_collective: the ranks a gather talks to */
 #include "experiment_internal.h"
 
 static int build_encoders(experiment *e, mf_error *err)
@@ -226,27 +227,118 @@ static void forward_model(experiment *e, model_graph *mg, int64_t batch)
     }
 }
 
-/* The compiled graph for this batch size and mode, built on first use. */
-model_graph *mfi_graph_for(experiment *e, int64_t batch, int training, mf_error *err)
+/* ---------------------------------------------------------------- gathered batches */
+/* A loss over the whole batch (clip, siglip) gathers its inputs over the ranks
+ * (mf_gather_batch): the graph's collective is the experiment's ranks. */
+static int comm_gather_rows(void *ctx, float *buf, int64_t mine, int64_t width, int64_t cap,
+                            int64_t *total)
 {
-    for (int i = 0; i < e->n_graphs; i++)
-        if (e->graphs[i].batch == batch && e->graphs[i].training == training)
-            return &e->graphs[i];
-    if (e->n_graphs == MAX_GRAPHS) /* a third batch size cannot happen; be safe anyway */
-        mf_graph_free(e->graphs[--e->n_graphs].g);
-    model_graph *mg = &e->graphs[e->n_graphs];
-    memset(mg, 0, sizeof *mg);
-    mg->batch = batch;
-    mg->training = training;
-    mf_graph *g = mg->g = mf_graph_new(training);
+    return mfi_dist_gather_rows(ctx, buf, mine, width, cap, total);
+}
+
+static int comm_sum_f32(void *ctx, float *buf, int64_t n) { return mfi_dist_sum_f32(ctx, buf, n); }
+
+/* The step's whole batch and this rank's first row in it, from every rank's part: the part
+ * alone cannot tell (at 2 ranks, 32 rows are rank 1's part of a batch of 64 and of 63).
+ * Collective: mfi_graph_for's callers in the loop ask for the same batch on every rank, and
+ * no rank's part is empty (refused before training, check_parts). */
+static int whole_batch(experiment *e, int64_t b, int64_t *whole, int64_t *offset, mf_error *err)
+{
+    const int n = e->comm.size;
+    int64_t stack[64], *parts = n <= 64 ? stack : malloc((size_t)n * sizeof *parts);
+    if (!parts) {
+        mf_error_set(err, "out of memory");
+        return -1;
+    }
+    memset(parts, 0, (size_t)n * sizeof *parts);
+    parts[e->comm.rank] = b;
+    const int rc = mfi_dist_sum_i64(&e->comm, parts, n);
+    *whole = *offset = 0;
+    for (int r = 0; r < n; r++) {
+        *offset += r < e->comm.rank ? parts[r] : 0;
+        *whole += parts[r];
+    }
+    if (parts != stack)
+        free(parts);
+    if (rc)
+        mf_error_set(err, "%s: summing the batch's parts over the ranks failed", e->path);
+    return rc ? -1 : 0;
+}
+
+/* "the clip loss": the module whose forward made the graph's first gather. */
+static void gatherer(const experiment *e, mf_graph *g, char *buf, size_t size)
+{
+    const char *scope = "";
+    for (int i = 0; i < mf_graph_size(g) && !*scope; i++)
+        if (strcmp(mf_node_op_name(mf_graph_node(g, i)), "gather_batch") == 0)
+            scope = mf_node_scope(mf_graph_node(g, i));
+    for (int i = 0; i < e->n_losses; i++) {
+        char path[64];
+        snprintf(path, sizeof path, e->n_losses == 1 ? "loss" : "loss.%d", i);
+        if (strcmp(scope, path) == 0) {
+            snprintf(buf, size, "the %s loss", e->loss_plugin[i]->name);
+            return;
+        }
+    }
+    snprintf(buf, size, "%s%s", *scope ? "the module at " : "the model", scope);
+}
+
+/* A rank with no part of a batch runs no graph, so it could not take part in the gather's
+ * collectives: refused before training (every rank finds the same, from the split sizes),
+ * for each split a pass reads (training, validation, test). */
+static int check_parts(experiment *e, mf_graph *g, mf_error *err)
+{
+    static const char *const split_name[3] = {"train", "validation", "test"};
+    const int n = e->comm.size;
+    for (int s = 0; s < 3; s++) {
+        const int64_t count = e->splits.count[s];
+        const int64_t last = count % e->batch_size ? count % e->batch_size : e->batch_size;
+        if (count == 0 || last >= n)
+            continue;
+        char who[128];
+        gatherer(e, g, who, sizeof who);
+        mf_config_error(err, mf_config_get(e->data_cfg, "batch_size"),
+                        "%s gathers the batch across ranks, but the %s split's last batch has "
+                        "%lld sample%s for %d ranks, so a rank would have no part of it; "
+                        "choose data.batch_size so that every split's last batch has at least "
+                        "%d samples (the %s split has %lld samples), or run on fewer ranks",
+                        who, split_name[s], (long long)last, last == 1 ? "" : "s", n, n,
+                        split_name[s], (long long)count);
+        return -1;
+    }
+    return 0;
+}
+
+static int has_gather(mf_graph *g)
+{
+    for (int i = 0; i < mf_graph_size(g); i++)
+        if (strcmp(mf_node_op_name(mf_graph_node(g, i)), "gather_batch") == 0)
+            return 1;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- the graph cache */
+/* Build and compile the graph of a cache slot; its gathers (if any) span `whole` rows. */
+static int build_graph(experiment *e, model_graph *mg, mf_error *err)
+{
+    mf_graph *g = mg->g = mf_graph_new(mg->training);
     if (!g) {
         mf_error_set(err, "out of memory for the model's graph");
-        return NULL;
+        return -1;
     }
-    mf_graph_set_seed(g, mfi_dropout_seed(e->seed, training, batch));
+    if (e->comm.size > 1) {
+        /* prepare's graph, before the model is known to gather: as if every rank had a part
+         * of this size (it validates the model; the loop's parts are smaller) */
+        const mfi_collective c = {(void *)&e->comm, e->comm.rank, e->comm.size,
+                                  mg->whole ? mg->whole : mg->batch * e->comm.size,
+                                  mg->whole ? mg->offset : mg->batch * e->comm.rank,
+                                  comm_gather_rows, comm_sum_f32};
+        mfi_graph_set_collective(g, &c);
+    }
+    mf_graph_set_seed(g, mfi_dropout_seed(e->seed, mg->training, mg->batch));
     const char *profile = getenv("MMFUSE_PROFILE"); /* per-op times, printed after training */
     mf_graph_set_profiling(g, profile && *profile && strcmp(profile, "0") != 0);
-    forward_model(e, mg, batch);
+    forward_model(e, mg, mg->batch);
     mf_error local;
     mf_error_clear(&local);
     const char *problem = NULL;
@@ -256,11 +348,42 @@ model_graph *mfi_graph_for(experiment *e, int64_t batch, int training, mf_error 
         problem = "the loss produced no output";
     else if (mf_graph_compile(g, &local))
         problem = local.msg;
-    if (problem) {
+    if (problem)
         mf_error_set(err, "%s: model: %s", e->path, problem);
-        mf_graph_free(g);
-        return NULL;
+    if (!problem && e->comm.size > 1 && has_gather(g)) {
+        e->gathers = 1; /* from now on every graph asks for the whole batch */
+        problem = check_parts(e, g, err) ? err->msg : NULL;
     }
+    if (problem) {
+        mf_graph_free(g);
+        mg->g = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* The compiled graph for this batch size and mode, built on first use. A model that
+ * gathers its batch over ranks needs the step's whole batch too (a collective, see
+ * whole_batch); prepare's first graph, built before that is known, never asks. */
+model_graph *mfi_graph_for(experiment *e, int64_t batch, int training, mf_error *err)
+{
+    int64_t whole = 0, offset = 0;
+    if (e->comm.size > 1 && e->gathers && whole_batch(e, batch, &whole, &offset, err))
+        return NULL;
+    for (int i = 0; i < e->n_graphs; i++)
+        if (e->graphs[i].batch == batch && e->graphs[i].training == training &&
+            e->graphs[i].whole == whole && e->graphs[i].offset == offset)
+            return &e->graphs[i];
+    if (e->n_graphs == MAX_GRAPHS) /* more batch sizes than can happen; be safe anyway */
+        mf_graph_free(e->graphs[--e->n_graphs].g);
+    model_graph *mg = &e->graphs[e->n_graphs];
+    memset(mg, 0, sizeof *mg);
+    mg->batch = batch;
+    mg->training = training;
+    mg->whole = whole;
+    mg->offset = offset;
+    if (build_graph(e, mg, err))
+        return NULL;
     e->n_graphs++;
     return mg;
 }

@@ -210,6 +210,23 @@ MF_API mf_node *mf_nll(mf_graph *g, mf_node *logp, mf_node *target);
 /* mf_nll(mf_log_softmax(logits), target). */
 MF_API mf_node *mf_cross_entropy(mf_graph *g, mf_node *logits, mf_node *target);
 
+/* -- data parallelism (issue 14) */
+/* Every rank's rows of the batch: x (b,…) is this rank's part, the result (B,…) the whole
+ * batch of the step, the ranks' rows in rank order (open_clip's gather with gradient). A
+ * loss over the batch as a whole gathers its inputs first, so that under `mpirun` every
+ * sample meets the whole batch's negatives, as in one process:
+ *
+ *     mf_node *a = mf_gather_batch(g, in->embeddings[0]);   // (B,D) of every rank
+ *     mf_node *b = mf_gather_batch(g, in->embeddings[1]);
+ *     mf_node *logits = mf_cosine_logits(g, a, b, scale);    // (B,B)
+ *     int64_t B = mf_node_shape(a)->dim[0];                  // the whole batch
+ *
+ * Backward sums the result's gradient over the ranks and adds this rank's rows of it to x's
+ * gradient; with the host's weighting of each rank's part, the gradients equal one
+ * process's. In one process (or when the graph runs on no ranks) it returns x itself. Every
+ * rank runs the same graph, so each of them makes the same gathers. */
+MF_API mf_node *mf_gather_batch(mf_graph *g, mf_node *x);
+
 /* -- graph options */
 /* Seed of the graph's random ops (dropout); each forward draws new masks from
  * (seed, forward count, node), so a replay is reproducible. Default 0. */

@@ -5,7 +5,9 @@
  *   loss   = (CE(logits, arange B) + CE(logitsᵀ, arange B)) / 2
  * s is a learned logit scale started at ln(1/0.07), kept in [0, ln 100] as open_clip clamps it,
  * and free of weight decay. The other samples of the batch are the negatives, so the loss
- * needs no labels: the data's targets are ignored. */
+ * needs no labels: the data's targets are ignored. Under `mpirun` both embeddings are gathered
+ * over the ranks first (mf_gather_batch), so B is the whole batch of the step and the loss
+ * and gradients are one process's. */
 #include <mmfuse/mmfuse.h>
 
 typedef struct clip_state {
@@ -46,8 +48,13 @@ static mf_node *clip_forward(mf_module *self, mf_graph *g, const mf_loss_inputs 
     const clip_state *s = mf_module_state(self);
     if (!in->embeddings[s->a] || !in->embeddings[s->b])
         return NULL;
-    const int64_t B = mf_node_shape(in->embeddings[s->a])->dim[0];
-    mf_node *ea = in->embeddings[s->a], *eb = in->embeddings[s->b]; // (B,D) each
+    // under ranks, every rank's rows (open_clip's gather with gradient): the whole batch's
+    // negatives, as in one process; alone, the embeddings themselves
+    mf_node *ea = mf_gather_batch(g, in->embeddings[s->a]); // (B,D) each
+    mf_node *eb = mf_gather_batch(g, in->embeddings[s->b]);
+    if (!ea || !eb)
+        return NULL;
+    const int64_t B = mf_node_shape(ea)->dim[0];
     mf_node *scale = mf_logit_scale_forward(g, &s->scale);
     mf_node *logits = s->normalize ? mf_cosine_logits(g, ea, eb, scale)
                                    : mf_mul(g, mf_matmul(g, ea, eb, 0, 1), scale); // (B,B)

@@ -6,7 +6,9 @@
  * normalised by B, not B², as big_vision (sum over the last axis, mean over the first) and
  * open_clip's SigLipLoss (sum / B) do. t starts at ln 10, bias at -10 (the paper's values),
  * both learned without weight decay; t is kept in [0, ln 100] as open_clip clamps its scale.
- * The data's targets are ignored. */
+ * The data's targets are ignored. Under `mpirun` both embeddings are gathered over the ranks
+ * first (mf_gather_batch): z's +1 run along the whole batch's diagonal, and the sum and B are
+ * the whole batch's. */
 #include <mmfuse/mmfuse.h>
 
 typedef struct siglip_state {
@@ -61,10 +63,14 @@ static mf_node *siglip_forward(mf_module *self, mf_graph *g, const mf_loss_input
     const siglip_state *s = mf_module_state(self);
     if (!in->embeddings[s->a] || !in->embeddings[s->b])
         return NULL;
-    const int64_t B = mf_node_shape(in->embeddings[s->a])->dim[0];
+    // under ranks, every rank's rows: the whole batch's B×B pairs, as in one process
+    mf_node *ea = mf_gather_batch(g, in->embeddings[s->a]); // (B,D) each
+    mf_node *eb = mf_gather_batch(g, in->embeddings[s->b]);
+    if (!ea || !eb)
+        return NULL;
+    const int64_t B = mf_node_shape(ea)->dim[0];
     mf_node *bias = s->bias ? mf_param_node(g, s->bias)
                             : mf_constant(g, mf_shape1(1), s->init_bias); // (1)
-    mf_node *ea = in->embeddings[s->a], *eb = in->embeddings[s->b]; // (B,D) each
     mf_node *scale = mf_logit_scale_forward(g, &s->scale);
     mf_node *sim = s->normalize ? mf_cosine_logits(g, ea, eb, scale)
                                 : mf_mul(g, mf_matmul(g, ea, eb, 0, 1), scale); // (B,B)
